@@ -1,0 +1,121 @@
+//! `/api/workspaces`: CRUD, build, exec, init-log, rerun-init, debug.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::Value;
+
+use axum::body::Bytes;
+
+use super::{optional_json, Json, Path, Query};
+use crate::error::ApiResult;
+use crate::workspaces::model::WorkspaceView;
+use crate::workspaces::{
+    CreateWorkspace, ExecResult, ExecSpec, InitLog, RerunInitResult, UpdateWorkspace, Workspaces,
+};
+
+pub async fn list_workspaces(State(ws): State<Workspaces>) -> ApiResult<Json<Vec<WorkspaceView>>> {
+    Ok(Json(
+        ws.list().await?.iter().map(WorkspaceView::from).collect(),
+    ))
+}
+
+pub async fn create_workspace(
+    State(ws): State<Workspaces>,
+    Json(req): Json<CreateWorkspace>,
+) -> ApiResult<(StatusCode, Json<WorkspaceView>)> {
+    let created = ws.create(req).await?;
+    Ok((StatusCode::CREATED, Json(WorkspaceView::from(&created))))
+}
+
+pub async fn get_workspace(
+    State(ws): State<Workspaces>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WorkspaceView>> {
+    Ok(Json(WorkspaceView::from(&ws.get(&id).await?)))
+}
+
+pub async fn update_workspace(
+    State(ws): State<Workspaces>,
+    Path(id): Path<String>,
+    Json(req): Json<UpdateWorkspace>,
+) -> ApiResult<Json<WorkspaceView>> {
+    Ok(Json(WorkspaceView::from(&ws.update(&id, req).await?)))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    keep_volume: bool,
+}
+
+pub async fn delete_workspace(
+    State(ws): State<Workspaces>,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<StatusCode> {
+    ws.delete(&id, q.keep_volume).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+pub struct BuildRequest {
+    distro: Option<String>,
+    #[serde(default)]
+    rebuild: bool,
+}
+
+pub async fn build_workspace(
+    State(ws): State<Workspaces>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<WorkspaceView>)> {
+    let req: BuildRequest = optional_json(&body)?;
+    let w = ws
+        .start_build(&id, req.distro.as_deref(), req.rebuild)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(WorkspaceView::from(&w))))
+}
+
+pub async fn exec_in_workspace(
+    State(ws): State<Workspaces>,
+    Path(id): Path<String>,
+    Json(spec): Json<ExecSpec>,
+) -> ApiResult<Json<ExecResult>> {
+    Ok(Json(ws.exec(&id, spec).await?))
+}
+
+#[derive(Deserialize)]
+pub struct InitLogQuery {
+    lines: Option<usize>,
+}
+
+pub async fn get_init_log(
+    State(ws): State<Workspaces>,
+    Path(id): Path<String>,
+    Query(q): Query<InitLogQuery>,
+) -> ApiResult<Json<InitLog>> {
+    let lines = q.lines.unwrap_or(500).clamp(1, 100_000);
+    Ok(Json(ws.init_log(&id, lines).await?))
+}
+
+#[derive(Deserialize, Default)]
+pub struct RerunInitRequest {
+    timeout_secs: Option<u64>,
+}
+
+pub async fn rerun_init(
+    State(ws): State<Workspaces>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<RerunInitResult>> {
+    let req: RerunInitRequest = optional_json(&body)?;
+    Ok(Json(ws.rerun_init(&id, req.timeout_secs).await?))
+}
+
+pub async fn debug_workspace(
+    State(ws): State<Workspaces>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(ws.debug(&id).await?))
+}

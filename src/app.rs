@@ -1,0 +1,32 @@
+//! AppState: everything handlers share, built once at start-up.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::FromRef;
+
+use crate::auth::Auth;
+use crate::stats::HostStats;
+use crate::store::Store;
+use crate::workspaces::Workspaces;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub auth: Auth,
+    pub workspaces: Workspaces,
+    pub stats: Arc<Mutex<HostStats>>,
+    pub started: Instant,
+}
+
+impl FromRef<AppState> for Auth {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Workspaces {
+    fn from_ref(s: &AppState) -> Self {
+        s.workspaces.clone()
+    }
+}

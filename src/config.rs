@@ -1,0 +1,104 @@
+//! Server configuration: command-line flags, each with a `BERTH_*` environment variable, and the paths derived
+//! from the data dir.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+
+    /// Where berth keeps its SQLite store, secrets, logs and host workspaces.
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = "berth-data")]
+    pub data_dir: PathBuf,
+
+    /// Single-password mode: the password to log in with. Without it (and without a users file) berth
+    /// generates an admin password on first start and stores only its hash.
+    #[arg(long, env = "BERTH_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Multi-user mode: a file of `username:argon2-hash` lines (see `berth users add`).
+    #[arg(long, env = "BERTH_USERS_FILE")]
+    pub users_file: Option<PathBuf>,
+
+    /// HMAC secret for tokens; generated into the data dir when absent.
+    #[arg(long, env = "BERTH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// How long a login token stays valid.
+    #[arg(long, env = "BERTH_TOKEN_TTL_HOURS", default_value_t = 24 * 7)]
+    pub token_ttl_hours: u64,
+
+    /// Distro used for container workspaces that name none.
+    #[arg(long, env = "BERTH_DEFAULT_DISTRO", default_value = "debian-bookworm")]
+    pub default_distro: String,
+
+    /// Memory limit of each workspace container, in MiB.
+    #[arg(long, env = "BERTH_MEMORY_MB", default_value_t = 4096)]
+    pub memory_mb: u64,
+
+    /// CPU limit of each workspace container, in cores.
+    #[arg(long, env = "BERTH_CPUS", default_value_t = 2.0)]
+    pub cpus: f64,
+
+    /// Maximum number of processes in each workspace container.
+    #[arg(long, env = "BERTH_PIDS_LIMIT", default_value_t = 2048)]
+    pub pids_limit: i64,
+
+    /// Upper bound on one run of a workspace's init script.
+    #[arg(long, env = "BERTH_INIT_TIMEOUT_SECS", default_value_t = 1800)]
+    pub init_timeout_secs: u64,
+
+    /// Default timeout of an exec that names none.
+    #[arg(long, env = "BERTH_EXEC_TIMEOUT_SECS", default_value_t = 300)]
+    pub exec_timeout_secs: u64,
+
+    /// Largest timeout an exec may ask for.
+    #[arg(long, env = "BERTH_EXEC_MAX_TIMEOUT_SECS", default_value_t = 3600)]
+    pub exec_max_timeout_secs: u64,
+
+    /// Cap on each of an exec's stdout and stderr, in bytes; the rest is discarded and flagged.
+    #[arg(long, env = "BERTH_EXEC_MAX_OUTPUT", default_value_t = 1 << 20)]
+    pub exec_max_output: usize,
+
+    /// Whether a build may pull a missing base image from its registry. Off on air-gapped hosts, where
+    /// `berth images bootstrap` makes base images instead.
+    #[arg(long, env = "BERTH_PULL_BASE_IMAGES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pull_base_images: bool,
+
+    /// How long to try pulling a missing base image before giving up.
+    #[arg(long, env = "BERTH_PULL_TIMEOUT_SECS", default_value_t = 120)]
+    pub pull_timeout_secs: u64,
+
+    /// Root directory of host workspaces; defaults to `<data-dir>/host-workspaces`.
+    #[arg(long, env = "BERTH_HOST_ROOT")]
+    pub host_root: Option<PathBuf>,
+
+    /// Directory whose `distros/`, `templates/` and `init-scripts/` override the built-in ones;
+    /// defaults to the data dir.
+    #[arg(long, env = "BERTH_CATALOG_DIR")]
+    pub catalog_dir: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("berth.db")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+    pub fn host_root(&self) -> PathBuf {
+        self.host_root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("host-workspaces"))
+    }
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.catalog_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.clone())
+    }
+}

@@ -1,0 +1,241 @@
+//! Containers and volumes: the long-lived workspace container with its limits and hardening, the volume
+//! at `/workspace` that outlives it, inspection for debug and reconcile, file uploads, removal.
+
+use bollard::container::{
+    Config, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    UploadToContainerOptions,
+};
+use bollard::models::{
+    ContainerInspectResponse, HostConfig, Mount, MountTypeEnum, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::volume::{CreateVolumeOptions, ListVolumesOptions, RemoveVolumeOptions};
+use bytes::Bytes;
+
+use super::{labels, Engine, EngineError, EngineResult};
+
+/// Capabilities a workspace keeps: enough for package managers and ordinary development (file ownership,
+/// switching users, binding low ports), none for raw sockets, device nodes or auditing.
+const CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+];
+
+pub struct ContainerSpec<'a> {
+    pub workspace_id: &'a str,
+    pub hostname: &'a str,
+    pub image: &'a str,
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub pids_limit: i64,
+}
+
+/// A container this instance owns, as listed by the engine.
+pub struct ManagedContainer {
+    pub id: String,
+    pub workspace_id: Option<String>,
+}
+
+impl Engine {
+    /// Creates the workspace volume unless it exists already (it survives rebuilds).
+    pub async fn ensure_volume(&self, workspace_id: &str) -> EngineResult<String> {
+        let name = super::volume_name(workspace_id);
+        self.docker
+            .create_volume(CreateVolumeOptions {
+                name: name.clone(),
+                labels: labels::for_workspace(&self.instance, workspace_id),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                EngineError::from_bollard(format!("create volume for workspace {workspace_id}"), e)
+            })?;
+        Ok(name)
+    }
+
+    pub async fn remove_volume(&self, workspace_id: &str) -> EngineResult<()> {
+        let name = super::volume_name(workspace_id);
+        match self
+            .docker
+            .remove_volume(&name, Some(RemoveVolumeOptions { force: true }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => match EngineError::from_bollard(
+                format!("remove volume of workspace {workspace_id}"),
+                e,
+            ) {
+                e if e.is_not_found() => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Creates (not starts) the workspace container. Secrets are not in its config: env vars are passed
+    /// to each exec instead, so `docker inspect` never shows them.
+    pub async fn create_container(&self, spec: &ContainerSpec<'_>) -> EngineResult<String> {
+        let id = spec.workspace_id;
+        let host_config = HostConfig {
+            mounts: Some(vec![Mount {
+                target: Some("/workspace".into()),
+                source: Some(super::volume_name(id)),
+                typ: Some(MountTypeEnum::VOLUME),
+                ..Default::default()
+            }]),
+            memory: Some(spec.memory_bytes),
+            memory_swap: Some(spec.memory_bytes),
+            nano_cpus: Some(spec.nano_cpus),
+            pids_limit: Some(spec.pids_limit),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+            // A real init as PID 1 reaps the zombies that exec'd process trees leave behind.
+            init: Some(true),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        };
+        let config = Config {
+            image: Some(spec.image.to_string()),
+            hostname: Some(spec.hostname.to_string()),
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            working_dir: Some("/workspace".into()),
+            labels: Some(labels::for_workspace(&self.instance, id)),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: super::container_name(id),
+                    platform: None,
+                }),
+                config,
+            )
+            .await
+            .map_err(|e| {
+                EngineError::from_bollard(format!("create container for workspace {id}"), e)
+            })?;
+        Ok(created.id)
+    }
+
+    pub async fn start_container(&self, container: &str) -> EngineResult<()> {
+        match self.docker.start_container::<String>(container, None).await {
+            Ok(()) => Ok(()),
+            // 304: already running.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(EngineError::from_bollard(
+                format!("start container {container}"),
+                e,
+            )),
+        }
+    }
+
+    pub async fn inspect_container(
+        &self,
+        container: &str,
+    ) -> EngineResult<Option<ContainerInspectResponse>> {
+        match self.docker.inspect_container(container, None).await {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => {
+                match EngineError::from_bollard(format!("inspect container {container}"), e) {
+                    e if e.is_not_found() => Ok(None),
+                    e => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Force-removes a container; a missing one is not an error.
+    pub async fn remove_container(&self, container: &str) -> EngineResult<()> {
+        match self
+            .docker
+            .remove_container(
+                container,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: false,
+                    link: false,
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => match EngineError::from_bollard(format!("remove container {container}"), e) {
+                e if e.is_not_found() => Ok(()),
+                // 409: removal already in progress.
+                EngineError::Conflict { .. } => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// Every container (running or not) that carries this instance's labels.
+    pub async fn list_managed_containers(&self) -> EngineResult<Vec<ManagedContainer>> {
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: labels::instance_filter(&self.instance),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| EngineError::from_bollard("list berth containers", e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                Some(ManagedContainer {
+                    id: c.id?,
+                    workspace_id: c.labels.and_then(|mut l| l.remove(labels::WORKSPACE)),
+                })
+            })
+            .collect())
+    }
+
+    /// Names of the volumes this instance owns.
+    pub async fn list_managed_volumes(&self) -> EngineResult<Vec<String>> {
+        let list = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: labels::instance_filter(&self.instance),
+            }))
+            .await
+            .map_err(|e| EngineError::from_bollard("list berth volumes", e))?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
+    }
+
+    /// Unpacks a tar archive into the container at `dir`.
+    pub async fn upload_tar(&self, container: &str, dir: &str, tar: Vec<u8>) -> EngineResult<()> {
+        self.docker
+            .upload_to_container(
+                container,
+                Some(UploadToContainerOptions {
+                    path: dir.to_string(),
+                    no_overwrite_dir_non_dir: String::new(),
+                }),
+                Bytes::from(tar),
+            )
+            .await
+            .map_err(|e| {
+                EngineError::from_bollard(format!("upload files into container {container}"), e)
+            })
+    }
+}

@@ -1,0 +1,269 @@
+//! Exec inside a workspace container: the command runs under a small wrapper that checks its cwd, stdout
+//! and stderr are read concurrently as the engine multiplexes them and capped, and a timeout or
+//! cancellation kills the whole process tree (every process carrying the exec's marker variable) before
+//! returning.
+
+use std::path::Path;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use futures::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{Engine, EngineError, EngineResult};
+
+/// Exit code (plus a stderr line) the wrapper uses when the cwd is missing, before the user's command runs.
+pub const CWD_MISSING_EXIT: i64 = 213;
+const CWD_MISSING_MSG: &str = "berth: no such directory: ";
+
+/// `$1` is the cwd, `$2` the command. bash when the image has it, else sh.
+const WRAPPER: &str = r#"cd -- "$1" 2>/dev/null || { printf '%s%s\n' 'berth: no such directory: ' "$1" >&2; exit 213; }
+if command -v bash >/dev/null 2>&1; then exec bash -c "$2"; else exec sh -c "$2"; fi"#;
+
+/// Kills every process whose environment holds `BERTH_EXEC_ID=$1`, over a few passes to catch processes
+/// forked while the previous pass ran. Children inherit the marker, so a whole tree goes, even the parts
+/// that called setsid or were reparented to init.
+const KILL_TREE: &str = r#"id="$1"; pass=0
+while [ "$pass" -lt 5 ]; do
+  found=""
+  for d in /proc/[0-9]*; do
+    p="${d#/proc/}"
+    [ "$p" = "$$" ] && continue
+    if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qx "BERTH_EXEC_ID=$id"; then
+      kill -9 "$p" 2>/dev/null && found=1
+    fi
+  done
+  [ -z "$found" ] && break
+  pass=$((pass + 1))
+  sleep 0.1
+done"#;
+
+pub struct ExecRequest<'a> {
+    pub container: &'a str,
+    pub command: &'a str,
+    pub cwd: &'a str,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    pub timeout: Duration,
+    pub max_output: usize,
+    /// Cancels the exec like a timeout does (e.g. the workspace is being deleted).
+    pub cancel: Option<CancellationToken>,
+}
+
+#[derive(Debug, Default)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub timed_out: bool,
+    pub cancelled: bool,
+}
+
+impl ExecOutput {
+    /// True when the wrapper refused to start because the cwd does not exist.
+    pub fn cwd_missing(&self) -> bool {
+        self.exit_code == CWD_MISSING_EXIT && self.stderr.starts_with(CWD_MISSING_MSG.as_bytes())
+    }
+}
+
+/// Where output goes besides the capture: a log file on the host, appended as chunks arrive so it can be
+/// read while the command runs. Write failures are logged once and otherwise ignored: a full disk must
+/// not fail a build.
+pub struct OutputSink {
+    file: Option<tokio::fs::File>,
+    failed: bool,
+}
+
+impl OutputSink {
+    pub fn none() -> Self {
+        Self {
+            file: None,
+            failed: false,
+        }
+    }
+
+    pub async fn append_to(path: &Path, truncate: bool) -> std::io::Result<Self> {
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(!truncate)
+            .write(true)
+            .truncate(truncate)
+            .open(path)
+            .await?;
+        Ok(Self {
+            file: Some(file),
+            failed: false,
+        })
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) {
+        if let Some(f) = &mut self.file {
+            if let Err(e) = f.write_all(bytes).await {
+                if !self.failed {
+                    tracing::warn!(error = %e, "writing an init log failed");
+                    self.failed = true;
+                }
+            }
+        }
+    }
+}
+
+struct Capture<'s> {
+    out: ExecOutput,
+    max: usize,
+    sink: &'s mut OutputSink,
+}
+
+impl Capture<'_> {
+    async fn push(&mut self, chunk: LogOutput) {
+        let (buf, truncated, bytes) = match &chunk {
+            LogOutput::StdOut { message } => (
+                &mut self.out.stdout,
+                &mut self.out.stdout_truncated,
+                message,
+            ),
+            LogOutput::StdErr { message } => (
+                &mut self.out.stderr,
+                &mut self.out.stderr_truncated,
+                message,
+            ),
+            LogOutput::Console { message } => (
+                &mut self.out.stdout,
+                &mut self.out.stdout_truncated,
+                message,
+            ),
+            LogOutput::StdIn { .. } => return,
+        };
+        let room = self.max.saturating_sub(buf.len());
+        if bytes.len() > room {
+            *truncated = true;
+        }
+        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.sink.write(bytes).await;
+    }
+}
+
+type OutputStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+async fn pump(
+    output: &mut OutputStream,
+    capture: &mut Capture<'_>,
+) -> Result<(), bollard::errors::Error> {
+    while let Some(chunk) = output.next().await {
+        capture.push(chunk?).await;
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub async fn exec(
+        &self,
+        req: ExecRequest<'_>,
+        sink: &mut OutputSink,
+    ) -> EngineResult<ExecOutput> {
+        let op = format!("exec in container {}", req.container);
+        let marker = uuid::Uuid::new_v4().simple().to_string();
+        let mut env = req.env.clone();
+        env.push(format!("BERTH_EXEC_ID={marker}"));
+        let cmd = vec!["/bin/sh", "-c", WRAPPER, "berth-exec", req.cwd, req.command];
+        let created = self
+            .docker
+            .create_exec(
+                req.container,
+                CreateExecOptions {
+                    cmd: Some(cmd),
+                    env: Some(env.iter().map(String::as_str).collect()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| EngineError::from_bollard(&op, e))?;
+        let started = self
+            .docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: false,
+                    output_capacity: Some(64 * 1024),
+                }),
+            )
+            .await
+            .map_err(|e| EngineError::from_bollard(&op, e))?;
+        let StartExecResults::Attached { mut output, .. } = started else {
+            return Err(EngineError::other(
+                &op,
+                "the engine detached an attached exec",
+            ));
+        };
+        let mut capture = Capture {
+            out: ExecOutput::default(),
+            max: req.max_output,
+            sink,
+        };
+        let cancel = req.cancel.clone().unwrap_or_default();
+        let finished = tokio::select! {
+            r = tokio::time::timeout(req.timeout, pump(&mut output, &mut capture)) => match r {
+                Ok(r) => { r.map_err(|e| EngineError::from_bollard(&op, e))?; true }
+                Err(_) => { capture.out.timed_out = true; false }
+            },
+            _ = cancel.cancelled() => { capture.out.cancelled = true; false }
+        };
+        if !finished {
+            self.kill_tree(req.container, &marker).await;
+            // The stream ends once the killed process's pipes close; keep what it still says.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), pump(&mut output, &mut capture)).await;
+        }
+        let inspect = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| EngineError::from_bollard(&op, e))?;
+        capture.out.exit_code = match (finished, inspect.running, inspect.exit_code) {
+            (true, _, Some(code)) => code,
+            (false, Some(false), Some(code)) => code,
+            _ => -1,
+        };
+        Ok(capture.out)
+    }
+
+    /// Best effort: a failure here is logged, the caller has already given up on the process.
+    async fn kill_tree(&self, container: &str, marker: &str) {
+        let run = async {
+            let created = self
+                .docker
+                .create_exec(
+                    container,
+                    CreateExecOptions {
+                        cmd: Some(vec!["/bin/sh", "-c", KILL_TREE, "berth-kill", marker]),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            if let StartExecResults::Attached { mut output, .. } =
+                self.docker.start_exec(&created.id, None).await?
+            {
+                while output.next().await.is_some() {}
+            }
+            Ok::<_, bollard::errors::Error>(())
+        };
+        match tokio::time::timeout(Duration::from_secs(15), run).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(container, error = %e, "killing a timed-out exec failed"),
+            Err(_) => tracing::warn!(container, "killing a timed-out exec timed out"),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Images: presence checks, pulls, builds from a generated tar context, import of a bootstrapped root
+//! filesystem, removal.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::image::{BuildImageOptions, CreateImageOptions, RemoveImageOptions};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::{Engine, EngineError, EngineResult, OutputSink};
+
+/// A build context assembled in memory: a Dockerfile plus the files it copies.
+pub struct BuildContext {
+    files: Vec<(String, Vec<u8>, u32)>,
+}
+
+impl BuildContext {
+    pub fn new(dockerfile: &str) -> Self {
+        Self {
+            files: vec![("Dockerfile".into(), dockerfile.as_bytes().to_vec(), 0o644)],
+        }
+    }
+    pub fn add(&mut self, path: &str, contents: &[u8], mode: u32) {
+        self.files.push((path.into(), contents.to_vec(), mode));
+    }
+    pub fn into_tar(self) -> std::io::Result<Vec<u8>> {
+        tar_of(
+            self.files
+                .iter()
+                .map(|(p, c, m)| (p.as_str(), c.as_slice(), *m)),
+        )
+    }
+}
+
+/// A tar archive of `(path, contents, mode)` entries, owned by root.
+pub fn tar_of<'a>(
+    files: impl Iterator<Item = (&'a str, &'a [u8], u32)>,
+) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, contents, mode) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        builder.append_data(&mut header, path, contents)?;
+    }
+    builder.into_inner()
+}
+
+impl Engine {
+    /// The image's id when it exists locally.
+    pub async fn image_id(&self, reference: &str) -> EngineResult<Option<String>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(i.id),
+            Err(e) => {
+                let e = EngineError::from_bollard(format!("inspect image {reference}"), e);
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Pulls `reference` from its registry, giving up after `timeout`.
+    pub async fn pull(&self, reference: &str, timeout: Duration) -> EngineResult<()> {
+        let op = format!("pull image {reference}");
+        let pull = async {
+            let mut stream = self.docker.create_image(
+                Some(CreateImageOptions {
+                    from_image: reference,
+                    ..Default::default()
+                }),
+                None,
+                None,
+            );
+            while let Some(item) = stream.next().await {
+                let info = item.map_err(|e| EngineError::from_bollard(&op, e))?;
+                if let Some(err) = info.error {
+                    return Err(EngineError::other(&op, err));
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(timeout, pull).await.map_err(|_| {
+            EngineError::other(&op, format!("timed out after {}s", timeout.as_secs()))
+        })?
+    }
+
+    /// Builds `tag` from `context`, streaming the builder's output into `log`. Returns the image id.
+    pub async fn build_image(
+        &self,
+        context: BuildContext,
+        tag: &str,
+        labels: HashMap<String, String>,
+        no_cache: bool,
+        log: &mut OutputSink,
+    ) -> EngineResult<String> {
+        let op = format!("build image {tag}");
+        let tar = context
+            .into_tar()
+            .map_err(|e| EngineError::other(&op, e.to_string()))?;
+        let options = BuildImageOptions {
+            dockerfile: "Dockerfile".to_string(),
+            t: tag.to_string(),
+            labels,
+            nocache: no_cache,
+            rm: true,
+            forcerm: true,
+            ..Default::default()
+        };
+        let mut stream = self
+            .docker
+            .build_image(options, None, Some(Bytes::from(tar)));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| EngineError::from_bollard(&op, e))?;
+            if let Some(text) = info.stream {
+                log.write(text.as_bytes()).await;
+            }
+            if let Some(err) = info.error {
+                log.write(format!("{err}\n").as_bytes()).await;
+                return Err(EngineError::other(&op, err));
+            }
+        }
+        self.image_id(tag)
+            .await?
+            .ok_or_else(|| EngineError::other(&op, "the build reported success but left no image"))
+    }
+
+    /// Imports a root filesystem tarball as `repo:tag` (the engine's `docker import`).
+    pub async fn import_rootfs(
+        &self,
+        rootfs_tar: Bytes,
+        repo: &str,
+        tag: &str,
+        changes: Vec<String>,
+    ) -> EngineResult<()> {
+        let op = format!("import image {repo}:{tag}");
+        let mut stream = self.docker.create_image(
+            Some(CreateImageOptions {
+                from_src: "-".to_string(),
+                repo: repo.to_string(),
+                tag: tag.to_string(),
+                changes: changes.iter().map(String::as_str).collect(),
+                ..Default::default()
+            }),
+            Some(rootfs_tar),
+            None,
+        );
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| EngineError::from_bollard(&op, e))?;
+            if let Some(err) = info.error {
+                return Err(EngineError::other(&op, err));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes an image; a missing one is not an error.
+    pub async fn remove_image(&self, reference: &str) -> EngineResult<()> {
+        match self
+            .docker
+            .remove_image(
+                reference,
+                Some(RemoveImageOptions {
+                    force: true,
+                    noprune: false,
+                }),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match EngineError::from_bollard(format!("remove image {reference}"), e) {
+                e if e.is_not_found() => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+}

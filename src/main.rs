@@ -1,0 +1,117 @@
+//! The `berth` command: `serve`, `users add`, `images bootstrap`.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use berth::catalog::Catalog;
+use berth::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Self-hosted container workspace orchestrator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the HTTP API.
+    Serve(Config),
+    /// Manage the users file of multi-user mode.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Manage base images.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user (or reset their password). The password is read from stdin.
+    Add {
+        name: String,
+        #[arg(long, env = "BERTH_USERS_FILE", default_value = "berth-data/users")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Build a distro's base image from its package mirror and import it into the engine.
+    Bootstrap {
+        distro: String,
+        /// Package mirror to use instead of the distro file's.
+        #[arg(long, env = "BERTH_BOOTSTRAP_MIRROR")]
+        mirror: Option<String>,
+        /// Rebuild even if the image is present.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, env = "BERTH_DATA_DIR", default_value = "berth-data")]
+        data_dir: PathBuf,
+        #[arg(long, env = "BERTH_CATALOG_DIR")]
+        catalog_dir: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| "berth=info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(config) => berth::server::serve(config).await,
+        Command::Users {
+            command: UsersCommand::Add { name, file },
+        } => {
+            eprintln!("password for {name} (one line on stdin):");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\n', '\r']);
+            berth::auth::add_user(&file, &name, password)?;
+            println!("user {name} written to {}", file.display());
+            Ok(())
+        }
+        Command::Images {
+            command:
+                ImagesCommand::Bootstrap {
+                    distro,
+                    mirror,
+                    force,
+                    data_dir,
+                    catalog_dir,
+                },
+        } => {
+            let catalog = Catalog::load(catalog_dir.as_ref().unwrap_or(&data_dir))?;
+            let distro = catalog.distro(&distro).cloned().with_context(|| {
+                format!(
+                    "unknown distro {distro:?}; valid: {}",
+                    catalog.distro_names().join(", ")
+                )
+            })?;
+            let engine = berth::engine::Engine::connect("bootstrap".into()).await?;
+            std::fs::create_dir_all(&data_dir)?;
+            let work_dir = data_dir.canonicalize()?;
+            let opts = berth::images::BootstrapOptions {
+                mirror,
+                force,
+                work_dir,
+            };
+            berth::images::bootstrap(&engine, &distro, &opts).await
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The route table: public routes, then everything else behind the token middleware.
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::api::{auth, system, workspaces};
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// Bodies carry init scripts (up to 1 MiB) and env vars; nothing legitimate is bigger.
+const BODY_LIMIT: usize = 4 << 20;
+
+pub fn build(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/api/auth/verify", get(auth::verify))
+        .route("/api/stats", get(system::stats))
+        .route(
+            "/api/workspaces",
+            get(workspaces::list_workspaces).post(workspaces::create_workspace),
+        )
+        .route(
+            "/api/workspaces/{id}",
+            get(workspaces::get_workspace)
+                .put(workspaces::update_workspace)
+                .delete(workspaces::delete_workspace),
+        )
+        .route(
+            "/api/workspaces/{id}/build",
+            post(workspaces::build_workspace),
+        )
+        .route(
+            "/api/workspaces/{id}/exec",
+            post(workspaces::exec_in_workspace),
+        )
+        .route(
+            "/api/workspaces/{id}/init-log",
+            get(workspaces::get_init_log),
+        )
+        .route(
+            "/api/workspaces/{id}/rerun-init",
+            post(workspaces::rerun_init),
+        )
+        .route(
+            "/api/workspaces/{id}/debug",
+            get(workspaces::debug_workspace),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+
+    Router::new()
+        .route("/api/health", get(system::health))
+        .route("/api/auth/login", post(auth::login))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(
+            serde_json::json!({ "error": "method not allowed", "code": "method_not_allowed" }),
+        ),
+    )
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
+}

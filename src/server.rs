@@ -1,0 +1,102 @@
+//! `berth serve`: builds the state, reconciles with the engine, serves until SIGINT/SIGTERM, then shuts
+//! down gracefully (stop accepting, cancel background work, wait for it with a deadline).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::AppState;
+use crate::auth::Auth;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::secrets::{self, SecretBox};
+use crate::stats::HostStats;
+use crate::store::Store;
+use crate::workspaces::Workspaces;
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+    let catalog = Catalog::load(&config.catalog_dir()).context("load the catalog")?;
+    if catalog.distro(&config.default_distro).is_none() {
+        anyhow::bail!(
+            "BERTH_DEFAULT_DISTRO {:?} is not a known distro ({})",
+            config.default_distro,
+            catalog.distro_names().join(", ")
+        );
+    }
+    let store = Store::open(&config.db_path()).await?;
+    let secrets_box = SecretBox::open(&config.data_dir)?;
+    let (auth, generated_password) = Auth::init(&config)?;
+    // Each data dir is one berth instance; its id labels every engine object, so two berth servers on one
+    // engine never remove each other's containers.
+    let instance = secrets::load_or_create(&config.data_dir.join("instance-id"), || {
+        secrets::random_hex(8)
+    })?;
+    let engine = Engine::connect(instance)
+        .await
+        .context("connect to the Docker engine (is dockerd running? DOCKER_HOST is honoured)")?;
+
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let workspaces = Workspaces::new(
+        store.clone(),
+        engine,
+        secrets_box,
+        catalog,
+        config.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    );
+    workspaces
+        .reconcile()
+        .await
+        .context("reconcile the store with the engine")?;
+
+    let state = AppState {
+        store,
+        auth,
+        workspaces,
+        stats: Arc::new(Mutex::new(HostStats::new(&config.data_dir))),
+        started: Instant::now(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // stdout, not the log: scripts and tests read this line to find the port.
+    println!("berth listening on http://{addr}");
+    if let Some(pw) = generated_password {
+        println!("generated admin password (shown once, only its hash is stored): {pw}");
+    }
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "berth started");
+
+    axum::serve(listener, crate::router::build(state))
+        .with_graceful_shutdown(signal(shutdown.clone()))
+        .await?;
+
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background work did not stop within 30s");
+    }
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
+async fn signal(shutdown: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,0 +1,246 @@
+//! Workspace queries. Status changes are single conditional updates so two requests can never both win a
+//! transition (e.g. two builds of one workspace).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use super::Store;
+use crate::secrets::SecretBox;
+use crate::workspaces::model::{Status, Workspace, WorkspaceType};
+
+#[derive(FromRow)]
+struct Row {
+    id: String,
+    name: String,
+    workspace_type: String,
+    path: String,
+    template: Option<String>,
+    distro: Option<String>,
+    packages: String,
+    skills: String,
+    tools: String,
+    env_vars: String,
+    init_scripts: String,
+    init_script: Option<String>,
+    status: String,
+    error_message: Option<String>,
+    container_id: Option<String>,
+    image_id: Option<String>,
+    init_exit_code: Option<i64>,
+    init_finished_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn json_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+impl Row {
+    fn into_workspace(self, secrets: &SecretBox) -> anyhow::Result<Workspace> {
+        let sealed: BTreeMap<String, String> = serde_json::from_str(&self.env_vars)?;
+        let mut env_vars = BTreeMap::new();
+        for (k, v) in sealed {
+            env_vars.insert(k, secrets.unseal(&v)?);
+        }
+        Ok(Workspace {
+            workspace_type: WorkspaceType::parse(&self.workspace_type)
+                .ok_or_else(|| anyhow::anyhow!("bad workspace_type {}", self.workspace_type))?,
+            status: Status::parse(&self.status)
+                .ok_or_else(|| anyhow::anyhow!("bad status {}", self.status))?,
+            packages: json_list(&self.packages),
+            skills: json_list(&self.skills),
+            tools: json_list(&self.tools),
+            init_scripts: json_list(&self.init_scripts),
+            env_vars,
+            id: self.id,
+            name: self.name,
+            path: self.path,
+            template: self.template,
+            distro: self.distro,
+            init_script: self.init_script,
+            error_message: self.error_message,
+            container_id: self.container_id,
+            image_id: self.image_id,
+            init_exit_code: self.init_exit_code,
+            init_finished_at: self.init_finished_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+fn seal_env(secrets: &SecretBox, env: &BTreeMap<String, String>) -> String {
+    let sealed: BTreeMap<&String, String> = env.iter().map(|(k, v)| (k, secrets.seal(v))).collect();
+    serde_json::to_string(&sealed).expect("string map serializes")
+}
+
+fn to_json(v: &[String]) -> String {
+    serde_json::to_string(v).expect("string list serializes")
+}
+
+/// Outcome of an insert that may collide with an existing name.
+pub enum Inserted {
+    Ok,
+    NameTaken,
+}
+
+impl Store {
+    pub async fn insert_workspace(
+        &self,
+        w: &Workspace,
+        secrets: &SecretBox,
+    ) -> anyhow::Result<Inserted> {
+        let res = sqlx::query(
+            "INSERT INTO workspaces (id, name, workspace_type, path, template, distro, packages, skills,
+               tools, env_vars, init_scripts, init_script, status, error_message, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&w.id)
+        .bind(&w.name)
+        .bind(w.workspace_type.as_str())
+        .bind(&w.path)
+        .bind(&w.template)
+        .bind(&w.distro)
+        .bind(to_json(&w.packages))
+        .bind(to_json(&w.skills))
+        .bind(to_json(&w.tools))
+        .bind(seal_env(secrets, &w.env_vars))
+        .bind(to_json(&w.init_scripts))
+        .bind(&w.init_script)
+        .bind(w.status.as_str())
+        .bind(&w.error_message)
+        .bind(w.created_at)
+        .bind(w.updated_at)
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => Ok(Inserted::Ok),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Inserted::NameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_workspace(
+        &self,
+        id: &str,
+        secrets: &SecretBox,
+    ) -> anyhow::Result<Option<Workspace>> {
+        let row: Option<Row> = sqlx::query_as("SELECT * FROM workspaces WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.into_workspace(secrets)).transpose()
+    }
+
+    pub async fn list_workspaces(&self, secrets: &SecretBox) -> anyhow::Result<Vec<Workspace>> {
+        let rows: Vec<Row> = sqlx::query_as("SELECT * FROM workspaces ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| r.into_workspace(secrets))
+            .collect()
+    }
+
+    /// Saves the user-editable fields; build results are written by the build alone.
+    pub async fn update_workspace_spec(
+        &self,
+        w: &Workspace,
+        secrets: &SecretBox,
+    ) -> anyhow::Result<Inserted> {
+        let res = sqlx::query(
+            "UPDATE workspaces SET name = ?, distro = ?, packages = ?, skills = ?, tools = ?, env_vars = ?,
+               init_scripts = ?, init_script = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&w.name)
+        .bind(&w.distro)
+        .bind(to_json(&w.packages))
+        .bind(to_json(&w.skills))
+        .bind(to_json(&w.tools))
+        .bind(seal_env(secrets, &w.env_vars))
+        .bind(to_json(&w.init_scripts))
+        .bind(&w.init_script)
+        .bind(Utc::now())
+        .bind(&w.id)
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => Ok(Inserted::Ok),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Inserted::NameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Moves a workspace to `to` only if its status is one of `from`. False means someone else moved it
+    /// first (or it is gone).
+    pub async fn transition_workspace(
+        &self,
+        id: &str,
+        from: &[Status],
+        to: Status,
+        error_message: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let placeholders = vec!["?"; from.len()].join(", ");
+        let sql = format!(
+            "UPDATE workspaces SET status = ?, error_message = ?, updated_at = ?
+             WHERE id = ? AND status IN ({placeholders})"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(to.as_str())
+            .bind(error_message)
+            .bind(Utc::now())
+            .bind(id);
+        for s in from {
+            q = q.bind(s.as_str());
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    pub async fn set_workspace_engine_ids(
+        &self,
+        id: &str,
+        container_id: Option<&str>,
+        image_id: Option<&str>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE workspaces SET container_id = ?, image_id = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(container_id)
+        .bind(image_id)
+        .bind(Utc::now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_workspace_distro(&self, id: &str, distro: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE workspaces SET distro = ? WHERE id = ?")
+            .bind(distro)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn record_init_result(&self, id: &str, exit_code: Option<i64>) -> anyhow::Result<()> {
+        sqlx::query("UPDATE workspaces SET init_exit_code = ?, init_finished_at = ? WHERE id = ?")
+            .bind(exit_code)
+            .bind(Utc::now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_workspace(&self, id: &str) -> anyhow::Result<bool> {
+        Ok(sqlx::query("DELETE FROM workspaces WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+}

@@ -1,0 +1,303 @@
+//! Building a container workspace: base image (local, pulled, or a clear error naming `berth images
+//! bootstrap`), the workspace image from a generated context, the volume and the container, then init.
+//! Runs in the background under the supervisor; the store's status is the only truth clients poll.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::model::{Status, Workspace};
+use super::Workspaces;
+use crate::catalog::Distro;
+use crate::engine::{self, labels, BuildContext, ContainerSpec, EngineError, OutputSink};
+use crate::error::{ApiError, ApiResult};
+
+/// Why a build stopped: a message for `error_message`, or cancellation (the workspace is being deleted or
+/// berth is shutting down), which writes nothing.
+pub(super) enum BuildFailure {
+    Failed(String),
+    Cancelled,
+}
+
+impl From<EngineError> for BuildFailure {
+    fn from(e: EngineError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+impl Workspaces {
+    /// Marks the workspace `building` (409 if it already is) and starts the build in the background.
+    pub async fn start_build(
+        &self,
+        id: &str,
+        distro: Option<&str>,
+        rebuild: bool,
+    ) -> ApiResult<Workspace> {
+        let ws = self.get(id).await?;
+        if ws.workspace_type != super::WorkspaceType::Container {
+            return Err(ApiError::invalid("host workspaces have nothing to build"));
+        }
+        if let Some(d) = distro {
+            let name = self.resolve_distro(d)?;
+            if ws.status == Status::Building {
+                return Err(ApiError::conflict("the workspace is already building"));
+            }
+            self.inner.store.set_workspace_distro(id, &name).await?;
+        }
+        let moved = self
+            .inner
+            .store
+            .transition_workspace(
+                id,
+                &[Status::Pending, Status::Ready, Status::Error],
+                Status::Building,
+                None,
+            )
+            .await?;
+        if !moved {
+            return Err(ApiError::conflict("the workspace is already building"));
+        }
+        let ws = self.get(id).await?;
+        let token = self.inner.shutdown.child_token();
+        self.inner
+            .builds
+            .lock()
+            .expect("builds lock")
+            .insert(id.to_string(), token.clone());
+        let this = self.clone();
+        let job = ws.clone();
+        self.inner.tracker.spawn(async move {
+            this.run_build(job, rebuild, token).await;
+        });
+        Ok(ws)
+    }
+
+    async fn run_build(&self, ws: Workspace, rebuild: bool, cancel: CancellationToken) {
+        let started = std::time::Instant::now();
+        let log_path = self.init_log_path(&ws.id);
+        let mut log = match OutputSink::append_to(&log_path, true).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(workspace.id = %ws.id, error = %e, "cannot open the init log");
+                OutputSink::none()
+            }
+        };
+        log.write(
+            format!(
+                "== berth: {} workspace {} ({}) at {}\n",
+                if rebuild { "rebuilding" } else { "building" },
+                ws.name,
+                ws.distro.as_deref().unwrap_or("?"),
+                chrono::Utc::now().to_rfc3339()
+            )
+            .as_bytes(),
+        )
+        .await;
+        let outcome = tokio::select! {
+            r = self.build_steps(&ws, rebuild, &mut log, &cancel) => r,
+            _ = cancel.cancelled() => Err(BuildFailure::Cancelled),
+        };
+        self.inner
+            .builds
+            .lock()
+            .expect("builds lock")
+            .remove(&ws.id);
+        let store = &self.inner.store;
+        let result = match outcome {
+            Ok(()) => {
+                log.write(b"== berth: workspace ready\n").await;
+                tracing::info!(workspace.id = %ws.id, duration_ms = started.elapsed().as_millis() as u64, "workspace ready");
+                store
+                    .transition_workspace(&ws.id, &[Status::Building], Status::Ready, None)
+                    .await
+            }
+            Err(BuildFailure::Failed(msg)) => {
+                log.write(format!("== berth: build failed: {msg}\n").as_bytes())
+                    .await;
+                tracing::warn!(workspace.id = %ws.id, error = %msg, "workspace build failed");
+                store
+                    .transition_workspace(&ws.id, &[Status::Building], Status::Error, Some(&msg))
+                    .await
+            }
+            Err(BuildFailure::Cancelled) => {
+                // Deleted: nothing to record. Shutdown: reconcile at the next start settles it.
+                tracing::info!(workspace.id = %ws.id, "workspace build cancelled");
+                return;
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(workspace.id = %ws.id, error = %e, "recording the build result failed");
+        }
+    }
+
+    async fn build_steps(
+        &self,
+        ws: &Workspace,
+        rebuild: bool,
+        log: &mut OutputSink,
+        cancel: &CancellationToken,
+    ) -> Result<(), BuildFailure> {
+        let inner = &self.inner;
+        let engine = &inner.engine;
+        let distro_name = ws
+            .distro
+            .clone()
+            .unwrap_or_else(|| inner.config.default_distro.clone());
+        let distro = inner
+            .catalog
+            .distro(&distro_name)
+            .ok_or_else(|| BuildFailure::Failed(format!("unknown distro {distro_name}")))?
+            .clone();
+
+        self.ensure_base_image(&distro, log).await?;
+
+        let tag = engine::image_tag(&ws.id);
+        let container_name = engine::container_name(&ws.id);
+        let existing_image = engine.image_id(&tag).await?;
+        let image_id = match existing_image {
+            Some(id) if !rebuild => {
+                log.write(format!("== berth: reusing image {tag}\n").as_bytes())
+                    .await;
+                id
+            }
+            _ => {
+                log.write(
+                    format!("== berth: building image {tag} from {}\n", distro.image).as_bytes(),
+                )
+                .await;
+                let context = build_context(&distro, &ws.packages);
+                engine
+                    .build_image(
+                        context,
+                        &tag,
+                        labels::for_workspace(engine.instance(), &ws.id),
+                        rebuild,
+                        log,
+                    )
+                    .await?
+            }
+        };
+
+        engine.ensure_volume(&ws.id).await?;
+        let current = engine.inspect_container(&container_name).await?;
+        let reuse = current
+            .as_ref()
+            .is_some_and(|c| c.image.as_deref() == Some(image_id.as_str()));
+        let container_id = if reuse && !rebuild {
+            let c = current.expect("checked above");
+            engine.start_container(&container_name).await?;
+            c.id.unwrap_or(container_name.clone())
+        } else {
+            if current.is_some() {
+                log.write(b"== berth: replacing the container (the /workspace volume is kept)\n")
+                    .await;
+                engine.remove_container(&container_name).await?;
+            }
+            let config = &inner.config;
+            let id = engine
+                .create_container(&ContainerSpec {
+                    workspace_id: &ws.id,
+                    hostname: &ws.name,
+                    image: &tag,
+                    memory_bytes: (config.memory_mb * 1024 * 1024) as i64,
+                    nano_cpus: (config.cpus * 1e9) as i64,
+                    pids_limit: config.pids_limit,
+                })
+                .await?;
+            engine.start_container(&id).await?;
+            id
+        };
+        inner
+            .store
+            .set_workspace_engine_ids(&ws.id, Some(&container_id), Some(&image_id))
+            .await
+            .map_err(|e| BuildFailure::Failed(format!("store: {e}")))?;
+
+        let timeout = Duration::from_secs(inner.config.init_timeout_secs);
+        let run = self
+            .run_init(ws, &container_id, timeout, log, Some(cancel.clone()))
+            .await
+            .map_err(BuildFailure::Failed)?;
+        if let Some(out) = run {
+            if out.cancelled {
+                return Err(BuildFailure::Cancelled);
+            }
+            if out.timed_out {
+                return Err(BuildFailure::Failed(format!(
+                    "init script timed out after {}s; see the init log",
+                    timeout.as_secs()
+                )));
+            }
+            if out.exit_code != 0 {
+                return Err(BuildFailure::Failed(format!(
+                    "init script failed with exit code {}; see the init log",
+                    out.exit_code
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The distro's base image must be local; otherwise try a pull, and fail with the command that makes
+    /// it on hosts without a registry.
+    async fn ensure_base_image(
+        &self,
+        distro: &Distro,
+        log: &mut OutputSink,
+    ) -> Result<(), BuildFailure> {
+        let engine = &self.inner.engine;
+        if engine.image_id(&distro.image).await?.is_some() {
+            return Ok(());
+        }
+        let hint = format!(
+            "build it on this host with `berth images bootstrap {}`",
+            distro.name
+        );
+        if !self.inner.config.pull_base_images {
+            return Err(BuildFailure::Failed(format!(
+                "base image {} is not available locally and pulling is disabled; {hint}",
+                distro.image
+            )));
+        }
+        log.write(
+            format!(
+                "== berth: base image {} is not local; pulling\n",
+                distro.image
+            )
+            .as_bytes(),
+        )
+        .await;
+        let timeout = Duration::from_secs(self.inner.config.pull_timeout_secs);
+        match engine.pull(&distro.image, timeout).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(BuildFailure::Failed(format!(
+                "base image {} is not available locally and could not be pulled ({e}); {hint}",
+                distro.image
+            ))),
+        }
+    }
+}
+
+/// Dockerfile plus a script that installs only the packages the base lacks, so an image built from a
+/// bootstrapped base needs no network when nothing is missing.
+fn build_context(distro: &Distro, extra: &[String]) -> BuildContext {
+    let mut packages = distro.packages.clone();
+    for p in extra {
+        if !packages.contains(p) {
+            packages.push(p.clone());
+        }
+    }
+    let installed = distro.installed.replace("{package}", "\"$p\"");
+    let install = distro.install.replace("{packages}", "$missing");
+    let script = format!(
+        "#!/bin/sh\nset -e\nmissing=\"\"\nfor p in {}; do\n  if ! ( {installed} ); then missing=\"$missing $p\"; fi\ndone\nif [ -n \"$missing\" ]; then\n  echo \"installing:$missing\"\n  {install}\nelse\n  echo \"all packages present\"\nfi\n",
+        packages.join(" ")
+    );
+    let dockerfile = format!(
+        "FROM {}\nCOPY berth-packages.sh /tmp/berth-packages.sh\nRUN sh /tmp/berth-packages.sh && rm -f /tmp/berth-packages.sh && mkdir -p /workspace\nWORKDIR /workspace\n",
+        distro.image
+    );
+    let mut ctx = BuildContext::new(&dockerfile);
+    ctx.add("berth-packages.sh", script.as_bytes(), 0o755);
+    ctx
+}

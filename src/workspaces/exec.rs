@@ -1,0 +1,119 @@
+//! `POST /exec`: runs a command in a workspace, in its container or on the host, and answers with its
+//! capped output. The hot path: one engine exec per request for containers, nothing else.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{Status, WorkspaceType};
+use super::Workspaces;
+use crate::engine::{self, ExecOutput, ExecRequest, OutputSink};
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Debug, Deserialize)]
+pub struct ExecSpec {
+    pub command: String,
+    pub cwd: Option<String>,
+    pub timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExecResult {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+}
+
+impl From<ExecOutput> for ExecResult {
+    fn from(o: ExecOutput) -> Self {
+        Self {
+            exit_code: o.exit_code,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            timed_out: o.timed_out,
+            stdout_truncated: o.stdout_truncated,
+            stderr_truncated: o.stderr_truncated,
+        }
+    }
+}
+
+impl Workspaces {
+    pub async fn exec(&self, id: &str, spec: ExecSpec) -> ApiResult<ExecResult> {
+        if spec.command.trim().is_empty() {
+            return Err(ApiError::invalid("command must not be empty"));
+        }
+        if spec.command.contains('\0') || spec.cwd.as_deref().is_some_and(|c| c.contains('\0')) {
+            return Err(ApiError::invalid(
+                "command and cwd must not contain NUL bytes",
+            ));
+        }
+        super::validate::env_vars(&spec.env)?;
+        let config = &self.inner.config;
+        let timeout = self.checked_timeout(
+            spec.timeout_secs,
+            config.exec_timeout_secs,
+            config.exec_max_timeout_secs,
+        )?;
+        let ws = self.get(id).await?;
+        let mut env = ws.env_vars.clone();
+        env.extend(spec.env);
+        let out = match ws.workspace_type {
+            WorkspaceType::Host => {
+                let cwd = super::host::resolve_cwd(&ws.path, spec.cwd.as_deref())?;
+                super::host::run(&spec.command, &cwd, &env, timeout, config.exec_max_output).await?
+            }
+            WorkspaceType::Container => {
+                if ws.status != Status::Ready {
+                    return Err(ApiError::conflict(format!(
+                        "workspace is {}, not ready; exec needs a built workspace",
+                        ws.status.as_str()
+                    )));
+                }
+                // A relative cwd is relative to /workspace.
+                let cwd = match spec.cwd.as_deref() {
+                    None | Some("") => "/workspace".to_string(),
+                    Some(c) if c.starts_with('/') => c.to_string(),
+                    Some(c) => format!("/workspace/{c}"),
+                };
+                let container = engine::container_name(&ws.id);
+                let out = self
+                    .inner
+                    .engine
+                    .exec(
+                        ExecRequest {
+                            container: &container,
+                            command: &spec.command,
+                            cwd: &cwd,
+                            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                            timeout,
+                            max_output: config.exec_max_output,
+                            cancel: None,
+                        },
+                        &mut OutputSink::none(),
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        e if e.is_not_found() => ApiError::conflict(format!(
+                            "the workspace's container is gone; rebuild it ({e})"
+                        )),
+                        engine::EngineError::Conflict { .. } => ApiError::conflict(format!(
+                            "the workspace's container is not running; rebuild it ({e})"
+                        )),
+                        e => ApiError::Engine(e.to_string()),
+                    })?;
+                if out.cwd_missing() {
+                    return Err(ApiError::invalid(format!(
+                        "cwd {cwd} does not exist in the workspace"
+                    )));
+                }
+                out
+            }
+        };
+        Ok(out.into())
+    }
+}

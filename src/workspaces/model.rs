@@ -1,0 +1,135 @@
+//! The workspace record and its API view.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceType {
+    Host,
+    Container,
+}
+
+impl WorkspaceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::Container => "container",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "host" => Some(Self::Host),
+            "container" => Some(Self::Container),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Building,
+    Ready,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Building => "building",
+            Self::Ready => "ready",
+            Self::Error => "error",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "building" => Some(Self::Building),
+            "ready" => Some(Self::Ready),
+            "error" => Some(Self::Error),
+            _ => None,
+        }
+    }
+}
+
+/// A workspace as berth knows it, with env var values decrypted (in memory only).
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub workspace_type: WorkspaceType,
+    pub path: String,
+    pub template: Option<String>,
+    pub distro: Option<String>,
+    pub packages: Vec<String>,
+    pub skills: Vec<String>,
+    pub tools: Vec<String>,
+    pub env_vars: BTreeMap<String, String>,
+    pub init_scripts: Vec<String>,
+    pub init_script: Option<String>,
+    pub status: Status,
+    pub error_message: Option<String>,
+    pub container_id: Option<String>,
+    pub image_id: Option<String>,
+    pub init_exit_code: Option<i64>,
+    pub init_finished_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What replaces an env var's value in every answer: values are secrets and never leave berth.
+pub const REDACTED: &str = "********";
+
+/// The seed's Workspace object, plus the fields a client needs to edit what it created.
+#[derive(Debug, Serialize)]
+pub struct WorkspaceView {
+    pub id: String,
+    pub name: String,
+    pub workspace_type: WorkspaceType,
+    pub path: String,
+    pub status: Status,
+    pub error_message: Option<String>,
+    pub skills: Vec<String>,
+    pub tools: Vec<String>,
+    pub distro: Option<String>,
+    pub template: Option<String>,
+    pub packages: Vec<String>,
+    /// Keys only; values are redacted.
+    pub env_vars: BTreeMap<String, String>,
+    pub init_scripts: Vec<String>,
+    pub init_script: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Workspace> for WorkspaceView {
+    fn from(w: &Workspace) -> Self {
+        Self {
+            id: w.id.clone(),
+            name: w.name.clone(),
+            workspace_type: w.workspace_type,
+            path: w.path.clone(),
+            status: w.status,
+            error_message: w.error_message.clone(),
+            skills: w.skills.clone(),
+            tools: w.tools.clone(),
+            distro: w.distro.clone(),
+            template: w.template.clone(),
+            packages: w.packages.clone(),
+            env_vars: w
+                .env_vars
+                .keys()
+                .map(|k| (k.clone(), REDACTED.to_string()))
+                .collect(),
+            init_scripts: w.init_scripts.clone(),
+            init_script: w.init_script.clone(),
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
