@@ -1,1 +1,239 @@
-fn main() {}
+//! `make bench`: berth's exec round trip against the Docker Engine's own exec on the same container, and
+//! workspace create-to-ready against a plain container create+start, measured in one run. Prints ratios;
+//! asserts nothing.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::container::{Config, CreateContainerOptions, RemoveContainerOptions};
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::Docker;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+const EXECS: usize = 200;
+const BUILDS: usize = 5;
+
+struct Berth {
+    url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Berth {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let text = req.send().await.unwrap().text().await.unwrap();
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn create_ready(&self, name: &str) -> String {
+        let ws = self
+            .call(
+                reqwest::Method::POST,
+                "/api/workspaces",
+                Some(json!({ "name": name, "template": "debian" })),
+            )
+            .await;
+        let id = ws["id"].as_str().expect("created").to_string();
+        loop {
+            let w = self
+                .call(reqwest::Method::GET, &format!("/api/workspaces/{id}"), None)
+                .await;
+            match w["status"].as_str() {
+                Some("ready") => return id,
+                Some("building") => tokio::time::sleep(Duration::from_millis(20)).await,
+                _ => panic!("build failed: {w}"),
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let (p50, p90) = (percentile(&samples, 0.5), percentile(&samples, 0.9));
+    println!(
+        "{name:<44} p50 {:>8.2} ms   p90 {:>8.2} ms",
+        p50.as_secs_f64() * 1e3,
+        p90.as_secs_f64() * 1e3
+    );
+    (p50, p90)
+}
+
+async fn engine_exec(docker: &Docker, container: &str) {
+    let exec = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(vec!["bash", "-c", "true"]),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&exec.id, None).await.unwrap()
+    {
+        while output.next().await.is_some() {}
+    }
+    // A client needs the exit code too, as berth returns it.
+    assert_eq!(
+        docker.inspect_exec(&exec.id).await.unwrap().exit_code,
+        Some(0)
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("BERTH_PASSWORD", "bench-password")
+        .env("BERTH_PULL_BASE_IMAGES", "false")
+        .env("BERTH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start berth");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("berth exited").unwrap();
+        if let Some(u) = line.strip_prefix("berth listening on ") {
+            break u.to_string();
+        }
+    };
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(format!("{url}/api/auth/login"))
+        .json(&json!({ "password": "bench-password" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let berth = Berth {
+        url,
+        token: login["token"].as_str().unwrap().to_string(),
+        http,
+    };
+    let docker = Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+
+    println!(
+        "exec round trip, {EXECS} sequential execs of `true` on one debian-bookworm container"
+    );
+    let id = berth.create_ready("bench-exec").await;
+    let container = format!("berth-ws-{id}");
+    for _ in 0..10 {
+        engine_exec(&docker, &container).await;
+        berth
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/workspaces/{id}/exec"),
+                Some(json!({ "command": "true" })),
+            )
+            .await;
+    }
+    // Interleaved, so drift on the machine hits both alike.
+    let (mut engine, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..EXECS {
+        let t = Instant::now();
+        engine_exec(&docker, &container).await;
+        engine.push(t.elapsed());
+        let t = Instant::now();
+        let r = berth
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/workspaces/{id}/exec"),
+                Some(json!({ "command": "true" })),
+            )
+            .await;
+        ours.push(t.elapsed());
+        assert_eq!(r["exit_code"], 0, "{r}");
+    }
+    let (e50, e90) = report("Docker Engine exec (create+start+inspect)", engine);
+    let (b50, b90) = report("berth POST /exec", ours);
+    println!(
+        "berth / engine: p50 {:.3}  p90 {:.3}   (overhead p50 {:+.1}%, aim < 15%)",
+        b50.as_secs_f64() / e50.as_secs_f64(),
+        b90.as_secs_f64() / e90.as_secs_f64(),
+        (b50.as_secs_f64() / e50.as_secs_f64() - 1.0) * 100.0
+    );
+    berth
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/workspaces/{id}"),
+            None,
+        )
+        .await;
+
+    println!("\ncreate to ready, {BUILDS} runs each");
+    let (mut plain, mut ours) = (Vec::new(), Vec::new());
+    for i in 0..BUILDS {
+        let t = Instant::now();
+        let name = format!("berth-bench-plain-{}-{i}", std::process::id());
+        docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: name.clone(),
+                    platform: None,
+                }),
+                Config {
+                    image: Some("debian:bookworm".to_string()),
+                    cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        docker.start_container::<String>(&name, None).await.unwrap();
+        plain.push(t.elapsed());
+        docker
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .unwrap();
+
+        let t = Instant::now();
+        let id = berth.create_ready(&format!("bench-build-{i}")).await;
+        ours.push(t.elapsed());
+        berth
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/api/workspaces/{id}"),
+                None,
+            )
+            .await;
+    }
+    let (p50, _) = report("plain container create+start", plain);
+    let (o50, _) = report("berth workspace create-to-ready", ours);
+    println!(
+        "berth / plain: p50 {:.2} (berth also builds an image, a volume and runs init)",
+        o50.as_secs_f64() / p50.as_secs_f64()
+    );
+
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -154,7 +154,7 @@ impl Workspaces {
         let tag = engine::image_tag(&ws.id);
         let container_name = engine::container_name(&ws.id);
         let existing_image = engine.image_id(&tag).await?;
-        let image_id = match existing_image {
+        let image_id = match existing_image.clone() {
             Some(id) if !rebuild => {
                 log.write(format!("== berth: reusing image {tag}\n").as_bytes())
                     .await;
@@ -207,6 +207,12 @@ impl Workspaces {
             engine.start_container(&id).await?;
             id
         };
+        // A rebuild leaves the previous image untagged; nothing uses it once the container is replaced.
+        if let Some(old) = existing_image.filter(|old| *old != image_id) {
+            if let Err(e) = engine.remove_image(&old).await {
+                tracing::warn!(workspace.id = %ws.id, error = %e, "removing the previous image failed");
+            }
+        }
         inner
             .store
             .set_workspace_engine_ids(&ws.id, Some(&container_id), Some(&image_id))

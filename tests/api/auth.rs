@@ -1,0 +1,134 @@
+//! Logins in both modes, tokens, and what needs one.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{Options, Server, PASSWORD};
+
+#[tokio::test]
+async fn tokens_guard_the_api_and_bad_logins_are_refused() {
+    let mut s = Server::start().await;
+    // Health is public.
+    let token = std::mem::take(&mut s.token);
+    let (status, v) = s.get("/api/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["docker"]["reachable"], true, "{v}");
+
+    for path in ["/api/workspaces", "/api/stats", "/api/auth/verify"] {
+        let (status, v) = s.get(path).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(v["code"], "unauthorized");
+    }
+    let (status, v) = s
+        .post("/api/auth/login", json!({ "password": "wrong" }))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["code"], "unauthorized");
+    let (status, v) = s.raw("POST", "/api/auth/login", "{not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+
+    s.token = "not.a.token".into();
+    assert_eq!(s.get("/api/auth/verify").await.0, StatusCode::UNAUTHORIZED);
+    s.token = token;
+    let (status, v) = s.get("/api/auth/verify").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+
+    let (status, v) = s
+        .post("/api/auth/login", json!({ "password": PASSWORD }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(v["token"].is_string() && v["expires_at"].is_string(), "{v}");
+}
+
+#[tokio::test]
+async fn generated_admin_password_is_shown_once_and_stored_hashed() {
+    let mut s = Server::start_with(Options {
+        password: None,
+        ..Default::default()
+    })
+    .await;
+    let line = s
+        .banner
+        .iter()
+        .find(|l| l.contains("generated admin password"))
+        .unwrap_or_else(|| panic!("no password line in {:?}", s.banner))
+        .clone();
+    let password = line.rsplit(' ').next().unwrap().to_string();
+    s.login(None, &password).await;
+    let stored = std::fs::read_to_string(s.data_dir.join("admin-password.argon2")).unwrap();
+    assert!(stored.starts_with("$argon2"), "{stored}");
+    assert!(!stored.contains(&password));
+
+    // A restart keeps the password and does not print it again.
+    s.kill();
+    let dir = s.data_dir.clone();
+    let mut again = Server::spawn(
+        &dir,
+        &Options {
+            password: None,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        !again.banner.iter().any(|l| l.contains("password")),
+        "{:?}",
+        again.banner
+    );
+    again.login(None, &password).await;
+    drop(again);
+}
+
+#[tokio::test]
+async fn multi_user_mode_uses_the_users_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    for (name, pw) in [("alice", "alice-password"), ("bob", "bob-password")] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["users", "add", name, "--file"])
+            .arg(&users)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{pw}").unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    assert!(!std::fs::read_to_string(&users)
+        .unwrap()
+        .contains("alice-password"));
+
+    let opts = Options {
+        password: None,
+        env: vec![("BERTH_USERS_FILE".into(), users.to_string_lossy().into())],
+    };
+    let mut s = Server::start_with(opts).await;
+    s.login(Some("alice"), "alice-password").await;
+    let (status, v) = s.get("/api/auth/verify").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["user"], "alice");
+    for body in [
+        json!({ "username": "alice", "password": "bob-password" }),
+        json!({ "username": "carol", "password": "alice-password" }),
+        json!({ "password": "alice-password" }),
+    ] {
+        let (status, _) = s.post("/api/auth/login", body.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn stats_report_host_usage_and_berth_counts() {
+    let s = Server::start().await;
+    let (status, v) = s.get("/api/stats").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["cpu"]["cores"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["memory"]["total_bytes"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["disk"]["total_bytes"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["network"]["rx_bytes"].is_u64(), "{v}");
+    assert_eq!(v["berth"]["workspaces"]["total"], 0);
+}

@@ -1,0 +1,375 @@
+//! The test harness: starts the real `berth` binary on 127.0.0.1:0 with a fresh data dir, logs in, and
+//! talks to it over HTTP. Every engine object the server creates carries its instance label; the guard
+//! removes them all when the test ends, and `assert_no_engine_objects` fails a test that leaks.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::container::{ListContainersOptions, RemoveContainerOptions};
+use bollard::image::{ListImagesOptions, RemoveImageOptions};
+use bollard::volume::{ListVolumesOptions, RemoveVolumeOptions};
+use bollard::Docker;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+pub const PASSWORD: &str = "test-password-1";
+
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub token: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    client: reqwest::Client,
+    /// Printed lines that are not the listening line (e.g. a generated password).
+    pub banner: Vec<String>,
+}
+
+pub struct Options {
+    pub env: Vec<(String, String)>,
+    pub password: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            env: Vec::new(),
+            password: Some(PASSWORD.to_string()),
+        }
+    }
+}
+
+impl Server {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().to_path_buf();
+        let mut s = Self::spawn(&data_dir, &opts).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server on an existing data dir (a restart).
+    pub async fn spawn(data_dir: &Path, opts: &Options) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_remove("BERTH_PASSWORD")
+            .env_remove("BERTH_USERS_FILE")
+            // Tests never reach a registry.
+            .env("BERTH_PULL_BASE_IMAGES", "false")
+            .env("BERTH_LOG", "berth=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(pw) = &opts.password {
+            cmd.env("BERTH_PASSWORD", pw);
+        }
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn berth");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        let url = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("berth printed its listening line");
+            if let Some(u) = line.strip_prefix("berth listening on ") {
+                break u.to_string();
+            }
+            banner.push(line);
+        };
+        // Lines printed right after the listening line (the generated password).
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+            banner.push(line);
+        }
+        let mut s = Self {
+            child: Some(child),
+            url,
+            token: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+            client: reqwest::Client::new(),
+            banner,
+        };
+        if let Some(pw) = &opts.password {
+            s.login(None, pw).await;
+        }
+        s
+    }
+
+    pub async fn login(&mut self, username: Option<&str>, password: &str) {
+        let mut body = json!({ "password": password });
+        if let Some(u) = username {
+            body["username"] = json!(u);
+        }
+        let (status, v) = self.call("POST", "/api/auth/login", Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "login: {v}");
+        self.token = v["token"].as_str().expect("token").to_string();
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.client.request(
+            method.parse().expect("method"),
+            format!("{}{path}", self.url),
+        );
+        if !self.token.is_empty() {
+            req = req.bearer_auth(&self.token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"))
+        };
+        (status, v)
+    }
+
+    /// Sends a raw body (for malformed JSON).
+    pub async fn raw(&self, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", self.url),
+            )
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}")),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call("GET", path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", path, Some(body)).await
+    }
+
+    pub async fn create(&self, body: Value) -> Value {
+        let (status, v) = self.post("/api/workspaces", body).await;
+        assert_eq!(status, StatusCode::CREATED, "create: {v}");
+        v
+    }
+
+    /// Polls until the workspace leaves `building`/`pending` after a build started.
+    pub async fn wait_built(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let (status, v) = self.get(&format!("/api/workspaces/{id}")).await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            if v["status"] != "building" {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "build of {id} never finished");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A container workspace from the plain debian template, built and ready.
+    pub async fn ready_workspace(&self, name: &str, extra: Value) -> String {
+        let mut body = json!({ "name": name, "template": "debian" });
+        if let Value::Object(m) = extra {
+            for (k, v) in m {
+                body[k] = v;
+            }
+        }
+        let created = self.create(body).await;
+        let id = created["id"].as_str().expect("id").to_string();
+        let ws = self.wait_built(&id).await;
+        assert_eq!(ws["status"], "ready", "workspace {name}: {ws}");
+        id
+    }
+
+    pub async fn exec(&self, id: &str, body: Value) -> (StatusCode, Value) {
+        self.post(&format!("/api/workspaces/{id}/exec"), body).await
+    }
+
+    /// Exec that must succeed at the HTTP level; returns the result object.
+    pub async fn sh(&self, id: &str, command: &str) -> Value {
+        let (status, v) = self.exec(id, json!({ "command": command })).await;
+        assert_eq!(status, StatusCode::OK, "exec {command}: {v}");
+        v
+    }
+
+    pub fn instance(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("instance-id"))
+            .expect("instance-id")
+            .trim()
+            .to_string()
+    }
+
+    /// SIGKILL: a crash, not a shutdown.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Fails if any container, volume or image of this server's instance is still in the engine.
+    pub async fn assert_no_engine_objects(&self) {
+        let left = list_instance_objects(&self.instance()).await;
+        assert!(left.is_empty(), "engine objects leaked: {left:?}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if let Ok(instance) = std::fs::read_to_string(self.data_dir.join("instance-id")) {
+            let instance = instance.trim().to_string();
+            // Drop is synchronous and may run inside a runtime: clean up on a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(remove_instance_objects(&instance));
+            })
+            .join();
+        }
+    }
+}
+
+pub async fn docker() -> Docker {
+    Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap()
+}
+
+fn instance_filter(instance: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![format!("berth.instance={instance}")],
+    )])
+}
+
+pub async fn list_instance_objects(instance: &str) -> Vec<String> {
+    let d = docker().await;
+    let mut out = Vec::new();
+    for c in d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: instance_filter(instance),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+    {
+        out.push(format!("container {}", c.id.unwrap_or_default()));
+    }
+    for v in d
+        .list_volumes(Some(ListVolumesOptions {
+            filters: instance_filter(instance),
+        }))
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+    {
+        out.push(format!("volume {}", v.name));
+    }
+    for i in d
+        .list_images(Some(ListImagesOptions {
+            filters: instance_filter(instance),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+    {
+        out.push(format!("image {}", i.id));
+    }
+    out
+}
+
+async fn remove_instance_objects(instance: &str) {
+    let d = docker().await;
+    let filters = instance_filter(instance);
+    if let Ok(list) = d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: filters.clone(),
+            ..Default::default()
+        }))
+        .await
+    {
+        for c in list {
+            let _ = d
+                .remove_container(
+                    &c.id.unwrap_or_default(),
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+        }
+    }
+    if let Ok(list) = d
+        .list_volumes(Some(ListVolumesOptions {
+            filters: filters.clone(),
+        }))
+        .await
+    {
+        for v in list.volumes.unwrap_or_default() {
+            let _ = d
+                .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
+                .await;
+        }
+    }
+    if let Ok(list) = d
+        .list_images(Some(ListImagesOptions {
+            filters,
+            ..Default::default()
+        }))
+        .await
+    {
+        for i in list {
+            let _ = d
+                .remove_image(
+                    &i.id,
+                    Some(RemoveImageOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                    None,
+                )
+                .await;
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server over HTTP, against the real Docker engine.
+
+mod harness;
+
+mod auth;
+mod containers;
+mod exec;
+mod inputs;
+mod reconcile;
