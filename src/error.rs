@@ -14,6 +14,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A conflict clients handle by kind (e.g. `diverged_history`), so it carries its own code.
+    #[error("{message}")]
+    ConflictCode { code: &'static str, message: String },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -44,6 +47,7 @@ impl ApiError {
             Self::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::ConflictCode { code, .. } => (StatusCode::CONFLICT, code),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Engine(_) => (StatusCode::BAD_GATEWAY, "engine_error"),

@@ -1,7 +1,9 @@
 //! The route table: public routes, then everything else behind the token middleware.
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
@@ -61,9 +63,25 @@ pub fn build(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(refuse_oversized))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it; bodies without a
+/// length are cut off at the limit by `DefaultBodyLimit` instead.
+async fn refuse_oversized(req: Request, next: Next) -> axum::response::Response {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT) {
+        return ApiError::PayloadTooLarge(format!("request body over {} MiB", BODY_LIMIT >> 20))
+            .into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {

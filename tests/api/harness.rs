@@ -319,6 +319,28 @@ pub async fn list_instance_objects(instance: &str) -> Vec<String> {
 
 async fn remove_instance_objects(instance: &str) {
     let d = docker().await;
+    // Containers a test made itself (not through berth) carry `berth.test=<instance>`.
+    let test_made = HashMap::from([("label".to_string(), vec![format!("berth.test={instance}")])]);
+    if let Ok(list) = d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: test_made,
+            ..Default::default()
+        }))
+        .await
+    {
+        for c in list {
+            let _ = d
+                .remove_container(
+                    &c.id.unwrap_or_default(),
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+        }
+    }
     let filters = instance_filter(instance);
     if let Ok(list) = d
         .list_containers(Some(ListContainersOptions {
