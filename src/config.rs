@@ -78,6 +78,18 @@ pub struct Config {
     #[arg(long, env = "BERTH_HOST_ROOT")]
     pub host_root: Option<PathBuf>,
 
+    /// The library's git repository; defaults to `<data-dir>/library`.
+    #[arg(long, env = "BERTH_LIBRARY_PATH")]
+    pub library_path: Option<PathBuf>,
+
+    /// A git remote for the library (any URL git accepts); `POST /api/library/sync` pulls from it.
+    #[arg(long, env = "BERTH_LIBRARY_REMOTE")]
+    pub library_remote: Option<String>,
+
+    /// SSH private key for the library remote.
+    #[arg(long, env = "BERTH_LIBRARY_SSH_KEY")]
+    pub library_ssh_key: Option<PathBuf>,
+
     /// Directory whose `distros/`, `templates/` and `init-scripts/` override the built-in ones;
     /// defaults to the data dir.
     #[arg(long, env = "BERTH_CATALOG_DIR")]
@@ -95,6 +107,11 @@ impl Config {
         self.host_root
             .clone()
             .unwrap_or_else(|| self.data_dir.join("host-workspaces"))
+    }
+    pub fn library_path(&self) -> PathBuf {
+        self.library_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("library"))
     }
     pub fn catalog_dir(&self) -> PathBuf {
         self.catalog_dir

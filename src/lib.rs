@@ -1,11 +1,12 @@
 //! berth: a self-hosted container workspace orchestrator.
 //!
 //! - `config`, `app`, `router`, `server`: start-up and wiring.
-//! - `api/`: HTTP handlers per domain (auth, system, workspaces); nothing else imports them.
+//! - `api/`: HTTP handlers per domain (auth, system, workspaces, library); nothing else imports them.
 //! - `workspaces/`: workspace lifecycle: create, build, init, exec, debug, reconcile.
 //! - `engine/`: the Docker engine through bollard: images, containers, volumes, exec, labels.
 //! - `catalog`: distros, built-in templates and init-script fragments (data files, validated at start).
 //! - `images`: `berth images bootstrap`, base images from a package mirror.
+//! - `library/`: the git-backed library of skills, commands, rules, agents, MCP servers, templates.
 //! - `store/`: SQLite queries per domain. `auth`, `secrets`: logins, tokens, secrets at rest.
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod images;
+pub mod library;
 pub mod router;
 pub mod secrets;
 pub mod server;

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the HTTP API.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Manage the users file of multi-user mode.
     Users {
         #[command(subcommand)]
@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve(config) => berth::server::serve(config).await,
+        Command::Serve(config) => berth::server::serve(*config).await,
         Command::Users {
             command: UsersCommand::Add { name, file },
         } => {

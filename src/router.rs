@@ -10,7 +10,7 @@ use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{auth, system, workspaces};
+use crate::api::{auth, library, system, workspaces};
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -50,6 +50,25 @@ pub fn build(state: AppState) -> Router {
         .route(
             "/api/workspaces/{id}/debug",
             get(workspaces::debug_workspace),
+        )
+        .route(
+            "/api/workspaces/{id}/sync",
+            post(workspaces::sync_workspace),
+        )
+        .route("/api/library/status", get(library::library_status))
+        .route("/api/library/sync", post(library::sync_library))
+        .route("/api/library/{type}", get(library::list_items))
+        .route(
+            "/api/library/{type}/{name}",
+            get(library::get_item)
+                .put(library::save_item)
+                .delete(library::delete_item),
+        )
+        .route(
+            "/api/library/skill/{name}/files/{*path}",
+            get(library::get_skill_file)
+                .put(library::save_skill_file)
+                .delete(library::delete_skill_file),
         )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -13,10 +13,11 @@ use crate::auth::Auth;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::library::Library;
 use crate::secrets::{self, SecretBox};
 use crate::stats::HostStats;
 use crate::store::Store;
-use crate::workspaces::Workspaces;
+use crate::workspaces::{Deps, Workspaces};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
@@ -41,17 +42,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("connect to the Docker engine (is dockerd running? DOCKER_HOST is honoured)")?;
 
+    let library = Library::open(
+        &config.library_path(),
+        config.library_remote.clone().filter(|r| !r.is_empty()),
+        config.library_ssh_key.clone(),
+        catalog.clone(),
+    )
+    .await
+    .context("open the library")?;
+
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    let workspaces = Workspaces::new(
-        store.clone(),
+    let workspaces = Workspaces::new(Deps {
+        store: store.clone(),
         engine,
-        secrets_box,
+        secrets: secrets_box,
         catalog,
-        config.clone(),
-        tracker.clone(),
-        shutdown.clone(),
-    );
+        library,
+        config: config.clone(),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+    });
     workspaces
         .reconcile()
         .await

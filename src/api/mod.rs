@@ -2,6 +2,7 @@
 //! JSON errors instead of axum's plain-text rejections.
 
 pub mod auth;
+pub mod library;
 pub mod system;
 pub mod workspaces;
 

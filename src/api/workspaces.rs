@@ -11,7 +11,8 @@ use super::{optional_json, Json, Path, Query};
 use crate::error::ApiResult;
 use crate::workspaces::model::WorkspaceView;
 use crate::workspaces::{
-    CreateWorkspace, ExecResult, ExecSpec, InitLog, RerunInitResult, UpdateWorkspace, Workspaces,
+    CreateWorkspace, ExecResult, ExecSpec, InitLog, RerunInitResult, SyncReport, UpdateWorkspace,
+    Workspaces,
 };
 
 pub async fn list_workspaces(State(ws): State<Workspaces>) -> ApiResult<Json<Vec<WorkspaceView>>> {
@@ -118,4 +119,11 @@ pub async fn debug_workspace(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(ws.debug(&id).await?))
+}
+
+pub async fn sync_workspace(
+    State(ws): State<Workspaces>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SyncReport>> {
+    Ok(Json(ws.sync_skills(&id).await?))
 }

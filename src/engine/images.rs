@@ -50,6 +50,22 @@ pub fn tar_of<'a>(
     builder.into_inner()
 }
 
+/// Reads a pull or import progress stream to its end; the engine reports failures inside it.
+async fn drain_create_image(
+    op: &str,
+    stream: &mut (impl futures::Stream<
+        Item = Result<bollard::models::CreateImageInfo, bollard::errors::Error>,
+    > + Unpin),
+) -> EngineResult<()> {
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| EngineError::from_bollard(op, e))?;
+        if let Some(err) = info.error {
+            return Err(EngineError::other(op, err));
+        }
+    }
+    Ok(())
+}
+
 impl Engine {
     /// The image's id when it exists locally.
     pub async fn image_id(&self, reference: &str) -> EngineResult<Option<String>> {
@@ -70,21 +86,15 @@ impl Engine {
     pub async fn pull(&self, reference: &str, timeout: Duration) -> EngineResult<()> {
         let op = format!("pull image {reference}");
         let pull = async {
-            let mut stream = self.docker.create_image(
+            let mut stream = std::pin::pin!(self.docker.create_image(
                 Some(CreateImageOptions {
                     from_image: reference,
                     ..Default::default()
                 }),
                 None,
                 None,
-            );
-            while let Some(item) = stream.next().await {
-                let info = item.map_err(|e| EngineError::from_bollard(&op, e))?;
-                if let Some(err) = info.error {
-                    return Err(EngineError::other(&op, err));
-                }
-            }
-            Ok(())
+            ));
+            drain_create_image(&op, &mut stream).await
         };
         tokio::time::timeout(timeout, pull).await.map_err(|_| {
             EngineError::other(&op, format!("timed out after {}s", timeout.as_secs()))
@@ -140,7 +150,7 @@ impl Engine {
         changes: Vec<String>,
     ) -> EngineResult<()> {
         let op = format!("import image {repo}:{tag}");
-        let mut stream = self.docker.create_image(
+        let mut stream = std::pin::pin!(self.docker.create_image(
             Some(CreateImageOptions {
                 from_src: "-".to_string(),
                 repo: repo.to_string(),
@@ -150,14 +160,8 @@ impl Engine {
             }),
             Some(rootfs_tar),
             None,
-        );
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| EngineError::from_bollard(&op, e))?;
-            if let Some(err) = info.error {
-                return Err(EngineError::other(&op, err));
-            }
-        }
-        Ok(())
+        ));
+        drain_create_image(&op, &mut stream).await
     }
 
     /// Removes an image; a missing one is not an error.

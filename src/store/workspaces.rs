@@ -81,10 +81,18 @@ fn to_json(v: &[String]) -> String {
     serde_json::to_string(v).expect("string list serializes")
 }
 
-/// Outcome of an insert that may collide with an existing name.
+/// Outcome of a write that may collide with an existing name.
 pub enum Inserted {
     Ok,
     NameTaken,
+}
+
+fn name_checked<T>(res: Result<T, sqlx::Error>) -> anyhow::Result<Inserted> {
+    match res {
+        Ok(_) => Ok(Inserted::Ok),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Inserted::NameTaken),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Store {
@@ -116,11 +124,7 @@ impl Store {
         .bind(w.updated_at)
         .execute(&self.pool)
         .await;
-        match res {
-            Ok(_) => Ok(Inserted::Ok),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Inserted::NameTaken),
-            Err(e) => Err(e.into()),
-        }
+        name_checked(res)
     }
 
     pub async fn get_workspace(
@@ -166,11 +170,7 @@ impl Store {
         .bind(&w.id)
         .execute(&self.pool)
         .await;
-        match res {
-            Ok(_) => Ok(Inserted::Ok),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(Inserted::NameTaken),
-            Err(e) => Err(e.into()),
-        }
+        name_checked(res)
     }
 
     /// Moves a workspace to `to` only if its status is one of `from`. False means someone else moved it

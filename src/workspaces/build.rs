@@ -219,6 +219,21 @@ impl Workspaces {
             .await
             .map_err(|e| BuildFailure::Failed(format!("store: {e}")))?;
 
+        // Skills go in before init, so setup commands and scripts can use their files.
+        let report = self
+            .sync_into(ws)
+            .await
+            .map_err(|e| BuildFailure::Failed(format!("sync skills: {e}")))?;
+        log.write(
+            format!(
+                "== berth: synced skills [{}] and tools [{}]\n",
+                report.skills.join(", "),
+                report.tools.join(", ")
+            )
+            .as_bytes(),
+        )
+        .await;
+
         let timeout = Duration::from_secs(inner.config.init_timeout_secs);
         let run = self
             .run_init(ws, &container_id, timeout, log, Some(cancel.clone()))

@@ -45,12 +45,23 @@ pub struct RerunInitResult {
 }
 
 impl Workspaces {
-    /// The parts of a workspace's init, in order: its fragments, then its own script.
-    fn init_parts(&self, ws: &Workspace) -> Vec<(String, String)> {
+    /// The parts of a workspace's init, in order: its fragments, its skills' `setup_commands`, then its
+    /// own script.
+    async fn init_parts(&self, ws: &Workspace) -> Vec<(String, String)> {
         let mut parts = Vec::new();
-        for (i, name) in ws.init_scripts.iter().enumerate() {
-            if let Some(body) = self.inner.catalog.init_script(name) {
-                parts.push((format!("{:02}-{name}.sh", i + 1), body.to_string()));
+        for name in &ws.init_scripts {
+            if let Some(body) = self.fragment(name).await {
+                parts.push((format!("{:02}-{name}.sh", parts.len() + 1), body));
+            }
+        }
+        for skill in &ws.skills {
+            let commands = self.inner.library.skill_setup_commands(skill).await;
+            if !commands.is_empty() {
+                let body = format!(
+                    "# setup_commands of skill {skill}\nset -e\n{}\n",
+                    commands.join("\n")
+                );
+                parts.push((format!("{:02}-skill-{skill}.sh", parts.len() + 1), body));
             }
         }
         if let Some(script) = &ws.init_script {
@@ -71,7 +82,7 @@ impl Workspaces {
         log: &mut OutputSink,
         cancel: Option<tokio_util::sync::CancellationToken>,
     ) -> Result<Option<ExecOutput>, String> {
-        let parts = self.init_parts(ws);
+        let parts = self.init_parts(ws).await;
         if parts.is_empty() {
             log.write(b"== berth: no init script\n").await;
             return Ok(None);

@@ -8,6 +8,7 @@ mod host;
 mod init;
 pub mod model;
 mod reconcile;
+mod skills;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,12 +24,14 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{ApiError, ApiResult};
+use crate::library::{ItemType, Library};
 use crate::secrets::SecretBox;
 use crate::store::workspaces::Inserted;
 use crate::store::Store;
 pub use exec::{ExecResult, ExecSpec};
 pub use init::{InitLog, RerunInitResult};
 use model::{Status, Workspace, WorkspaceType, REDACTED};
+pub use skills::SyncReport;
 
 /// Everything workspace operations need; cheap to clone.
 #[derive(Clone)]
@@ -41,12 +44,25 @@ struct Inner {
     engine: Engine,
     secrets: SecretBox,
     catalog: Catalog,
+    library: Library,
     config: Config,
     /// Owns every background build so shutdown can wait for them.
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// Cancellation handles of running builds, by workspace id: only handles, the state is in the store.
     builds: Mutex<HashMap<String, CancellationToken>>,
+}
+
+/// What workspace operations are built from, once, at start-up.
+pub struct Deps {
+    pub store: Store,
+    pub engine: Engine,
+    pub secrets: SecretBox,
+    pub catalog: Catalog,
+    pub library: Library,
+    pub config: Config,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,21 +97,24 @@ pub struct UpdateWorkspace {
 }
 
 impl Workspaces {
-    pub fn new(
-        store: Store,
-        engine: Engine,
-        secrets: SecretBox,
-        catalog: Catalog,
-        config: Config,
-        tracker: TaskTracker,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(deps: Deps) -> Self {
+        let Deps {
+            store,
+            engine,
+            secrets,
+            catalog,
+            library,
+            config,
+            tracker,
+            shutdown,
+        } = deps;
         Self {
             inner: Arc::new(Inner {
                 store,
                 engine,
                 secrets,
                 catalog,
+                library,
                 config,
                 tracker,
                 shutdown,
@@ -108,8 +127,8 @@ impl Workspaces {
         &self.inner.engine
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.inner.catalog
+    pub fn library(&self) -> &Library {
+        &self.inner.library
     }
 
     pub async fn list(&self) -> ApiResult<Vec<Workspace>> {
@@ -135,12 +154,7 @@ impl Workspaces {
     pub async fn create(&self, req: CreateWorkspace) -> ApiResult<Workspace> {
         let name = validate::workspace_name(&req.name)?;
         let template = match &req.template {
-            Some(t) => Some(self.inner.catalog.template(t).cloned().ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "unknown template {t:?}; available: {}",
-                    self.inner.catalog.template_names().join(", ")
-                ))
-            })?),
+            Some(t) => Some(self.template(t).await?),
             None => None,
         };
         let requested_type = match req.workspace_type.as_deref() {
@@ -198,10 +212,10 @@ impl Workspaces {
                 None
             },
             packages: validate::packages(&packages)?,
-            skills: validate::item_names("skill", &skills)?,
-            tools: validate::item_names("tool", &tools)?,
+            skills: self.check_items(ItemType::Skill, &skills).await?,
+            tools: self.check_items(ItemType::Tool, &tools).await?,
             env_vars,
-            init_scripts: self.check_fragments(&init_scripts)?,
+            init_scripts: self.check_fragments(&init_scripts).await?,
             init_script: init_script.filter(|s| !s.trim().is_empty()),
             status: match workspace_type {
                 WorkspaceType::Host => Status::Ready,
@@ -223,23 +237,20 @@ impl Workspaces {
             std::fs::create_dir_all(&ws.path)
                 .map_err(|e| ApiError::invalid(format!("cannot create path {}: {e}", ws.path)))?;
         }
-        match self
+        let written = self
             .inner
             .store
             .insert_workspace(&ws, &self.inner.secrets)
-            .await?
-        {
-            Inserted::Ok => {}
-            Inserted::NameTaken => {
-                return Err(ApiError::conflict(format!(
-                    "a workspace named {:?} already exists",
-                    ws.name
-                )))
-            }
-        }
+            .await?;
+        name_free(written, &ws.name)?;
         tracing::info!(workspace.id = %ws.id, workspace.name = %ws.name, r#type = ws.workspace_type.as_str(), "workspace created");
         if template.is_some() {
             return self.start_build(&ws.id, None, false).await;
+        }
+        if ws.workspace_type == WorkspaceType::Host
+            && !(ws.skills.is_empty() && ws.tools.is_empty())
+        {
+            self.sync_if_running(&ws).await;
         }
         Ok(ws)
     }
@@ -264,14 +275,15 @@ impl Workspaces {
         if let Some(p) = &req.packages {
             ws.packages = validate::packages(p)?;
         }
+        let before = (ws.skills.clone(), ws.tools.clone());
         if let Some(s) = &req.skills {
-            ws.skills = validate::item_names("skill", s)?;
+            ws.skills = self.check_items(ItemType::Skill, s).await?;
         }
         if let Some(t) = &req.tools {
-            ws.tools = validate::item_names("tool", t)?;
+            ws.tools = self.check_items(ItemType::Tool, t).await?;
         }
         if let Some(f) = &req.init_scripts {
-            ws.init_scripts = self.check_fragments(f)?;
+            ws.init_scripts = self.check_fragments(f).await?;
         }
         if let Some(s) = &req.init_script {
             validate::init_script(s)?;
@@ -290,19 +302,14 @@ impl Workspaces {
                 })
                 .collect();
         }
-        match self
+        let written = self
             .inner
             .store
             .update_workspace_spec(&ws, &self.inner.secrets)
-            .await?
-        {
-            Inserted::Ok => {}
-            Inserted::NameTaken => {
-                return Err(ApiError::conflict(format!(
-                    "a workspace named {:?} already exists",
-                    ws.name
-                )))
-            }
+            .await?;
+        name_free(written, &ws.name)?;
+        if before != (ws.skills.clone(), ws.tools.clone()) {
+            self.sync_if_running(&ws).await;
         }
         self.get(id).await
     }
@@ -348,14 +355,55 @@ impl Workspaces {
             })
     }
 
-    fn check_fragments(&self, names: &[String]) -> ApiResult<Vec<String>> {
+    /// A template by name: the library's first (so a library can override a built-in one), then the
+    /// built-in ones.
+    async fn template(&self, name: &str) -> ApiResult<crate::catalog::Template> {
+        if let Some(t) = self.inner.library.template(name).await? {
+            return Ok(t);
+        }
+        self.inner.catalog.template(name).cloned().ok_or_else(|| {
+            ApiError::invalid(format!(
+                "unknown template {name:?}; built-in: {} (or a workspace-template in the library)",
+                self.inner.catalog.template_names().join(", ")
+            ))
+        })
+    }
+
+    /// An init-script fragment's body: the library's first, then the built-in ones.
+    async fn fragment(&self, name: &str) -> Option<String> {
+        match self.inner.library.init_script(name).await {
+            Some(body) => Some(body),
+            None => self.inner.catalog.init_script(name).map(str::to_string),
+        }
+    }
+
+    async fn check_fragments(&self, names: &[String]) -> ApiResult<Vec<String>> {
         let names = validate::item_names("init script", names)?;
         for n in &names {
-            if self.inner.catalog.init_script(n).is_none() {
+            if self.fragment(n).await.is_none() {
                 return Err(ApiError::invalid(format!(
                     "unknown init script fragment {n:?}"
                 )));
             }
+        }
+        Ok(names)
+    }
+
+    /// Skills and tools a workspace lists must exist in the library.
+    async fn check_items(&self, t: ItemType, names: &[String]) -> ApiResult<Vec<String>> {
+        let names = validate::item_names(t.dir(), names)?;
+        let mut missing = Vec::new();
+        for n in &names {
+            if !self.inner.library.exists(t, n).await {
+                missing.push(n.as_str());
+            }
+        }
+        if !missing.is_empty() {
+            return Err(ApiError::invalid(format!(
+                "no {} named {} in the library",
+                t.dir(),
+                missing.join(", ")
+            )));
         }
         Ok(names)
     }
@@ -406,6 +454,15 @@ impl Workspaces {
 
     pub fn init_log_path(&self, id: &str) -> PathBuf {
         self.log_dir(id).join("init.log")
+    }
+}
+
+fn name_free(written: Inserted, name: &str) -> ApiResult<()> {
+    match written {
+        Inserted::Ok => Ok(()),
+        Inserted::NameTaken => Err(ApiError::conflict(format!(
+            "a workspace named {name:?} already exists"
+        ))),
     }
 }
 

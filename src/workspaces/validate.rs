@@ -6,18 +6,23 @@ use crate::error::{ApiError, ApiResult};
 
 pub const MAX_INIT_SCRIPT: usize = 1 << 20;
 
-/// Workspace names become container hostnames and directory names: 1 to 64 of `[A-Za-z0-9._-]`, starting
-/// with a letter or digit.
-pub fn workspace_name(name: &str) -> ApiResult<String> {
-    let name = name.trim();
-    let ok = !name.is_empty()
-        && name.len() <= 64
+/// Names that become file, directory or host names: 1 to `max` of `[A-Za-z0-9._-]`, starting with a
+/// letter or digit, no `..`.
+pub fn is_safe_name(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        && !name.contains("..");
-    if ok {
+        && !name.contains("..")
+}
+
+/// Workspace names become container hostnames and directory names: 1 to 64 of `[A-Za-z0-9._-]`, starting
+/// with a letter or digit.
+pub fn workspace_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if is_safe_name(name, 64) {
         Ok(name.to_string())
     } else {
         Err(ApiError::invalid(format!(
@@ -30,13 +35,7 @@ pub fn workspace_name(name: &str) -> ApiResult<String> {
 pub fn item_names(kind: &str, names: &[String]) -> ApiResult<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for n in names {
-        let ok = !n.is_empty()
-            && n.len() <= 128
-            && n.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            && !n.contains("..");
-        if !ok {
+        if !is_safe_name(n, 128) {
             return Err(ApiError::invalid(format!(
                 "invalid {kind} name {n:?}: use letters, digits, '.', '_' or '-', starting with a letter or digit"
             )));

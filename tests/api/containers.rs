@@ -1,8 +1,6 @@
 //! Container workspace lifecycle: build with init script and log, debug, rerun-init, rebuild keeping
 //! /workspace, delete leaving nothing behind, and a missing base image.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -16,7 +14,7 @@ async fn build_init_log_rerun_rebuild_and_delete() {
     let id = s
         .ready_workspace(
             "life",
-            json!({ "env_vars": { "GREETING": "hello" }, "init_script": init, "skills": ["demo"] }),
+            json!({ "env_vars": { "GREETING": "hello" }, "init_script": init }),
         )
         .await;
 
@@ -192,17 +190,7 @@ async fn delete_can_keep_the_volume_and_deleting_while_building_cancels_the_buil
     let id = created["id"].as_str().unwrap();
     assert_eq!(created["status"], "building");
     // Wait until init is running, then delete mid-build.
-    for _ in 0..300 {
-        let (_, log) = s.get(&format!("/api/workspaces/{id}/init-log")).await;
-        if log["content"]
-            .as_str()
-            .unwrap_or("")
-            .contains("running 02-workspace.sh")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    s.wait_for_log(id, "running 02-workspace.sh").await;
     let (status, _) = s
         .call(
             "DELETE",

@@ -224,6 +224,18 @@ impl Server {
         v
     }
 
+    /// Waits until the init log contains `needle` (e.g. a part of init has started).
+    pub async fn wait_for_log(&self, id: &str, needle: &str) {
+        for _ in 0..600 {
+            let (_, log) = self.get(&format!("/api/workspaces/{id}/init-log")).await;
+            if log["content"].as_str().unwrap_or("").contains(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{needle:?} never appeared in the init log of {id}");
+    }
+
     pub fn instance(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("instance-id"))
             .expect("instance-id")
@@ -321,44 +333,23 @@ async fn remove_instance_objects(instance: &str) {
     let d = docker().await;
     // Containers a test made itself (not through berth) carry `berth.test=<instance>`.
     let test_made = HashMap::from([("label".to_string(), vec![format!("berth.test={instance}")])]);
-    if let Ok(list) = d
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: test_made,
-            ..Default::default()
-        }))
-        .await
-    {
-        for c in list {
-            let _ = d
-                .remove_container(
-                    &c.id.unwrap_or_default(),
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        ..Default::default()
-                    }),
-                )
-                .await;
-        }
-    }
     let filters = instance_filter(instance);
-    if let Ok(list) = d
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: filters.clone(),
-            ..Default::default()
-        }))
-        .await
-    {
+    for f in [test_made, filters.clone()] {
+        let list = d
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: f,
+                ..Default::default()
+            }))
+            .await
+            .unwrap_or_default();
         for c in list {
+            let opts = RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
             let _ = d
-                .remove_container(
-                    &c.id.unwrap_or_default(),
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        ..Default::default()
-                    }),
-                )
+                .remove_container(&c.id.unwrap_or_default(), Some(opts))
                 .await;
         }
     }

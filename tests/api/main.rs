@@ -6,4 +6,5 @@ mod auth;
 mod containers;
 mod exec;
 mod inputs;
+mod library;
 mod reconcile;

@@ -2,7 +2,6 @@
 //! labelled containers go, and containers without berth's labels are never touched.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use bollard::container::{
     Config, CreateContainerOptions, RemoveContainerOptions, StopContainerOptions,
@@ -20,17 +19,7 @@ async fn restart_reconciles_store_and_engine() {
         .create(json!({ "name": "stuck", "template": "debian", "init_script": "sleep 600" }))
         .await;
     let stuck = stuck["id"].as_str().unwrap().to_string();
-    for _ in 0..300 {
-        let (_, log) = s.get(&format!("/api/workspaces/{stuck}/init-log")).await;
-        if log["content"]
-            .as_str()
-            .unwrap_or("")
-            .contains("running 02-workspace.sh")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    s.wait_for_log(&stuck, "running 02-workspace.sh").await;
 
     let d = docker().await;
     // An orphan carrying this instance's labels, and a stranger without berth's labels.

@@ -1,0 +1,120 @@
+//! `/api/library`: items by type, skill files, status and sync with the remote. Saving or deleting a skill
+//! or tool re-syncs the workspaces that use it.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Extension;
+use serde::Deserialize;
+
+use super::{Json, Path};
+use crate::auth::Claims;
+use crate::error::ApiResult;
+use crate::library::{Item, ItemSummary, ItemType, LibraryStatus, SyncOutcome};
+use crate::workspaces::Workspaces;
+
+pub async fn list_items(
+    State(ws): State<Workspaces>,
+    Path(t): Path<String>,
+) -> ApiResult<Json<Vec<ItemSummary>>> {
+    let t = ItemType::parse(&t)?;
+    Ok(Json(ws.library().list(t).await?))
+}
+
+pub async fn get_item(
+    State(ws): State<Workspaces>,
+    Path((t, name)): Path<(String, String)>,
+) -> ApiResult<Json<Item>> {
+    let t = ItemType::parse(&t)?;
+    Ok(Json(ws.library().get(t, &name).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveItem {
+    content: String,
+    /// Skills only: other files of the skill, by path relative to its directory.
+    #[serde(default)]
+    files: BTreeMap<String, String>,
+}
+
+pub async fn save_item(
+    State(ws): State<Workspaces>,
+    Extension(claims): Extension<Claims>,
+    Path((t, name)): Path<(String, String)>,
+    Json(req): Json<SaveItem>,
+) -> ApiResult<Json<Item>> {
+    let t = ItemType::parse(&t)?;
+    let item = ws
+        .library()
+        .save(t, &name, &req.content, &req.files, &claims.sub)
+        .await?;
+    ws.resync_users_of(&[(t, name)]).await?;
+    Ok(Json(item))
+}
+
+pub async fn delete_item(
+    State(ws): State<Workspaces>,
+    Extension(claims): Extension<Claims>,
+    Path((t, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let t = ItemType::parse(&t)?;
+    ws.library().delete(t, &name, &claims.sub).await?;
+    ws.resync_users_of(&[(t, name)]).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn get_skill_file(
+    State(ws): State<Workspaces>,
+    Path((name, file)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let content = ws.library().read_skill_file(&name, &file).await?;
+    Ok(Json(
+        serde_json::json!({ "skill": name, "path": file, "content": content }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveFile {
+    content: String,
+}
+
+pub async fn save_skill_file(
+    State(ws): State<Workspaces>,
+    Extension(claims): Extension<Claims>,
+    Path((name, file)): Path<(String, String)>,
+    Json(req): Json<SaveFile>,
+) -> ApiResult<Json<Item>> {
+    let library = ws.library();
+    let skill = library.get(ItemType::Skill, &name).await?;
+    let files = BTreeMap::from([(file, req.content)]);
+    let item = library
+        .save(ItemType::Skill, &name, &skill.content, &files, &claims.sub)
+        .await?;
+    ws.resync_users_of(&[(ItemType::Skill, name)]).await?;
+    Ok(Json(item))
+}
+
+pub async fn delete_skill_file(
+    State(ws): State<Workspaces>,
+    Extension(claims): Extension<Claims>,
+    Path((name, file)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    ws.library()
+        .delete_skill_file(&name, &file, &claims.sub)
+        .await?;
+    ws.resync_users_of(&[(ItemType::Skill, name)]).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn library_status(State(ws): State<Workspaces>) -> ApiResult<Json<LibraryStatus>> {
+    Ok(Json(ws.library().status().await?))
+}
+
+pub async fn sync_library(State(ws): State<Workspaces>) -> ApiResult<Json<SyncOutcome>> {
+    let mut outcome = ws.library().pull().await?;
+    outcome.workspaces_synced = ws.resync_users_of(&outcome.changed_items).await?;
+    Ok(Json(outcome))
+}
