@@ -6,6 +6,8 @@ use std::time::Instant;
 use axum::extract::FromRef;
 
 use crate::auth::Auth;
+use crate::missions::Missions;
+use crate::secrets::SecretBox;
 use crate::stats::HostStats;
 use crate::store::Store;
 use crate::workspaces::Workspaces;
@@ -13,6 +15,8 @@ use crate::workspaces::Workspaces;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub secrets: SecretBox,
+    pub missions: Missions,
     pub auth: Auth,
     pub workspaces: Workspaces,
     pub stats: Arc<Mutex<HostStats>>,
@@ -28,5 +32,11 @@ impl FromRef<AppState> for Auth {
 impl FromRef<AppState> for Workspaces {
     fn from_ref(s: &AppState) -> Self {
         s.workspaces.clone()
+    }
+}
+
+impl FromRef<AppState> for Missions {
+    fn from_ref(s: &AppState) -> Self {
+        s.missions.clone()
     }
 }

@@ -83,6 +83,8 @@ pub struct Template {
     #[serde(default)]
     pub init_scripts: Vec<String>,
     pub init_script: Option<String>,
+    /// Container network mode: `bridge`, `host` or `none`.
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Clone)]

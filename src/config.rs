@@ -90,6 +90,33 @@ pub struct Config {
     #[arg(long, env = "BERTH_LIBRARY_SSH_KEY")]
     pub library_ssh_key: Option<PathBuf>,
 
+    /// The opencode binary to run in workspaces; without it berth provisions the pinned version from the
+    /// npm registry into `<data-dir>/opencode`.
+    #[arg(long, env = "BERTH_OPENCODE_BIN")]
+    pub opencode_bin: Option<PathBuf>,
+
+    /// The npm registry the opencode package comes from.
+    #[arg(
+        long,
+        env = "BERTH_NPM_REGISTRY",
+        default_value = "https://registry.npmjs.org"
+    )]
+    pub npm_registry: String,
+
+    /// An OpenCode config fragment (a path, or inline JSON) merged into every workspace's OpenCode
+    /// configuration: providers, their `baseURL`, a default `model`.
+    #[arg(long, env = "BERTH_OPENCODE_CONFIG")]
+    pub opencode_config: Option<String>,
+
+    /// Upper bound on one agent turn.
+    #[arg(long, env = "BERTH_TURN_TIMEOUT_SECS", default_value_t = 1800)]
+    pub turn_timeout_secs: u64,
+
+    /// Name of the workspace missions use when they name none; created from the `debian` template when
+    /// missing.
+    #[arg(long, env = "BERTH_DEFAULT_WORKSPACE", default_value = "default")]
+    pub default_workspace: String,
+
     /// Directory whose `distros/`, `templates/` and `init-scripts/` override the built-in ones;
     /// defaults to the data dir.
     #[arg(long, env = "BERTH_CATALOG_DIR")]
@@ -112,6 +139,9 @@ impl Config {
         self.library_path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("library"))
+    }
+    pub fn opencode_dir(&self) -> PathBuf {
+        self.data_dir.join("opencode")
     }
     pub fn catalog_dir(&self) -> PathBuf {
         self.catalog_dir

@@ -7,6 +7,8 @@
 //! - `catalog`: distros, built-in templates and init-script fragments (data files, validated at start).
 //! - `images`: `berth images bootstrap`, base images from a package mirror.
 //! - `library/`: the git-backed library of skills, commands, rules, agents, MCP servers, templates.
+//! - `opencode/`: the opencode binary, its server API client, one server per workspace.
+//! - `missions/`: agent missions: queue, turns, stored events and their stream.
 //! - `store/`: SQLite queries per domain. `auth`, `secrets`: logins, tokens, secrets at rest.
 
 pub mod api;
@@ -18,6 +20,8 @@ pub mod engine;
 pub mod error;
 pub mod images;
 pub mod library;
+pub mod missions;
+pub mod opencode;
 pub mod router;
 pub mod secrets;
 pub mod server;

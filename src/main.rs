@@ -29,6 +29,11 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Provision the pinned opencode binary from the npm registry (integrity-checked) and print its path.
+    Opencode {
+        #[command(subcommand)]
+        command: OpencodeCommand,
+    },
     /// Manage base images.
     Images {
         #[command(subcommand)]
@@ -43,6 +48,23 @@ enum UsersCommand {
         name: String,
         #[arg(long, env = "BERTH_USERS_FILE", default_value = "berth-data/users")]
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum OpencodeCommand {
+    /// Download and unpack the pinned version into DIR (default `<data-dir>/opencode`); idempotent.
+    Install {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, env = "BERTH_DATA_DIR", default_value = "berth-data")]
+        data_dir: PathBuf,
+        #[arg(
+            long,
+            env = "BERTH_NPM_REGISTRY",
+            default_value = "https://registry.npmjs.org"
+        )]
+        registry: String,
     },
 }
 
@@ -84,6 +106,19 @@ async fn main() -> anyhow::Result<()> {
             let password = line.trim_end_matches(['\n', '\r']);
             berth::auth::add_user(&file, &name, password)?;
             println!("user {name} written to {}", file.display());
+            Ok(())
+        }
+        Command::Opencode {
+            command:
+                OpencodeCommand::Install {
+                    dir,
+                    data_dir,
+                    registry,
+                },
+        } => {
+            let dir = dir.unwrap_or_else(|| data_dir.join("opencode"));
+            let bin = berth::opencode::binary::ensure(&dir, &registry).await?;
+            println!("{}", bin.display());
             Ok(())
         }
         Command::Images {

@@ -5,12 +5,12 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{auth, library, system, workspaces};
+use crate::api::{auth, library, missions, opencode_proxy, providers, system, workspaces};
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -54,6 +54,47 @@ pub fn build(state: AppState) -> Router {
         .route(
             "/api/workspaces/{id}/sync",
             post(workspaces::sync_workspace),
+        )
+        .route(
+            "/api/control/missions",
+            get(missions::list_missions).post(missions::create_mission),
+        )
+        .route(
+            "/api/control/missions/{id}",
+            get(missions::get_mission).delete(missions::delete_mission),
+        )
+        .route(
+            "/api/control/missions/{id}/load",
+            post(missions::load_mission),
+        )
+        .route(
+            "/api/control/missions/{id}/cancel",
+            post(missions::cancel_mission),
+        )
+        .route(
+            "/api/control/missions/{id}/status",
+            post(missions::set_mission_status),
+        )
+        .route(
+            "/api/control/missions/{id}/resume",
+            post(missions::resume_mission),
+        )
+        .route(
+            "/api/control/missions/{id}/events",
+            get(missions::list_mission_events),
+        )
+        .route("/api/control/message", post(missions::send_message))
+        .route("/api/control/cancel", post(missions::cancel_current))
+        .route("/api/control/stream", get(missions::stream_mission_events))
+        .route("/api/control/tree", get(missions::mission_tree))
+        .route("/api/providers", get(providers::list_providers))
+        .route(
+            "/api/providers/{id}/auth",
+            post(providers::set_provider_auth).delete(providers::delete_provider_auth),
+        )
+        .route(
+            "/api/workspaces/{id}/opencode/{*path}",
+            any(opencode_proxy::proxy_to_opencode),
         )
         .route("/api/library/status", get(library::library_status))
         .route("/api/library/sync", post(library::sync_library))

@@ -39,6 +39,14 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))
 }
 
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut buf);

@@ -14,6 +14,8 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::library::Library;
+use crate::missions::{Deps as MissionDeps, Hub, Missions};
+use crate::opencode::Runtime;
 use crate::secrets::{self, SecretBox};
 use crate::stats::HostStats;
 use crate::store::Store;
@@ -55,8 +57,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let workspaces = Workspaces::new(Deps {
         store: store.clone(),
-        engine,
-        secrets: secrets_box,
+        engine: engine.clone(),
+        secrets: secrets_box.clone(),
         catalog,
         library,
         config: config.clone(),
@@ -67,9 +69,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .reconcile()
         .await
         .context("reconcile the store with the engine")?;
+    let missions = Missions::new(MissionDeps {
+        store: store.clone(),
+        secrets: secrets_box.clone(),
+        workspaces: workspaces.clone(),
+        runtime: Runtime::new(engine.clone(), config.clone()),
+        hub: Hub::new(store.clone()).await?,
+        config: config.clone(),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+    })?;
+    missions.recover().await.context("recover missions")?;
 
     let state = AppState {
         store,
+        secrets: secrets_box,
+        missions: missions.clone(),
         auth,
         workspaces,
         stats: Arc::new(Mutex::new(HostStats::new(&config.data_dir))),
@@ -91,6 +106,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await?;
 
     tracker.close();
+    // Turns end as `interrupted` when cancelled by shutdown; wait for them to record it.
     if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
         .await
         .is_err()

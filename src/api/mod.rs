@@ -3,6 +3,9 @@
 
 pub mod auth;
 pub mod library;
+pub mod missions;
+pub mod opencode_proxy;
+pub mod providers;
 pub mod system;
 pub mod workspaces;
 

@@ -1,12 +1,14 @@
 //! Containers and volumes: the long-lived workspace container with its limits and hardening, the volume
 //! at `/workspace` that outlives it, inspection for debug and reconcile, file uploads, removal.
 
+use std::collections::HashMap;
+
 use bollard::container::{
     Config, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
     UploadToContainerOptions,
 };
 use bollard::models::{
-    ContainerInspectResponse, HostConfig, Mount, MountTypeEnum, RestartPolicy,
+    ContainerInspectResponse, HostConfig, Mount, MountTypeEnum, PortBinding, RestartPolicy,
     RestartPolicyNameEnum,
 };
 use bollard::volume::{CreateVolumeOptions, ListVolumesOptions, RemoveVolumeOptions};
@@ -36,7 +38,13 @@ pub struct ContainerSpec<'a> {
     pub memory_bytes: i64,
     pub nano_cpus: i64,
     pub pids_limit: i64,
+    /// `bridge` publishes the agent port on 127.0.0.1 only; `host` shares the host's network; `none` has
+    /// no network.
+    pub network: &'a str,
 }
+
+/// The port the workspace's agent server listens on inside a bridge-networked container.
+pub const AGENT_PORT: &str = "4096/tcp";
 
 /// A container this instance owns, as listed by the engine.
 pub struct ManagedContainer {
@@ -99,6 +107,16 @@ impl Engine {
             cap_add: Some(CAPABILITIES.iter().map(|c| c.to_string()).collect()),
             // A real init as PID 1 reaps the zombies that exec'd process trees leave behind.
             init: Some(true),
+            network_mode: Some(spec.network.to_string()),
+            port_bindings: (spec.network == "bridge").then(|| {
+                HashMap::from([(
+                    AGENT_PORT.to_string(),
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(String::new()),
+                    }]),
+                )])
+            }),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
@@ -107,7 +125,10 @@ impl Engine {
         };
         let config = Config {
             image: Some(spec.image.to_string()),
-            hostname: Some(spec.hostname.to_string()),
+            // A host-networked container shares the host's name.
+            hostname: (spec.network != "host").then(|| spec.hostname.to_string()),
+            exposed_ports: (spec.network == "bridge")
+                .then(|| HashMap::from([(AGENT_PORT.to_string(), HashMap::new())])),
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             working_dir: Some("/workspace".into()),
             labels: Some(labels::for_workspace(&self.instance, id)),
@@ -157,6 +178,18 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The 127.0.0.1 port the engine published for `port` (e.g. `4096/tcp`) of a running container.
+    pub async fn published_port(&self, container: &str, port: &str) -> EngineResult<Option<u16>> {
+        let Some(c) = self.inspect_container(container).await? else {
+            return Ok(None);
+        };
+        Ok(c.network_settings
+            .and_then(|n| n.ports)
+            .and_then(|mut p| p.remove(port))
+            .flatten()
+            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port?.parse().ok())))
     }
 
     /// Force-removes a container; a missing one is not an error.

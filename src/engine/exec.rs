@@ -164,6 +164,24 @@ async fn pump(
 }
 
 impl Engine {
+    /// A short housekeeping command of berth's own (clearing a directory, probing for a file): as root
+    /// from `/`, bounded to a minute, output kept small.
+    pub async fn run_quiet(&self, container: &str, command: &str) -> EngineResult<ExecOutput> {
+        self.exec(
+            ExecRequest {
+                container,
+                command,
+                cwd: "/",
+                env: Vec::new(),
+                timeout: Duration::from_secs(60),
+                max_output: 64 * 1024,
+                cancel: None,
+            },
+            &mut OutputSink::none(),
+        )
+        .await
+    }
+
     pub async fn exec(
         &self,
         req: ExecRequest<'_>,
@@ -238,8 +256,48 @@ impl Engine {
         Ok(capture.out)
     }
 
-    /// Best effort: a failure here is logged, the caller has already given up on the process.
-    async fn kill_tree(&self, container: &str, marker: &str) {
+    /// Starts a long-running process in the container without waiting for it. `marker` goes into its
+    /// environment as `BERTH_EXEC_ID`, so `kill_tree` can stop it and everything it started.
+    pub async fn exec_detached(
+        &self,
+        container: &str,
+        command: &str,
+        env: Vec<String>,
+        marker: &str,
+    ) -> EngineResult<()> {
+        let op = format!("start a process in container {container}");
+        let mut env = env;
+        env.push(format!("BERTH_EXEC_ID={marker}"));
+        let created = self
+            .docker
+            .create_exec(
+                container,
+                CreateExecOptions {
+                    cmd: Some(vec!["/bin/sh", "-c", command]),
+                    env: Some(env.iter().map(String::as_str).collect()),
+                    working_dir: Some("/workspace"),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| EngineError::from_bollard(&op, e))?;
+        self.docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: true,
+                    tty: false,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(|e| EngineError::from_bollard(&op, e))?;
+        Ok(())
+    }
+
+    /// Kills every process in the container carrying `BERTH_EXEC_ID=<marker>`. Best effort: a failure is
+    /// logged, the caller has already given up on the process.
+    pub async fn kill_tree(&self, container: &str, marker: &str) {
         let run = async {
             let created = self
                 .docker

@@ -25,6 +25,25 @@ pub fn parse(text: &str) -> Result<Option<Mapping>, String> {
     Err("front matter opened with --- is never closed".into())
 }
 
+/// The text after the front matter (all of it when there is none).
+pub fn body(text: &str) -> &str {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        offset += line.len();
+        if line.trim_end() == "---" {
+            if i == 0 {
+                continue;
+            }
+            return &text[offset..];
+        }
+        if i == 0 {
+            return text;
+        }
+    }
+    text
+}
+
 pub fn string_field(m: &Mapping, key: &str) -> Option<String> {
     m.get(key).and_then(Value::as_str).map(str::to_string)
 }
@@ -44,5 +63,7 @@ mod tests {
         assert!(parse("---\nname: [unclosed\n---\n").is_err());
         assert!(parse("---\nname: a\n").is_err());
         assert!(parse("---\n- a list\n---\n").is_err());
+        assert_eq!(body("---\nname: a\n---\nthe body\n"), "the body\n");
+        assert_eq!(body("no front matter\n---\n"), "no front matter\n---\n");
     }
 }

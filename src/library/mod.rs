@@ -5,6 +5,7 @@
 mod frontmatter;
 mod git;
 pub mod items;
+mod opencode;
 mod remote;
 
 use std::collections::BTreeMap;

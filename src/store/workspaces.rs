@@ -24,6 +24,7 @@ struct Row {
     env_vars: String,
     init_scripts: String,
     init_script: Option<String>,
+    network: String,
     status: String,
     error_message: Option<String>,
     container_id: Option<String>,
@@ -61,6 +62,7 @@ impl Row {
             template: self.template,
             distro: self.distro,
             init_script: self.init_script,
+            network: self.network,
             error_message: self.error_message,
             container_id: self.container_id,
             image_id: self.image_id,
@@ -103,8 +105,8 @@ impl Store {
     ) -> anyhow::Result<Inserted> {
         let res = sqlx::query(
             "INSERT INTO workspaces (id, name, workspace_type, path, template, distro, packages, skills,
-               tools, env_vars, init_scripts, init_script, status, error_message, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               tools, env_vars, init_scripts, init_script, status, error_message, created_at, updated_at, network)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&w.id)
         .bind(&w.name)
@@ -122,6 +124,7 @@ impl Store {
         .bind(&w.error_message)
         .bind(w.created_at)
         .bind(w.updated_at)
+        .bind(&w.network)
         .execute(&self.pool)
         .await;
         name_checked(res)

@@ -202,6 +202,7 @@ impl Workspaces {
                     memory_bytes: (config.memory_mb * 1024 * 1024) as i64,
                     nano_cpus: (config.cpus * 1e9) as i64,
                     pids_limit: config.pids_limit,
+                    network: &ws.network,
                 })
                 .await?;
             engine.start_container(&id).await?;

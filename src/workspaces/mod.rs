@@ -78,6 +78,7 @@ pub struct CreateWorkspace {
     pub env_vars: Option<BTreeMap<String, String>>,
     pub init_scripts: Option<Vec<String>>,
     pub init_script: Option<String>,
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +194,7 @@ impl Workspaces {
         let mut env_vars = tpl.env_vars.clone();
         env_vars.extend(req.env_vars.clone().unwrap_or_default());
         let init_script = req.init_script.clone().or(tpl.init_script.clone());
+        let network = validate::network(req.network.as_deref().or(tpl.network.as_deref()))?;
 
         let id = uuid::Uuid::new_v4().to_string();
         let path = match workspace_type {
@@ -217,6 +219,7 @@ impl Workspaces {
             env_vars,
             init_scripts: self.check_fragments(&init_scripts).await?,
             init_script: init_script.filter(|s| !s.trim().is_empty()),
+            network,
             status: match workspace_type {
                 WorkspaceType::Host => Status::Ready,
                 WorkspaceType::Container => Status::Pending,

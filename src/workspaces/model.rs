@@ -72,6 +72,8 @@ pub struct Workspace {
     pub env_vars: BTreeMap<String, String>,
     pub init_scripts: Vec<String>,
     pub init_script: Option<String>,
+    /// Container network mode: `bridge`, `host` or `none`.
+    pub network: String,
     pub status: Status,
     pub error_message: Option<String>,
     pub container_id: Option<String>,
@@ -103,6 +105,7 @@ pub struct WorkspaceView {
     pub env_vars: BTreeMap<String, String>,
     pub init_scripts: Vec<String>,
     pub init_script: Option<String>,
+    pub network: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -128,6 +131,7 @@ impl From<&Workspace> for WorkspaceView {
                 .collect(),
             init_scripts: w.init_scripts.clone(),
             init_script: w.init_script.clone(),
+            network: w.network.clone(),
             created_at: w.created_at,
             updated_at: w.updated_at,
         }

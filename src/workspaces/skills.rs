@@ -3,13 +3,12 @@
 //! API) or under a host workspace's path. What the workspace no longer lists is removed.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use super::model::{Status, Workspace, WorkspaceType};
 use super::Workspaces;
-use crate::engine::{self, ExecRequest, OutputSink};
+use crate::engine;
 use crate::error::{ApiError, ApiResult};
 use crate::library::ItemType;
 
@@ -112,18 +111,7 @@ impl Workspaces {
         let container = engine::container_name(&ws.id);
         let engine_err = |e: engine::EngineError| ApiError::Engine(e.to_string());
         let out = engine
-            .exec(
-                ExecRequest {
-                    container: &container,
-                    command: CLEAR,
-                    cwd: "/",
-                    env: Vec::new(),
-                    timeout: Duration::from_secs(60),
-                    max_output: 64 * 1024,
-                    cancel: None,
-                },
-                &mut OutputSink::none(),
-            )
+            .run_quiet(&container, CLEAR)
             .await
             .map_err(engine_err)?;
         if out.exit_code != 0 {

@@ -89,6 +89,16 @@ pub fn env_vars(env: &BTreeMap<String, String>) -> ApiResult<()> {
     Ok(())
 }
 
+/// A container's network mode; `bridge` when none is given.
+pub fn network(mode: Option<&str>) -> ApiResult<String> {
+    match mode.unwrap_or("bridge") {
+        m @ ("bridge" | "host" | "none") => Ok(m.to_string()),
+        other => Err(ApiError::invalid(format!(
+            "invalid network {other:?}: use bridge, host or none"
+        ))),
+    }
+}
+
 pub fn init_script(script: &str) -> ApiResult<()> {
     if script.len() > MAX_INIT_SCRIPT {
         return Err(ApiError::invalid("init_script is over 1 MiB"));

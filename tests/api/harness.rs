@@ -125,6 +125,10 @@ impl Server {
         self.token = v["token"].as_str().expect("token").to_string();
     }
 
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self.client.request(
             method.parse().expect("method"),
@@ -385,4 +389,20 @@ async fn remove_instance_objects(instance: &str) {
                 .await;
         }
     }
+}
+
+/// The pinned opencode binary, provisioned once per checkout by berth's own installer.
+pub fn opencode_bin() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/opencode");
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["opencode", "install", "--dir"])
+        .arg(&dir)
+        .output()
+        .expect("run berth opencode install");
+    assert!(
+        out.status.success(),
+        "berth opencode install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }

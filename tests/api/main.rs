@@ -1,5 +1,6 @@
 //! Integration tests: the real server over HTTP, against the real Docker engine.
 
+mod fake_llm;
 mod harness;
 
 mod auth;
@@ -7,4 +8,5 @@ mod containers;
 mod exec;
 mod inputs;
 mod library;
+mod missions;
 mod reconcile;

@@ -1,0 +1,245 @@
+//! `/api/control`: missions, the control session (load, message, cancel), stored events, and the SSE
+//! stream with replay from `Last-Event-ID`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::Extension;
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{Json, Path, Query};
+use crate::auth::Claims;
+use crate::error::{ApiError, ApiResult};
+use crate::missions::{CreateMission, Event, MissionView, Missions};
+
+pub async fn create_mission(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<MissionView>)> {
+    let req: CreateMission = super::optional_json(&body)?;
+    Ok((StatusCode::CREATED, Json(m.create(&c.sub, req).await?)))
+}
+
+pub async fn list_missions(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+) -> ApiResult<Json<Vec<MissionView>>> {
+    Ok(Json(m.list(&c.sub).await?))
+}
+
+pub async fn get_mission(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MissionView>> {
+    Ok(Json(m.get(&c.sub, &id).await?))
+}
+
+pub async fn delete_mission(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    m.delete(&c.sub, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn load_mission(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MissionView>> {
+    Ok(Json(m.load(&c.sub, &id).await?))
+}
+
+#[derive(Deserialize)]
+pub struct MessageRequest {
+    content: String,
+    agent: Option<String>,
+}
+
+pub async fn send_message(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+    Json(req): Json<MessageRequest>,
+) -> ApiResult<Json<Value>> {
+    let (id, queued) = m
+        .message(&c.sub, &req.content, req.agent.as_deref())
+        .await?;
+    Ok(Json(json!({ "id": id, "queued": queued })))
+}
+
+pub async fn cancel_current(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(m.cancel(&c.sub, None).await?))
+}
+
+pub async fn cancel_mission(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(m.cancel(&c.sub, Some(&id)).await?))
+}
+
+#[derive(Deserialize)]
+pub struct StatusRequest {
+    status: String,
+}
+
+pub async fn set_mission_status(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+    Path(id): Path<String>,
+    Json(req): Json<StatusRequest>,
+) -> ApiResult<Json<MissionView>> {
+    Ok(Json(m.set_status(&c.sub, &id, &req.status).await?))
+}
+
+pub async fn resume_mission(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MissionView>> {
+    Ok(Json(m.resume(&c.sub, &id).await?))
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    types: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+pub async fn list_mission_events(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Json<Vec<Event>>> {
+    let types: Vec<String> = q
+        .types
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    let limit = q.limit.unwrap_or(100);
+    let offset = q.offset.unwrap_or(0);
+    if !(1..=10_000).contains(&limit) || offset < 0 {
+        return Err(ApiError::invalid(
+            "limit must be 1 to 10000 and offset at least 0",
+        ));
+    }
+    Ok(Json(m.events(&c.sub, &id, &types, limit, offset).await?))
+}
+
+pub async fn mission_tree(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(m.tree(&c.sub).await?))
+}
+
+#[derive(Deserialize)]
+pub struct StreamQuery {
+    last_event_id: Option<String>,
+}
+
+/// The user's events as SSE. Each carries `id:` (its global id) and `event:` (its type). A client that
+/// reconnects with `Last-Event-ID` gets everything after it from the store first; a slow client reads
+/// from the store at its own pace, so nothing is dropped.
+pub async fn stream_mission_events(
+    State(m): State<Missions>,
+    Extension(c): Extension<Claims>,
+    headers: HeaderMap,
+    Query(q): Query<StreamQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let raw = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or(q.last_event_id);
+    let latest = m.hub().latest();
+    let mut notices = Vec::new();
+    let cursor = match raw.as_deref().map(str::trim) {
+        None | Some("") => latest,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if n < 0 => return Err(ApiError::invalid("Last-Event-ID must not be negative")),
+            Ok(n) if n > latest => {
+                notices.push(json!({ "message": format!("Last-Event-ID {n} is ahead of the newest event {latest}; streaming from {latest}") }));
+                latest
+            }
+            Ok(n) => n,
+            Err(_) => {
+                return Err(ApiError::invalid(format!(
+                    "Last-Event-ID {s:?} is not an event id"
+                )))
+            }
+        },
+    };
+    let state = StreamState {
+        missions: m.clone(),
+        owner: c.sub.clone(),
+        cursor,
+        buffer: Vec::new(),
+        notices,
+        rx: m.hub().subscribe(),
+    };
+    let stream = futures::stream::unfold(state, next_sse);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+struct StreamState {
+    missions: Missions,
+    owner: String,
+    cursor: i64,
+    buffer: Vec<Event>,
+    notices: Vec<Value>,
+    rx: tokio::sync::watch::Receiver<i64>,
+}
+
+async fn next_sse(mut s: StreamState) -> Option<(Result<SseEvent, Infallible>, StreamState)> {
+    if let Some(n) = s.notices.pop() {
+        return Some((
+            Ok(SseEvent::default().event("notice").data(n.to_string())),
+            s,
+        ));
+    }
+    loop {
+        if !s.buffer.is_empty() {
+            let ev = s.buffer.remove(0);
+            s.cursor = ev.id;
+            let data = serde_json::to_string(&ev).unwrap_or_default();
+            let sse = SseEvent::default()
+                .id(ev.id.to_string())
+                .event(ev.event_type.clone())
+                .data(data);
+            return Some((Ok(sse), s));
+        }
+        match s.missions.events_since(&s.owner, s.cursor).await {
+            Ok(evs) if !evs.is_empty() => {
+                s.buffer = evs;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading events for a stream failed"),
+        }
+        // Wait for anything newer; end when berth stops, so shutdown is not held up by open streams.
+        let shutdown = s.missions.shutdown().clone();
+        tokio::select! {
+            changed = s.rx.changed() => if changed.is_err() { return None },
+            _ = shutdown.cancelled() => return None,
+        }
+    }
+}

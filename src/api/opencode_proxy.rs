@@ -1,0 +1,85 @@
+//! `/api/workspaces/:id/opencode/...`: an authenticated pass-through to the workspace's OpenCode server,
+//! bodies streamed both ways (SSE included), so OpenCode's own clients can use it through berth.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::Response;
+use futures::TryStreamExt;
+
+use super::Path;
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::missions::providers;
+use crate::workspaces::model::Status;
+
+/// Request headers worth forwarding; berth's own Authorization is not one of them.
+const FORWARD: [&str; 4] = [
+    "content-type",
+    "accept",
+    "x-opencode-directory",
+    "last-event-id",
+];
+
+pub async fn proxy_to_opencode(
+    State(s): State<AppState>,
+    Path((id, path)): Path<(String, String)>,
+    req: Request,
+) -> ApiResult<Response> {
+    let ws = s.workspaces.get(&id).await?;
+    if ws.status != Status::Ready {
+        return Err(ApiError::conflict(format!(
+            "workspace is {}, not ready",
+            ws.status.as_str()
+        )));
+    }
+    let config = providers::opencode_config(
+        s.missions.fragment(),
+        s.workspaces.library(),
+        &s.store,
+        &s.secrets,
+    )
+    .await?;
+    let client = s
+        .missions
+        .runtime()
+        .ensure(&ws, &config)
+        .await
+        .map_err(ApiError::Engine)?;
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| ApiError::invalid("unsupported method"))?;
+    let mut upstream = client.request(method, &format!("/{path}{query}"));
+    for name in FORWARD {
+        if let Some(v) = req.headers().get(name) {
+            upstream = upstream.header(name, v.as_bytes());
+        }
+    }
+    let body = req
+        .into_body()
+        .into_data_stream()
+        .map_err(std::io::Error::other);
+    let resp = upstream
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .map_err(|e| ApiError::Engine(format!("opencode server of workspace {id}: {e}")))?;
+    let mut out = Response::builder()
+        .status(StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY));
+    for (name, value) in resp.headers() {
+        if ["content-type", "cache-control", "x-accel-buffering"].contains(&name.as_str()) {
+            if let Ok(n) = HeaderName::from_bytes(name.as_str().as_bytes()) {
+                out = out.header(n, value.as_bytes());
+            }
+        }
+    }
+    // An event stream ends with berth, so shutdown is not held up by it.
+    let shutdown = s.missions.shutdown().clone().cancelled_owned();
+    let body = futures::StreamExt::take_until(resp.bytes_stream(), shutdown);
+    out.body(Body::from_stream(body))
+        .map_err(|e| ApiError::Internal(e.into()))
+}

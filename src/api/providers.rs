@@ -1,0 +1,60 @@
+//! `/api/providers`: configured providers and API keys. Keys are sealed at rest and never answered.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::{Json, Path};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::missions::providers::{self, ProviderView};
+
+pub async fn list_providers(State(s): State<AppState>) -> ApiResult<Json<Vec<ProviderView>>> {
+    Ok(Json(
+        providers::list(s.missions.fragment(), &s.store).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct AuthRequest {
+    api_key: Option<String>,
+    /// `api` (the default) or `oauth`.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+pub async fn set_provider_auth(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(req): Json<AuthRequest>,
+) -> ApiResult<StatusCode> {
+    providers::check_provider_id(&id)?;
+    if req.kind.as_deref() == Some("oauth") {
+        return Err(ApiError::invalid(format!(
+            "provider {id} has no OAuth flow that can complete on this server; set an API key with {{\"api_key\": \"...\"}}"
+        )));
+    }
+    let key = req
+        .api_key
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("api_key is required"))?;
+    if key.len() > 8192 || key.contains(['\0', '\n']) {
+        return Err(ApiError::invalid("api_key must be one line under 8 KiB"));
+    }
+    s.store
+        .set_provider_key(&id, &s.secrets.seal(key.trim()))
+        .await?;
+    tracing::info!(provider = %id, "provider key set");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete_provider_auth(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    providers::check_provider_id(&id)?;
+    if !s.store.delete_provider_key(&id).await? {
+        return Err(ApiError::not_found(format!("provider {id} has no key set")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,580 @@
+//! Missions: agent conversations bound to a workspace. Messages queue and run in order, one turn at a
+//! time per mission, through the workspace's OpenCode server; every event is stored before it is
+//! announced. State that must survive a restart is in the store; the maps here only hold handles.
+
+pub mod hub;
+pub mod providers;
+mod turn;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+use crate::library::ItemType;
+use crate::opencode::Runtime;
+use crate::secrets::SecretBox;
+use crate::store::missions::MissionRow;
+use crate::store::Store;
+use crate::workspaces::model::Status as WsStatus;
+use crate::workspaces::{CreateWorkspace, Workspaces};
+pub use hub::{Event, Hub};
+
+pub const STATUSES: [&str; 5] = ["pending", "active", "completed", "failed", "interrupted"];
+const EFFORTS: [&str; 3] = ["low", "medium", "high"];
+/// OpenCode's own primary and sub agents; library agents add to these.
+const BUILTIN_AGENTS: [&str; 4] = ["build", "plan", "general", "explore"];
+const MAX_MESSAGE: usize = 1 << 20;
+
+#[derive(Clone)]
+pub struct Missions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    secrets: SecretBox,
+    workspaces: Workspaces,
+    runtime: Runtime,
+    hub: Hub,
+    fragment: Value,
+    config: Config,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    /// Missions with a runner, and the cancel handle of the turn it is running.
+    runners: tokio::sync::Mutex<HashMap<String, Option<CancellationToken>>>,
+}
+
+/// The seed's Mission object.
+#[derive(Debug, Serialize)]
+pub struct MissionView {
+    pub id: String,
+    pub status: String,
+    pub title: Option<String>,
+    pub workspace_id: String,
+    pub workspace_name: Option<String>,
+    pub agent: Option<String>,
+    pub model_override: Option<String>,
+    pub model_effort: Option<String>,
+    pub created_at: chrono::DateTime<Utc>,
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CreateMission {
+    pub title: Option<String>,
+    pub workspace_id: Option<String>,
+    pub agent: Option<String>,
+    pub model_override: Option<String>,
+    pub model_effort: Option<String>,
+}
+
+pub struct Deps {
+    pub store: Store,
+    pub secrets: SecretBox,
+    pub workspaces: Workspaces,
+    pub runtime: Runtime,
+    pub hub: Hub,
+    pub config: Config,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+impl Missions {
+    pub fn new(d: Deps) -> anyhow::Result<Self> {
+        let fragment = providers::load_fragment(d.config.opencode_config.as_deref())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store: d.store,
+                secrets: d.secrets,
+                workspaces: d.workspaces,
+                runtime: d.runtime,
+                hub: d.hub,
+                fragment,
+                config: d.config,
+                tracker: d.tracker,
+                shutdown: d.shutdown,
+                runners: tokio::sync::Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// Cancelled when berth shuts down; long-lived streams end with it.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    pub fn fragment(&self) -> &Value {
+        &self.inner.fragment
+    }
+
+    /// At start-up: turns that were running when berth stopped are interrupted, and so are their missions.
+    pub async fn recover(&self) -> anyhow::Result<()> {
+        let store = &self.inner.store;
+        for m in store.missions_with_status("active").await? {
+            let n = store.move_messages(&m.id, "running", "interrupted").await?;
+            if n > 0 {
+                store
+                    .transition_mission(&m.id, &["active"], "interrupted")
+                    .await?;
+                self.inner
+                    .hub
+                    .emit(&m.id, &m.owner, "status", json!({ "status": "interrupted", "reason": "berth restarted during a turn; POST resume to continue" }))
+                    .await;
+                tracing::warn!(mission.id = %m.id, "mission interrupted by a restart");
+            }
+        }
+        Ok(())
+    }
+
+    async fn view(&self, m: MissionRow) -> MissionView {
+        let workspace_name = self
+            .inner
+            .workspaces
+            .get(&m.workspace_id)
+            .await
+            .ok()
+            .map(|w| w.name);
+        MissionView {
+            id: m.id,
+            status: m.status,
+            title: m.title,
+            workspace_id: m.workspace_id,
+            workspace_name,
+            agent: m.agent,
+            model_override: m.model_override,
+            model_effort: m.model_effort,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+
+    /// The user's mission, or 404 (another user's missions do not exist for them).
+    async fn owned(&self, owner: &str, id: &str) -> ApiResult<MissionRow> {
+        match self.inner.store.get_mission(id).await? {
+            Some(m) if m.owner == owner => Ok(m),
+            _ => Err(ApiError::not_found(format!("no mission with id {id}"))),
+        }
+    }
+
+    pub async fn create(&self, owner: &str, req: CreateMission) -> ApiResult<MissionView> {
+        if let Some(e) = &req.model_effort {
+            if !EFFORTS.contains(&e.as_str()) {
+                return Err(ApiError::invalid(format!(
+                    "invalid model_effort {e:?}: use low, medium or high"
+                )));
+            }
+        }
+        if let Some(m) = &req.model_override {
+            self.check_model(m)?;
+        }
+        if let Some(a) = &req.agent {
+            self.check_agent(a).await?;
+        }
+        if req.title.as_ref().is_some_and(|t| t.len() > 1000) {
+            return Err(ApiError::invalid("title is over 1000 characters"));
+        }
+        let workspace_id = match &req.workspace_id {
+            Some(id) => match self.inner.workspaces.get(id).await {
+                Ok(ws) => ws.id,
+                Err(ApiError::NotFound(m)) => return Err(ApiError::invalid(m)),
+                Err(e) => return Err(e),
+            },
+            None => self.default_workspace().await?,
+        };
+        let now = Utc::now();
+        let row = MissionRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            owner: owner.to_string(),
+            title: req.title,
+            status: "pending".into(),
+            workspace_id,
+            agent: req.agent,
+            model_override: req.model_override,
+            model_effort: req.model_effort,
+            opencode_session_id: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.inner.store.insert_mission(&row).await?;
+        self.inner
+            .hub
+            .emit(&row.id, owner, "status", json!({ "status": "pending" }))
+            .await;
+        Ok(self.view(row).await)
+    }
+
+    async fn workspace_named(&self, name: &str) -> ApiResult<Option<String>> {
+        Ok(self
+            .inner
+            .workspaces
+            .list()
+            .await?
+            .into_iter()
+            .find(|w| w.name == name)
+            .map(|w| w.id))
+    }
+
+    /// The configured default workspace, created (and built from the `debian` template) when missing.
+    async fn default_workspace(&self) -> ApiResult<String> {
+        let name = &self.inner.config.default_workspace;
+        if let Some(id) = self.workspace_named(name).await? {
+            return Ok(id);
+        }
+        let created = self
+            .inner
+            .workspaces
+            .create(CreateWorkspace {
+                name: name.clone(),
+                template: Some("debian".into()),
+                ..Default::default()
+            })
+            .await;
+        match created {
+            Ok(ws) => Ok(ws.id),
+            // Another request created it first.
+            Err(ApiError::Conflict(_)) => self.workspace_named(name).await?.ok_or_else(|| {
+                ApiError::conflict("the default workspace is being replaced; retry")
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check_model(&self, model: &str) -> ApiResult<()> {
+        let Some((provider, model_id)) = model.split_once('/') else {
+            return Err(ApiError::invalid(format!(
+                "invalid model {model:?}: use provider/model"
+            )));
+        };
+        if let Some(providers) = self.inner.fragment["provider"].as_object() {
+            let Some(p) = providers.get(provider) else {
+                return Err(ApiError::invalid(format!(
+                    "unknown model {model:?}: no provider {provider:?} is configured (known: {})",
+                    providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            };
+            if let Some(models) = p["models"].as_object() {
+                if !models.contains_key(model_id) {
+                    return Err(ApiError::invalid(format!(
+                        "unknown model {model:?}; provider {provider} has: {}",
+                        models.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_agent(&self, agent: &str) -> ApiResult<()> {
+        if BUILTIN_AGENTS.contains(&agent)
+            || self
+                .inner
+                .workspaces
+                .library()
+                .exists(ItemType::Agent, agent)
+                .await
+        {
+            return Ok(());
+        }
+        Err(ApiError::invalid(format!(
+            "unknown agent {agent:?}; built-in: {} (or an agent in the library)",
+            BUILTIN_AGENTS.join(", ")
+        )))
+    }
+
+    pub async fn list(&self, owner: &str) -> ApiResult<Vec<MissionView>> {
+        let mut out = Vec::new();
+        for m in self.inner.store.list_missions(owner).await? {
+            out.push(self.view(m).await);
+        }
+        Ok(out)
+    }
+
+    pub async fn get(&self, owner: &str, id: &str) -> ApiResult<MissionView> {
+        let m = self.owned(owner, id).await?;
+        Ok(self.view(m).await)
+    }
+
+    pub async fn delete(&self, owner: &str, id: &str) -> ApiResult<()> {
+        self.owned(owner, id).await?;
+        let _ = self.cancel(owner, Some(id)).await;
+        self.inner.store.delete_mission(id).await?;
+        Ok(())
+    }
+
+    pub async fn load(&self, owner: &str, id: &str) -> ApiResult<MissionView> {
+        let m = self.owned(owner, id).await?;
+        self.inner.store.load_mission(owner, id).await?;
+        Ok(self.view(m).await)
+    }
+
+    /// Queues a message on the user's loaded mission; `(message id, queued)`.
+    pub async fn message(
+        &self,
+        owner: &str,
+        content: &str,
+        agent: Option<&str>,
+    ) -> ApiResult<(String, bool)> {
+        if content.trim().is_empty() {
+            return Err(ApiError::invalid("content must not be empty"));
+        }
+        if content.len() > MAX_MESSAGE || content.contains('\0') {
+            return Err(ApiError::invalid(
+                "content must be under 1 MiB of text without NUL bytes",
+            ));
+        }
+        if let Some(a) = agent {
+            self.check_agent(a).await?;
+        }
+        let mission_id = self
+            .inner
+            .store
+            .loaded_mission(owner)
+            .await?
+            .ok_or_else(|| {
+                ApiError::conflict(
+                    "no mission is loaded; POST /api/control/missions/:id/load first",
+                )
+            })?;
+        let m = self.owned(owner, &mission_id).await?;
+        match m.status.as_str() {
+            "pending" | "active" => {}
+            "interrupted" => {
+                return Err(ApiError::conflict(
+                    "the mission was interrupted; POST resume first",
+                ))
+            }
+            s => {
+                return Err(ApiError::conflict(format!(
+                    "the mission is {s}; set it active to continue"
+                )))
+            }
+        }
+        match self.inner.workspaces.get(&m.workspace_id).await {
+            Ok(ws) if ws.status == WsStatus::Ready => {}
+            Ok(ws) => {
+                return Err(ApiError::conflict(format!(
+                    "the mission's workspace {} is {}, not ready",
+                    ws.name,
+                    ws.status.as_str()
+                )))
+            }
+            Err(ApiError::NotFound(_)) => {
+                return Err(ApiError::conflict("the mission's workspace was deleted"))
+            }
+            Err(e) => return Err(e),
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        self.inner
+            .store
+            .queue_message(&id, &m.id, content, agent)
+            .await?;
+        let queued = self.inner.store.pending_messages(&m.id, &id).await? > 0;
+        self.inner
+            .hub
+            .emit(
+                &m.id,
+                owner,
+                "user_message",
+                json!({ "message_id": id, "content": content, "agent": agent, "queued": queued }),
+            )
+            .await;
+        self.kick(&m.id).await;
+        Ok((id, queued))
+    }
+
+    /// Makes sure a runner works through the mission's queue.
+    async fn kick(&self, mission_id: &str) {
+        let mut runners = self.inner.runners.lock().await;
+        if runners.contains_key(mission_id) {
+            return;
+        }
+        runners.insert(mission_id.to_string(), None);
+        let this = self.clone();
+        let id = mission_id.to_string();
+        self.inner
+            .tracker
+            .spawn(async move { this.run_queue(id).await });
+    }
+
+    async fn run_queue(&self, mission_id: String) {
+        loop {
+            let next = match self.inner.store.claim_message(&mission_id).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(mission.id = %mission_id, error = %e, "claiming the next message failed");
+                    None
+                }
+            };
+            let Some(msg) = next else {
+                // Leave only if nothing was queued meanwhile; `kick` holds the same lock.
+                let mut runners = self.inner.runners.lock().await;
+                match self.inner.store.pending_messages(&mission_id, "").await {
+                    Ok(0) | Err(_) => {
+                        runners.remove(&mission_id);
+                        return;
+                    }
+                    Ok(_) => continue,
+                }
+            };
+            let token = self.inner.shutdown.child_token();
+            self.inner
+                .runners
+                .lock()
+                .await
+                .insert(mission_id.clone(), Some(token.clone()));
+            self.run_turn(&mission_id, msg, token).await;
+            self.inner
+                .runners
+                .lock()
+                .await
+                .insert(mission_id.clone(), None);
+        }
+    }
+
+    /// Aborts the running turn and drops queued messages of the mission (the loaded one when `None`).
+    pub async fn cancel(&self, owner: &str, mission_id: Option<&str>) -> ApiResult<Value> {
+        let id = match mission_id {
+            Some(id) => id.to_string(),
+            None => self
+                .inner
+                .store
+                .loaded_mission(owner)
+                .await?
+                .ok_or_else(|| ApiError::conflict("no mission is loaded"))?,
+        };
+        let m = self.owned(owner, &id).await?;
+        let dropped = self
+            .inner
+            .store
+            .move_messages(&m.id, "queued", "cancelled")
+            .await?;
+        let turn = self
+            .inner
+            .runners
+            .lock()
+            .await
+            .get(&m.id)
+            .cloned()
+            .flatten();
+        let running = turn.is_some();
+        if let Some(t) = turn {
+            t.cancel();
+        }
+        if !running && dropped == 0 {
+            return Err(ApiError::conflict("the mission is idle: nothing to cancel"));
+        }
+        Ok(json!({ "cancelled": true, "running_turn": running, "dropped_messages": dropped }))
+    }
+
+    pub async fn set_status(&self, owner: &str, id: &str, status: &str) -> ApiResult<MissionView> {
+        if !STATUSES.contains(&status) {
+            return Err(ApiError::invalid(format!(
+                "invalid status {status:?}; valid: {}",
+                STATUSES.join(", ")
+            )));
+        }
+        let m = self.owned(owner, id).await?;
+        self.inner
+            .store
+            .transition_mission(&m.id, &[], status)
+            .await?;
+        self.inner
+            .hub
+            .emit(&m.id, owner, "status", json!({ "status": status }))
+            .await;
+        self.get(owner, id).await
+    }
+
+    pub async fn resume(&self, owner: &str, id: &str) -> ApiResult<MissionView> {
+        let m = self.owned(owner, id).await?;
+        if !self
+            .inner
+            .store
+            .transition_mission(&m.id, &["interrupted"], "active")
+            .await?
+        {
+            return Err(ApiError::conflict(format!(
+                "only interrupted missions resume; this one is {}",
+                m.status
+            )));
+        }
+        let requeued = self
+            .inner
+            .store
+            .move_messages(&m.id, "interrupted", "queued")
+            .await?;
+        self.inner
+            .hub
+            .emit(
+                &m.id,
+                owner,
+                "status",
+                json!({ "status": "active", "resumed": true, "requeued_messages": requeued }),
+            )
+            .await;
+        self.kick(&m.id).await;
+        self.get(owner, id).await
+    }
+
+    pub async fn events(
+        &self,
+        owner: &str,
+        id: &str,
+        types: &[String],
+        limit: i64,
+        offset: i64,
+    ) -> ApiResult<Vec<Event>> {
+        self.owned(owner, id).await?;
+        let rows = self
+            .inner
+            .store
+            .mission_events(id, types, limit, offset)
+            .await?;
+        Ok(rows.into_iter().map(Event::from).collect())
+    }
+
+    /// The user's events after the global id `after`, oldest first, a page at a time.
+    pub async fn events_since(&self, owner: &str, after: i64) -> ApiResult<Vec<Event>> {
+        let rows = self.inner.store.events_after(owner, after, 500).await?;
+        Ok(rows.into_iter().map(Event::from).collect())
+    }
+
+    /// The live agent tree: the user's missions that are active, each with its running turn and queue.
+    pub async fn tree(&self, owner: &str) -> ApiResult<Value> {
+        let runners = self.inner.runners.lock().await.clone();
+        let mut nodes = Vec::new();
+        for m in self.inner.store.list_missions(owner).await? {
+            if m.status != "active" && !runners.contains_key(&m.id) {
+                continue;
+            }
+            let pending = self.inner.store.pending_messages(&m.id, "").await?;
+            let running = runners.get(&m.id).is_some_and(|t| t.is_some());
+            nodes.push(json!({
+                "id": m.id,
+                "title": m.title,
+                "status": m.status,
+                "agent": m.agent.clone().unwrap_or_else(|| "build".into()),
+                "workspace_id": m.workspace_id,
+                "running": running,
+                "queued_messages": pending - i64::from(running),
+                "children": [],
+            }));
+        }
+        Ok(json!({ "missions": nodes }))
+    }
+}

@@ -1,0 +1,251 @@
+//! One `opencode serve` per workspace, started on demand inside the workspace's container, reached only
+//! through its port published on 127.0.0.1 (or on the host's loopback with host networking), guarded by a
+//! per-server password, health-polled with short timeouts, and restarted when it dies or its
+//! configuration changes. Its state lives on the workspace volume, so sessions outlive the container.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::binary;
+use super::client::Client;
+use crate::config::Config;
+use crate::engine::{self, Engine};
+use crate::secrets;
+use crate::workspaces::model::Workspace;
+
+/// Where berth puts the binary inside containers, versioned so an upgrade re-uploads it.
+fn container_binary() -> String {
+    format!("/opt/berth/opencode-{}", binary::VERSION)
+}
+/// OpenCode's home and state, on the workspace volume.
+const STATE_DIR: &str = "/workspace/.berth/opencode";
+const BRIDGE_PORT: u16 = 4096;
+
+struct Server {
+    client: Client,
+    config_hash: String,
+}
+
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    config: Config,
+    servers: Mutex<HashMap<String, Arc<Server>>>,
+    /// Serializes starts per workspace, so concurrent missions never start two servers.
+    starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Runtime {
+    pub fn new(engine: Engine, config: Config) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                config,
+                servers: Mutex::new(HashMap::new()),
+                starting: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The running server's client, if berth started one and it answers.
+    pub async fn running(&self, workspace_id: &str) -> Option<Client> {
+        let server = self
+            .inner
+            .servers
+            .lock()
+            .expect("servers lock")
+            .get(workspace_id)
+            .cloned()?;
+        server.client.healthy().await.then(|| server.client.clone())
+    }
+
+    /// A healthy server for the workspace with this configuration, starting (or restarting) it if needed.
+    pub async fn ensure(&self, ws: &Workspace, oc_config: &Value) -> Result<Client, String> {
+        let config_text = oc_config.to_string();
+        let hash = secrets::sha256_hex(config_text.as_bytes());
+        let lock = self
+            .inner
+            .starting
+            .lock()
+            .expect("starting lock")
+            .entry(ws.id.clone())
+            .or_default()
+            .clone();
+        let _guard = lock.lock().await;
+        let existing = self
+            .inner
+            .servers
+            .lock()
+            .expect("servers lock")
+            .get(&ws.id)
+            .cloned();
+        if let Some(s) = existing {
+            if s.config_hash == hash && s.client.healthy().await {
+                return Ok(s.client.clone());
+            }
+        }
+        let client = self.start(ws, &config_text).await?;
+        self.inner.servers.lock().expect("servers lock").insert(
+            ws.id.clone(),
+            Arc::new(Server {
+                client: client.clone(),
+                config_hash: hash,
+            }),
+        );
+        Ok(client)
+    }
+
+    /// Forgets a server that died, so the next `ensure` starts a new one.
+    pub fn forget(&self, workspace_id: &str) {
+        self.inner
+            .servers
+            .lock()
+            .expect("servers lock")
+            .remove(workspace_id);
+    }
+
+    /// Stops the workspace's server (e.g. in tests of a dying agent, or before a rebuild).
+    pub async fn kill(&self, ws: &Workspace) {
+        self.forget(&ws.id);
+        self.inner
+            .engine
+            .kill_tree(&engine::container_name(&ws.id), &marker(&ws.id))
+            .await;
+    }
+
+    async fn binary_path(&self) -> Result<PathBuf, String> {
+        match &self.inner.config.opencode_bin {
+            Some(p) if p.is_file() => Ok(p.clone()),
+            Some(p) => Err(format!("BERTH_OPENCODE_BIN {} does not exist", p.display())),
+            None => binary::ensure(
+                &self.inner.config.opencode_dir(),
+                &self.inner.config.npm_registry,
+            )
+            .await
+            .map_err(|e| format!("provision opencode {}: {e:#}", binary::VERSION)),
+        }
+    }
+
+    async fn sh(&self, container: &str, command: &str) -> Result<engine::ExecOutput, String> {
+        self.inner
+            .engine
+            .run_quiet(container, command)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn start(&self, ws: &Workspace, config_text: &str) -> Result<Client, String> {
+        let engine = &self.inner.engine;
+        let container = engine::container_name(&ws.id);
+        let target = container_binary();
+        // The binary goes in through the Docker API: the container needs no network to get it.
+        if self
+            .sh(&container, &format!("test -x {target}"))
+            .await?
+            .exit_code
+            != 0
+        {
+            let bin = self.binary_path().await?;
+            let bytes = tokio::fs::read(&bin)
+                .await
+                .map_err(|e| format!("read {}: {e}", bin.display()))?;
+            let tar = engine::tar_of(std::iter::once((&target[1..], bytes.as_slice(), 0o755)))
+                .map_err(|e| e.to_string())?;
+            engine
+                .upload_tar(&container, "/", tar)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(workspace.id = %ws.id, "opencode uploaded into the workspace");
+        }
+        engine.kill_tree(&container, &marker(&ws.id)).await;
+
+        let (bind, port) = match ws.network.as_str() {
+            "bridge" => {
+                let port = engine
+                    .published_port(&container, engine::AGENT_PORT)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("the workspace container publishes no agent port; rebuild it (POST /build with rebuild: true)")?;
+                (("0.0.0.0", BRIDGE_PORT), port)
+            }
+            "host" => {
+                let port = free_loopback_port().map_err(|e| format!("pick a port: {e}"))?;
+                (("127.0.0.1", port), port)
+            }
+            _ => {
+                return Err(
+                    "the workspace has no network (network: none); agents need bridge or host"
+                        .into(),
+                )
+            }
+        };
+        let password = secrets::random_hex(16);
+        let mut env: Vec<String> = ws
+            .env_vars
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.extend([
+            format!("HOME={STATE_DIR}/home"),
+            format!("XDG_CONFIG_HOME={STATE_DIR}/home/.config"),
+            format!("XDG_DATA_HOME={STATE_DIR}/data"),
+            format!("XDG_CACHE_HOME={STATE_DIR}/cache"),
+            format!("XDG_STATE_HOME={STATE_DIR}/state"),
+            format!("OPENCODE_CONFIG_CONTENT={config_text}"),
+            format!("OPENCODE_SERVER_PASSWORD={password}"),
+            "OPENCODE_DISABLE_MODELS_FETCH=1".into(),
+            "OPENCODE_DISABLE_AUTOUPDATE=1".into(),
+            "OPENCODE_DISABLE_LSP_DOWNLOAD=1".into(),
+            "OPENCODE_DISABLE_DEFAULT_PLUGINS=1".into(),
+            "OPENCODE_DISABLE_SHARE=1".into(),
+            // No background npm install from inside the workspace.
+            "npm_config_offline=true".into(),
+        ]);
+        let command = format!(
+            "mkdir -p {STATE_DIR}/home/.config {STATE_DIR}/data {STATE_DIR}/cache {STATE_DIR}/state && cd /workspace && exec {target} serve --hostname {} --port {} --print-logs >> {STATE_DIR}/server.log 2>&1",
+            bind.0, bind.1
+        );
+        engine
+            .exec_detached(&container, &command, env, &marker(&ws.id))
+            .await
+            .map_err(|e| e.to_string())?;
+
+        let client = Client::new(format!("http://127.0.0.1:{port}"), password);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(90) {
+            if client.healthy().await {
+                tracing::info!(workspace.id = %ws.id, port, ms = started.elapsed().as_millis() as u64, "opencode server ready");
+                return Ok(client);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let log = self
+            .sh(&container, &format!("tail -n 20 {STATE_DIR}/server.log"))
+            .await
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        engine.kill_tree(&container, &marker(&ws.id)).await;
+        Err(format!(
+            "the opencode server did not become healthy within 90s; its log ends:\n{log}"
+        ))
+    }
+}
+
+fn marker(workspace_id: &str) -> String {
+    format!("opencode-{workspace_id}")
+}
+
+/// A port free on 127.0.0.1 now, for a server in the host's network namespace.
+fn free_loopback_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

@@ -1,0 +1,646 @@
+//! Missions with the real opencode binary in real containers, against the scripted fake LLM: tool turns
+//! that change /workspace, stored events and their replay (by query and by Last-Event-ID) matching the live
+//! stream, queued messages in order, cancel, a berth crash and resume, a dying agent server, LLM errors,
+//! the pass-through, and bad input.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::fake_llm::FakeLlm;
+use crate::harness::{opencode_bin, Options, Server};
+
+/// A server wired to the fake LLM and the pinned opencode binary.
+async fn agent_server(llm: &FakeLlm) -> (Server, Options) {
+    let opts = Options {
+        env: vec![
+            ("BERTH_OPENCODE_CONFIG".into(), llm.opencode_config()),
+            (
+                "BERTH_OPENCODE_BIN".into(),
+                opencode_bin().to_string_lossy().into(),
+            ),
+        ],
+        ..Default::default()
+    };
+    let s = Server::start_with(Options {
+        env: opts.env.clone(),
+        password: opts.password.clone(),
+    })
+    .await;
+    (s, opts)
+}
+
+/// A ready workspace on the host's network, so OpenCode inside reaches the fake LLM on 127.0.0.1.
+async fn agent_workspace(s: &Server, name: &str) -> String {
+    s.ready_workspace(name, json!({ "network": "host" })).await
+}
+
+async fn mission(s: &Server, ws: &str) -> String {
+    let (status, m) = s
+        .post(
+            "/api/control/missions",
+            json!({ "title": "test mission", "workspace_id": ws }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    for key in [
+        "id",
+        "status",
+        "title",
+        "workspace_id",
+        "workspace_name",
+        "agent",
+        "model_override",
+        "model_effort",
+        "created_at",
+        "updated_at",
+    ] {
+        assert!(m.get(key).is_some(), "mission lacks {key}: {m}");
+    }
+    let id = m["id"].as_str().unwrap().to_string();
+    let (status, _) = s
+        .post(&format!("/api/control/missions/{id}/load"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    id
+}
+
+async fn send(s: &Server, content: &str) -> Value {
+    let (status, v) = s
+        .post("/api/control/message", json!({ "content": content }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v
+}
+
+async fn events(s: &Server, mission: &str, query: &str) -> Vec<Value> {
+    let (status, v) = s
+        .get(&format!(
+            "/api/control/missions/{mission}/events?limit=10000{query}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v.as_array().unwrap().clone()
+}
+
+/// Waits until the mission has an event of `kind` for the user message `message_id`.
+async fn wait_event(s: &Server, mission: &str, kind: &str, message_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let found = events(s, mission, "")
+            .await
+            .into_iter()
+            .find(|e| e["type"] == kind && e["data"]["message_id"] == message_id);
+        if let Some(e) = found {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {kind} for message {message_id}: {:#?}",
+            events(s, mission, "").await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits for the end of a message's turn (its final idle/cancelled/interrupted status event).
+async fn wait_turn_end(s: &Server, mission: &str, message_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let found = events(s, mission, "&types=status")
+            .await
+            .into_iter()
+            .find(|e| {
+                e["data"]["message_id"] == message_id
+                    && ["idle", "cancelled", "interrupted"]
+                        .contains(&e["data"]["status"].as_str().unwrap_or(""))
+            });
+        if let Some(e) = found {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "turn of {message_id} never ended: {:#?}",
+            events(s, mission, "").await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// SSE events `(id, event, data)` as a client saw them.
+type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+/// Collects SSE events from `/api/control/stream` in the background.
+fn collect_stream(s: &Server, last_event_id: Option<&str>) -> (Seen, tokio::task::JoinHandle<()>) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let mut req = s
+        .client()
+        .get(format!("{}/api/control/stream", s.url))
+        .bearer_auth(&s.token);
+    if let Some(id) = last_event_id {
+        req = req.header("Last-Event-ID", id);
+    }
+    let task = tokio::spawn(async move {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.bytes_stream();
+        let mut buf = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if !event.is_empty() {
+                    sink.lock().unwrap().push((
+                        id,
+                        event,
+                        serde_json::from_str(&data).unwrap_or(Value::Null),
+                    ));
+                }
+            }
+        }
+    });
+    (got, task)
+}
+
+#[tokio::test]
+async fn a_tool_turn_changes_the_workspace_and_replays_match_the_live_stream() {
+    let llm = FakeLlm::start().await;
+    let (s, _) = agent_server(&llm).await;
+    let ws = agent_workspace(&s, "agent-tools").await;
+    // Library agents and commands are given to every workspace's OpenCode server.
+    for (path, content) in [
+        ("/api/library/agent/reviewer", "---\ndescription: Reviews code\nmode: primary\npermissions:\n  bash: allow\n---\nYou are REVIEWER-7.\n"),
+        ("/api/library/command/greet", "---\ndescription: Greets someone\n---\nSay hello to $ARGUMENTS\n"),
+    ] {
+        let (status, v) = s.call("PUT", path, Some(json!({ "content": content }))).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    let (live, live_task) = collect_stream(&s, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = mission(&s, &ws).await;
+
+    let bash = r#"CALL_TOOL bash {"command":"echo hi from bash > /workspace/from-bash.txt && cat /workspace/from-bash.txt","description":"write a file"}"#;
+    let sent = send(&s, bash).await;
+    assert_eq!(sent["queued"], false);
+    let msg = sent["id"].as_str().unwrap().to_string();
+    let answer = wait_event(&s, &m, "assistant_message", &msg).await;
+    assert!(
+        answer["data"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("DONE. tool said:"),
+        "{answer}"
+    );
+    assert!(
+        answer["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("hi from bash"),
+        "{answer}"
+    );
+    assert_eq!(
+        s.sh(&ws, "cat /workspace/from-bash.txt").await["stdout"],
+        "hi from bash\n"
+    );
+    // The tool call and the answer after its result: two completions from the fake.
+    assert!(llm.requests.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+
+    let write = r#"CALL_TOOL write {"filePath":"/workspace/written.txt","content":"written by the agent\n"}"#;
+    let msg2 = send(&s, write).await["id"].as_str().unwrap().to_string();
+    wait_event(&s, &m, "assistant_message", &msg2).await;
+    wait_turn_end(&s, &m, &msg2).await;
+    assert_eq!(
+        s.sh(&ws, "cat /workspace/written.txt").await["stdout"],
+        "written by the agent\n"
+    );
+
+    // The stored history of the turn, in order.
+    let all = events(&s, &m, "").await;
+    let kinds: Vec<&str> = all.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let first_turn: Vec<&str> = kinds
+        .iter()
+        .copied()
+        .skip_while(|k| *k != "user_message")
+        .take(6)
+        .collect();
+    assert_eq!(
+        first_turn,
+        vec![
+            "user_message",
+            "status",
+            "tool_call",
+            "tool_result",
+            "assistant_message",
+            "status"
+        ],
+        "{kinds:?}"
+    );
+    let seqs: Vec<i64> = all.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=all.len() as i64).collect::<Vec<_>>(),
+        "per-mission sequence numbers"
+    );
+    let tools = events(&s, &m, "&types=tool_call,tool_result").await;
+    assert_eq!(tools.len(), 4);
+    assert_eq!(tools[0]["data"]["tool"], "bash");
+    assert_eq!(tools[2]["data"]["tool"], "write");
+    assert!(tools[1]["data"]["output"]
+        .as_str()
+        .unwrap()
+        .contains("hi from bash"));
+    let (_, page) = s
+        .get(&format!(
+            "/api/control/missions/{m}/events?limit=2&offset=1"
+        ))
+        .await;
+    assert_eq!(page.as_array().unwrap().len(), 2);
+    assert_eq!(page[0]["seq"], 2);
+    // No per-delta rows: one assistant_message per turn.
+    assert_eq!(events(&s, &m, "&types=assistant_message").await.len(), 2);
+
+    // The live stream saw exactly what the store holds, with ids.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while live.lock().unwrap().len() < all.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen: Vec<(String, String)> = live
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, ev, _)| (id.clone(), ev.clone()))
+        .collect();
+    let stored: Vec<(String, String)> = all
+        .iter()
+        .map(|e| (e["id"].to_string(), e["type"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(seen, stored);
+    live_task.abort();
+
+    // Reconnecting with Last-Event-ID replays what came after it from the store.
+    let mid = &all[3]["id"].to_string();
+    let (replay, replay_task) = collect_stream(&s, Some(mid));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while replay.lock().unwrap().len() < all.len() - 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let replayed: Vec<String> = replay
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, _, _)| id.clone())
+        .collect();
+    let expected: Vec<String> = all[4..].iter().map(|e| e["id"].to_string()).collect();
+    assert_eq!(replayed, expected);
+    replay_task.abort();
+    // A future id is answered with a notice and the live stream; a malformed one is a 400.
+    let (future, future_task) = collect_stream(&s, Some("999999999"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        future.lock().unwrap().first().map(|e| e.1.clone()),
+        Some("notice".to_string())
+    );
+    future_task.abort();
+    let resp = s
+        .client()
+        .get(format!("{}/api/control/stream", s.url))
+        .bearer_auth(&s.token)
+        .header("Last-Event-ID", "abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    // The pass-through reaches the workspace's OpenCode server.
+    let (status, health) = s
+        .get(&format!("/api/workspaces/{ws}/opencode/global/health"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["healthy"], true);
+    let (status, sessions) = s
+        .get(&format!("/api/workspaces/{ws}/opencode/session"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+    assert_eq!(sessions[0]["title"], "test mission");
+    let (_, agents) = s.get(&format!("/api/workspaces/{ws}/opencode/agent")).await;
+    let reviewer = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "reviewer")
+        .unwrap_or_else(|| panic!("no library agent in {agents}"));
+    assert_eq!(reviewer["description"], "Reviews code");
+    let (_, commands) = s
+        .get(&format!("/api/workspaces/{ws}/opencode/command"))
+        .await;
+    assert!(
+        commands
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "greet" && c["template"] == "Say hello to $ARGUMENTS"),
+        "{commands}"
+    );
+    // A message for the library agent runs with its prompt.
+    let (status, v) = s
+        .post(
+            "/api/control/message",
+            json!({ "content": "SYSTEM_HAS REVIEWER-7", "agent": "reviewer" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let answer = wait_event(&s, &m, "assistant_message", v["id"].as_str().unwrap()).await;
+    assert_eq!(answer["data"]["content"], "system has REVIEWER-7: true");
+    // Without berth's token, nothing.
+    let resp = s
+        .client()
+        .get(format!("{}/api/workspaces/{ws}/opencode/session", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    s.call("DELETE", &format!("/api/workspaces/{ws}"), None)
+        .await;
+    s.assert_no_engine_objects().await;
+}
+
+#[tokio::test]
+async fn messages_queue_in_order_cancel_aborts_and_errors_are_events() {
+    let llm = FakeLlm::start().await;
+    let (s, _) = agent_server(&llm).await;
+    let ws = agent_workspace(&s, "agent-queue").await;
+    let m = mission(&s, &ws).await;
+
+    let first = send(&s, "SLOW 2").await;
+    assert_eq!(first["queued"], false);
+    let second = send(&s, "second").await;
+    let third = send(&s, "third").await;
+    assert_eq!(
+        (second["queued"].as_bool(), third["queued"].as_bool()),
+        (Some(true), Some(true))
+    );
+    wait_event(&s, &m, "assistant_message", third["id"].as_str().unwrap()).await;
+    let answers: Vec<String> = events(&s, &m, "&types=assistant_message")
+        .await
+        .iter()
+        .map(|e| e["data"]["content"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(answers.len(), 3);
+    assert!(answers[0].starts_with("slow ."), "{answers:?}");
+    assert_eq!(&answers[1..], ["Echo: second", "Echo: third"]);
+
+    // Cancel while idle is refused; cancel mid-turn aborts it and drops the queue.
+    let (status, v) = s.post("/api/control/cancel", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let slow = send(&s, "SLOW 60").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let queued = send(&s, "never runs").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_event(&s, &m, "status", &slow).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    let (status, v) = s
+        .post(&format!("/api/control/missions/{m}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["dropped_messages"], 1);
+    let end = wait_turn_end(&s, &m, &slow).await;
+    assert_eq!(end["data"]["status"], "cancelled");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "cancel did not abort the turn"
+    );
+    assert!(!events(&s, &m, "")
+        .await
+        .iter()
+        .any(|e| e["type"] == "assistant_message" && e["data"]["message_id"] == queued.as_str()));
+
+    // A 4xx from the LLM ends the turn with an error event; the mission keeps working.
+    let bad = send(&s, "FAIL_400").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let err = wait_event(&s, &m, "error", &bad).await;
+    assert!(
+        err["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fake error 400"),
+        "{err}"
+    );
+    let ok = send(&s, "after the error").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer = wait_event(&s, &m, "assistant_message", &ok).await;
+    assert_eq!(answer["data"]["content"], "Echo: after the error");
+
+    // The agent server dies mid-turn: an error event, and the next message gets a new server.
+    let doomed = send(&s, "SLOW 60").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_event(&s, &m, "status", &doomed).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.sh(&ws, "pkill -9 -f '/opt/berth/opencode-' || true")
+        .await;
+    let err = wait_event(&s, &m, "error", &doomed).await;
+    assert!(
+        err["data"]["message"].as_str().unwrap().contains("stopped"),
+        "{err}"
+    );
+    let after = send(&s, "alive again").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        wait_event(&s, &m, "assistant_message", &after).await["data"]["content"],
+        "Echo: alive again"
+    );
+
+    s.call("DELETE", &format!("/api/workspaces/{ws}"), None)
+        .await;
+    s.assert_no_engine_objects().await;
+}
+
+#[tokio::test]
+async fn a_berth_crash_interrupts_the_mission_and_resume_completes_it() {
+    let llm = FakeLlm::start().await;
+    let (mut s, opts) = agent_server(&llm).await;
+    let ws = agent_workspace(&s, "agent-crash").await;
+    let m = mission(&s, &ws).await;
+    let msg = send(&s, "SLOW 8").await["id"].as_str().unwrap().to_string();
+    wait_event(&s, &m, "status", &msg).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.kill();
+
+    let dir = s.data_dir.clone();
+    let s2 = Server::spawn(&dir, &opts).await;
+    let (_, mission) = s2.get(&format!("/api/control/missions/{m}")).await;
+    assert_eq!(mission["status"], "interrupted", "{mission}");
+    let (status, v) = s2
+        .post("/api/control/message", json!({ "content": "x" }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let (status, v) = s2
+        .post(&format!("/api/control/missions/{m}/resume"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "active");
+    let answer = wait_event(&s2, &m, "assistant_message", &msg).await;
+    assert!(
+        answer["data"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("slow"),
+        "{answer}"
+    );
+    // Same OpenCode session as before the crash: it lives on the workspace volume.
+    let (_, sessions) = s2
+        .get(&format!("/api/workspaces/{ws}/opencode/session"))
+        .await;
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+    // A completed mission does not resume.
+    s2.post(
+        &format!("/api/control/missions/{m}/status"),
+        json!({ "status": "completed" }),
+    )
+    .await;
+    let (status, _) = s2
+        .post(&format!("/api/control/missions/{m}/resume"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    s2.call("DELETE", &format!("/api/workspaces/{ws}"), None)
+        .await;
+    s2.assert_no_engine_objects().await;
+    drop(s);
+}
+
+#[tokio::test]
+async fn bad_mission_requests_and_provider_keys() {
+    let llm = FakeLlm::start().await;
+    let (s, _) = agent_server(&llm).await;
+    let (status, v) = s
+        .post("/api/control/message", json!({ "content": "hello" }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "no mission loaded: {v}");
+    let pending = s
+        .create(json!({ "name": "not-built", "workspace_type": "container" }))
+        .await;
+    let pending = pending["id"].as_str().unwrap();
+    for body in [
+        json!({ "workspace_id": "00000000-0000-4000-8000-000000000000" }),
+        json!({ "workspace_id": pending, "agent": "no-such-agent" }),
+        json!({ "workspace_id": pending, "model_override": "fake/no-such-model" }),
+        json!({ "workspace_id": pending, "model_override": "nobody/model" }),
+        json!({ "workspace_id": pending, "model_override": "no-slash" }),
+        json!({ "workspace_id": pending, "model_effort": "extreme" }),
+    ] {
+        let (status, v) = s.post("/api/control/missions", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+    }
+    let (status, m) = s
+        .post("/api/control/missions", json!({ "workspace_id": pending, "agent": "plan", "model_override": "fake/fake-model", "model_effort": "high" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    assert_eq!(m["workspace_name"], "not-built");
+    assert_eq!(m["status"], "pending");
+    let id = m["id"].as_str().unwrap();
+    s.post(&format!("/api/control/missions/{id}/load"), json!({}))
+        .await;
+    let (status, v) = s
+        .post("/api/control/message", json!({ "content": "hello" }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "workspace not ready: {v}");
+    let (status, _) = s
+        .post("/api/control/message", json!({ "content": "  " }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s
+        .post(
+            &format!("/api/control/missions/{id}/status"),
+            json!({ "status": "done" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s
+        .post(&format!("/api/control/missions/{id}/resume"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = s
+        .post(&format!("/api/control/missions/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = s
+        .get(&format!("/api/control/missions/{id}/events?limit=0"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s
+        .get("/api/control/missions/00000000-0000-4000-8000-000000000000")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, tree) = s.get("/api/control/tree").await;
+    assert_eq!(status, StatusCode::OK, "{tree}");
+    let (status, _) = s
+        .call("DELETE", &format!("/api/control/missions/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Provider keys: stored sealed, never answered.
+    let secret = "sk-test-secret-key-1234567890";
+    let (status, v) = s
+        .post("/api/providers/fake/auth", json!({ "api_key": secret }))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{v}");
+    let (status, list) = s.get("/api/providers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!list.to_string().contains(secret));
+    let fake = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "fake")
+        .unwrap();
+    assert_eq!(fake["has_api_key"], true);
+    assert_eq!(fake["models"], json!(["fake-model"]));
+    let (status, v) = s
+        .post("/api/providers/fake/auth", json!({ "type": "oauth" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, _) = s
+        .post("/api/providers/bad%2Fid/auth", json!({ "api_key": "x" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let db = std::fs::read(s.data_dir.join("berth.db")).unwrap();
+    let wal = std::fs::read(s.data_dir.join("berth.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "plaintext key in the store"
+        );
+    }
+    let (status, _) = s.call("DELETE", "/api/providers/fake/auth", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s.call("DELETE", "/api/providers/fake/auth", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
