@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::fake_llm::FakeLlm;
-use crate::harness::{opencode_bin, Options, Server};
+use crate::harness::{docker, opencode_bin, Options, Server};
 
 /// A server wired to the fake LLM and the pinned opencode binary.
 async fn agent_server(llm: &FakeLlm) -> (Server, Options) {
@@ -643,4 +643,68 @@ async fn bad_mission_requests_and_provider_keys() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = s.call("DELETE", "/api/providers/fake/auth", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bridge_workspace_serves_opencode_on_loopback_and_its_sessions_survive_a_rebuild() {
+    let llm = FakeLlm::start().await;
+    let (s, _) = agent_server(&llm).await;
+    let ws = s.ready_workspace("agent-bridge", json!({})).await;
+    let (_, w) = s.get(&format!("/api/workspaces/{ws}")).await;
+    assert_eq!(w["network"], "bridge");
+
+    // The agent port is published on the host's loopback only.
+    let container = format!("berth-ws-{ws}");
+    let inspect = docker()
+        .await
+        .inspect_container(&container, None)
+        .await
+        .unwrap();
+    let ports = inspect.host_config.unwrap().port_bindings.unwrap();
+    let bindings = ports["4096/tcp"].as_ref().unwrap();
+    assert!(
+        bindings
+            .iter()
+            .all(|b| b.host_ip.as_deref() == Some("127.0.0.1")),
+        "{bindings:?}"
+    );
+
+    // Through the pass-through: health, then a session made by OpenCode's own API.
+    let (status, health) = s
+        .get(&format!("/api/workspaces/{ws}/opencode/global/health"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    let (status, session) = s
+        .post(
+            &format!("/api/workspaces/{ws}/opencode/session"),
+            json!({ "title": "made before the rebuild" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+
+    // A rebuild replaces the container; OpenCode's state is on the volume, so the session is still there.
+    let (status, v) = s
+        .post(
+            &format!("/api/workspaces/{ws}/build"),
+            json!({ "rebuild": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(s.wait_built(&ws).await["status"], "ready");
+    let (status, sessions) = s
+        .get(&format!("/api/workspaces/{ws}/opencode/session"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sessions}");
+    assert!(
+        sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == session["id"] && x["title"] == "made before the rebuild"),
+        "{sessions}"
+    );
+
+    s.call("DELETE", &format!("/api/workspaces/{ws}"), None)
+        .await;
+    s.assert_no_engine_objects().await;
 }
