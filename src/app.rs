@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use axum::extract::FromRef;
 
+use crate::agents::Agents;
 use crate::auth::Auth;
 use crate::missions::Missions;
 use crate::secrets::SecretBox;
@@ -17,6 +18,7 @@ pub struct AppState {
     pub store: Store,
     pub secrets: SecretBox,
     pub missions: Missions,
+    pub agents: Agents,
     pub auth: Auth,
     pub workspaces: Workspaces,
     pub stats: Arc<Mutex<HostStats>>,
@@ -32,6 +34,12 @@ impl FromRef<AppState> for Auth {
 impl FromRef<AppState> for Workspaces {
     fn from_ref(s: &AppState) -> Self {
         s.workspaces.clone()
+    }
+}
+
+impl FromRef<AppState> for Agents {
+    fn from_ref(s: &AppState) -> Self {
+        s.agents.clone()
     }
 }
 

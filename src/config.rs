@@ -117,6 +117,23 @@ pub struct Config {
     #[arg(long, env = "BERTH_DEFAULT_WORKSPACE", default_value = "default")]
     pub default_workspace: String,
 
+    /// Host directories local codebases may live under (colon-separated); defaults to
+    /// `<data-dir>/codebases`.
+    #[arg(long, env = "BERTH_CODEBASE_ROOTS")]
+    pub codebase_roots: Option<String>,
+
+    /// How many queued tasks berth runs itself at once.
+    #[arg(long, env = "BERTH_TASK_CONCURRENCY", default_value_t = 2)]
+    pub task_concurrency: usize,
+
+    /// How long a worker holds a task without a heartbeat before it goes back to the queue.
+    #[arg(long, env = "BERTH_TASK_LEASE_SECS", default_value_t = 60)]
+    pub task_lease_secs: u64,
+
+    /// How many times a task is handed out before it fails for good.
+    #[arg(long, env = "BERTH_TASK_MAX_ATTEMPTS", default_value_t = 3)]
+    pub task_max_attempts: i64,
+
     /// Directory whose `distros/`, `templates/` and `init-scripts/` override the built-in ones;
     /// defaults to the data dir.
     #[arg(long, env = "BERTH_CATALOG_DIR")]
@@ -142,6 +159,16 @@ impl Config {
     }
     pub fn opencode_dir(&self) -> PathBuf {
         self.data_dir.join("opencode")
+    }
+    pub fn codebase_roots(&self) -> Vec<PathBuf> {
+        match &self.codebase_roots {
+            Some(s) => s
+                .split(':')
+                .filter(|p| !p.trim().is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            None => vec![self.data_dir.join("codebases")],
+        }
     }
     pub fn catalog_dir(&self) -> PathBuf {
         self.catalog_dir

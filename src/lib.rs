@@ -9,8 +9,10 @@
 //! - `library/`: the git-backed library of skills, commands, rules, agents, MCP servers, templates.
 //! - `opencode/`: the opencode binary, its server API client, one server per workspace.
 //! - `missions/`: agent missions: queue, turns, stored events and their stream.
+//! - `agents/`: the `/v1` agent API: codebases, runs, the task queue with workers and leases, monitor.
 //! - `store/`: SQLite queries per domain. `auth`, `secrets`: logins, tokens, secrets at rest.
 
+pub mod agents;
 pub mod api;
 pub mod app;
 pub mod auth;

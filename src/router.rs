@@ -5,12 +5,12 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::IntoResponse;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{auth, library, missions, opencode_proxy, providers, system, workspaces};
+use crate::api::{auth, library, missions, opencode_proxy, providers, system, v1, workspaces};
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -116,17 +116,91 @@ pub fn build(state: AppState) -> Router {
             auth::require_token,
         ));
 
+    let v1_routes = v1_routes().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        v1::require_caller,
+    ));
+
     Router::new()
         .route("/api/health", get(system::health))
+        .route("/health", get(v1::health))
+        .merge(v1_routes)
         .route("/api/auth/login", post(auth::login))
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(refuse_oversized))
+        .layer(middleware::from_fn(v1::detail_errors))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The seed's CodeTether API: `/v1/opencode` (codebases, agent runs, tasks, workers, runtime) and
+/// `/v1/monitor`.
+fn v1_routes() -> Router<AppState> {
+    const CB: &str = "/v1/opencode/codebases/{id}";
+    Router::new()
+        .route("/v1/opencode/status", get(v1::status))
+        .route("/v1/opencode/models", get(v1::models))
+        .route(
+            "/v1/opencode/codebases",
+            get(v1::list_codebases).post(v1::register_codebase),
+        )
+        .route("/v1/opencode/codebases/list", get(v1::list_codebases))
+        .route(CB, get(v1::get_codebase).delete(v1::delete_codebase))
+        .route(&format!("{CB}/trigger"), post(v1::trigger))
+        .route(&format!("{CB}/message"), post(v1::message))
+        .route(&format!("{CB}/interrupt"), post(v1::interrupt))
+        .route(&format!("{CB}/stop"), post(v1::stop))
+        .route(&format!("{CB}/status"), get(v1::agent_status))
+        .route(&format!("{CB}/sessions"), get(v1::sessions))
+        .route(&format!("{CB}/sessions/sync"), post(v1::sync_sessions))
+        .route(&format!("{CB}/messages"), get(v1::session_messages))
+        .route(&format!("{CB}/events"), get(v1::codebase_events))
+        .route(
+            &format!("{CB}/tasks"),
+            get(v1::list_codebase_tasks).post(v1::create_task),
+        )
+        .route("/v1/opencode/tasks", get(v1::list_tasks))
+        .route("/v1/opencode/tasks/{id}", get(v1::get_task))
+        .route(
+            "/v1/opencode/tasks/{id}/status",
+            put(v1::update_task_status),
+        )
+        .route(
+            "/v1/opencode/tasks/{id}/output",
+            get(v1::task_output).post(v1::append_output),
+        )
+        .route("/v1/opencode/tasks/{id}/cancel", post(v1::cancel_task))
+        .route("/v1/opencode/workers", get(v1::list_workers))
+        .route("/v1/opencode/workers/register", post(v1::register_worker))
+        .route(
+            "/v1/opencode/workers/{id}/unregister",
+            post(v1::unregister_worker),
+        )
+        .route("/v1/opencode/workers/{id}/heartbeat", post(v1::heartbeat))
+        .route("/v1/opencode/workers/{id}/claim", post(v1::claim))
+        .route("/v1/opencode/runtime/status", get(v1::runtime_status))
+        .route("/v1/opencode/runtime/projects", get(v1::runtime_projects))
+        .route("/v1/opencode/runtime/sessions", get(v1::runtime_sessions))
+        .route(
+            "/v1/opencode/runtime/sessions/{id}",
+            get(v1::runtime_session),
+        )
+        .route(
+            "/v1/opencode/runtime/sessions/{id}/messages",
+            get(v1::runtime_messages),
+        )
+        .route(
+            "/v1/opencode/runtime/sessions/{id}/parts",
+            get(v1::runtime_parts),
+        )
+        .route("/v1/monitor/agents", get(v1::monitor_agents))
+        .route("/v1/monitor/messages", get(v1::monitor_messages))
+        .route("/v1/monitor/stats", get(v1::monitor_stats))
+        .route("/v1/monitor/workers", get(v1::list_workers))
 }
 
 /// Refuses a body whose declared length is over the limit before reading any of it; bodies without a

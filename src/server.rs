@@ -8,6 +8,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::agents::{Agents, Deps as AgentDeps};
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::catalog::Catalog;
@@ -80,11 +81,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
     })?;
     missions.recover().await.context("recover missions")?;
+    let default_root = config.data_dir.join("codebases");
+    std::fs::create_dir_all(&default_root)
+        .with_context(|| format!("create {}", default_root.display()))?;
+    let agents = Agents::new(AgentDeps {
+        store: store.clone(),
+        workspaces: workspaces.clone(),
+        missions: missions.clone(),
+        config: config.clone(),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+    });
+    agents.start().await.context("start the task queue")?;
 
     let state = AppState {
         store,
         secrets: secrets_box,
         missions: missions.clone(),
+        agents,
         auth,
         workspaces,
         stats: Arc::new(Mutex::new(HostStats::new(&config.data_dir))),

@@ -2,16 +2,16 @@
 //! stream with replay from `Last-Event-ID`.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::{Event as SseEvent, Sse};
 use axum::Extension;
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::event_stream::{self, StreamQuery};
 use super::{Json, Path, Query};
 use crate::auth::Claims;
 use crate::error::{ApiError, ApiResult};
@@ -151,95 +151,18 @@ pub async fn mission_tree(
     Ok(Json(m.tree(&c.sub).await?))
 }
 
-#[derive(Deserialize)]
-pub struct StreamQuery {
-    last_event_id: Option<String>,
-}
-
-/// The user's events as SSE. Each carries `id:` (its global id) and `event:` (its type). A client that
-/// reconnects with `Last-Event-ID` gets everything after it from the store first; a slow client reads
-/// from the store at its own pace, so nothing is dropped.
+/// The user's events as SSE, each with `id:` (its global id) and `event:` (its type).
 pub async fn stream_mission_events(
     State(m): State<Missions>,
     Extension(c): Extension<Claims>,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    let raw = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or(q.last_event_id);
-    let latest = m.hub().latest();
-    let mut notices = Vec::new();
-    let cursor = match raw.as_deref().map(str::trim) {
-        None | Some("") => latest,
-        Some(s) => match s.parse::<i64>() {
-            Ok(n) if n < 0 => return Err(ApiError::invalid("Last-Event-ID must not be negative")),
-            Ok(n) if n > latest => {
-                notices.push(json!({ "message": format!("Last-Event-ID {n} is ahead of the newest event {latest}; streaming from {latest}") }));
-                latest
-            }
-            Ok(n) => n,
-            Err(_) => {
-                return Err(ApiError::invalid(format!(
-                    "Last-Event-ID {s:?} is not an event id"
-                )))
-            }
-        },
-    };
-    let state = StreamState {
-        missions: m.clone(),
-        owner: c.sub.clone(),
-        cursor,
-        buffer: Vec::new(),
-        notices,
-        rx: m.hub().subscribe(),
-    };
-    let stream = futures::stream::unfold(state, next_sse);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    event_stream::stream(&m, &c.sub, &headers, q, as_is)
 }
 
-struct StreamState {
-    missions: Missions,
-    owner: String,
-    cursor: i64,
-    buffer: Vec<Event>,
-    notices: Vec<Value>,
-    rx: tokio::sync::watch::Receiver<i64>,
-}
-
-async fn next_sse(mut s: StreamState) -> Option<(Result<SseEvent, Infallible>, StreamState)> {
-    if let Some(n) = s.notices.pop() {
-        return Some((
-            Ok(SseEvent::default().event("notice").data(n.to_string())),
-            s,
-        ));
-    }
-    loop {
-        if !s.buffer.is_empty() {
-            let ev = s.buffer.remove(0);
-            s.cursor = ev.id;
-            let data = serde_json::to_string(&ev).unwrap_or_default();
-            let sse = SseEvent::default()
-                .id(ev.id.to_string())
-                .event(ev.event_type.clone())
-                .data(data);
-            return Some((Ok(sse), s));
-        }
-        match s.missions.events_since(&s.owner, s.cursor).await {
-            Ok(evs) if !evs.is_empty() => {
-                s.buffer = evs;
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reading events for a stream failed"),
-        }
-        // Wait for anything newer; end when berth stops, so shutdown is not held up by open streams.
-        let shutdown = s.missions.shutdown().clone();
-        tokio::select! {
-            changed = s.rx.changed() => if changed.is_err() { return None },
-            _ = shutdown.cancelled() => return None,
-        }
-    }
+fn as_is(ev: &Event) -> Vec<SseEvent> {
+    vec![SseEvent::default()
+        .event(ev.event_type.clone())
+        .data(serde_json::to_string(ev).unwrap_or_default())]
 }

@@ -2,11 +2,13 @@
 //! JSON errors instead of axum's plain-text rejections.
 
 pub mod auth;
+pub mod event_stream;
 pub mod library;
 pub mod missions;
 pub mod opencode_proxy;
 pub mod providers;
 pub mod system;
+pub mod v1;
 pub mod workspaces;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};

@@ -10,8 +10,6 @@ use futures::TryStreamExt;
 use super::Path;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::missions::providers;
-use crate::workspaces::model::Status;
 
 /// Request headers worth forwarding; berth's own Authorization is not one of them.
 const FORWARD: [&str; 4] = [
@@ -27,25 +25,7 @@ pub async fn proxy_to_opencode(
     req: Request,
 ) -> ApiResult<Response> {
     let ws = s.workspaces.get(&id).await?;
-    if ws.status != Status::Ready {
-        return Err(ApiError::conflict(format!(
-            "workspace is {}, not ready",
-            ws.status.as_str()
-        )));
-    }
-    let config = providers::opencode_config(
-        s.missions.fragment(),
-        s.workspaces.library(),
-        &s.store,
-        &s.secrets,
-    )
-    .await?;
-    let client = s
-        .missions
-        .runtime()
-        .ensure(&ws, &config)
-        .await
-        .map_err(ApiError::Engine)?;
+    let client = s.missions.agent_client(&ws).await?;
     let query = req
         .uri()
         .query()

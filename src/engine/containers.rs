@@ -41,7 +41,12 @@ pub struct ContainerSpec<'a> {
     /// `bridge` publishes the agent port on 127.0.0.1 only; `host` shares the host's network; `none` has
     /// no network.
     pub network: &'a str,
+    /// A host directory to bind-mount at `/code`.
+    pub code_mount: Option<&'a str>,
 }
+
+/// Where a codebase's host directory appears inside its workspace container.
+pub const CODE_DIR: &str = "/code";
 
 /// The port the workspace's agent server listens on inside a bridge-networked container.
 pub const AGENT_PORT: &str = "4096/tcp";
@@ -92,12 +97,21 @@ impl Engine {
     pub async fn create_container(&self, spec: &ContainerSpec<'_>) -> EngineResult<String> {
         let id = spec.workspace_id;
         let host_config = HostConfig {
-            mounts: Some(vec![Mount {
-                target: Some("/workspace".into()),
-                source: Some(super::volume_name(id)),
-                typ: Some(MountTypeEnum::VOLUME),
-                ..Default::default()
-            }]),
+            mounts: Some(
+                std::iter::once(Mount {
+                    target: Some("/workspace".into()),
+                    source: Some(super::volume_name(id)),
+                    typ: Some(MountTypeEnum::VOLUME),
+                    ..Default::default()
+                })
+                .chain(spec.code_mount.map(|path| Mount {
+                    target: Some(CODE_DIR.into()),
+                    source: Some(path.to_string()),
+                    typ: Some(MountTypeEnum::BIND),
+                    ..Default::default()
+                }))
+                .collect(),
+            ),
             memory: Some(spec.memory_bytes),
             memory_swap: Some(spec.memory_bytes),
             nano_cpus: Some(spec.nano_cpus),

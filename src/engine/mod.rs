@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-pub use containers::{ContainerSpec, ManagedContainer, AGENT_PORT};
+pub use containers::{ContainerSpec, ManagedContainer, AGENT_PORT, CODE_DIR};
 pub use exec::{ExecOutput, ExecRequest, OutputSink};
 pub use images::{tar_of, BuildContext};
 

@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::library::ItemType;
-use crate::opencode::Runtime;
+use crate::opencode::{Client, Runtime};
 use crate::secrets::SecretBox;
 use crate::store::missions::MissionRow;
 use crate::store::Store;
@@ -183,7 +183,7 @@ impl Missions {
             self.check_model(m)?;
         }
         if let Some(a) = &req.agent {
-            self.check_agent(a).await?;
+            self.check_agent_name(a).await?;
         }
         if req.title.as_ref().is_some_and(|t| t.len() > 1000) {
             return Err(ApiError::invalid("title is over 1000 characters"));
@@ -279,7 +279,8 @@ impl Missions {
         Ok(())
     }
 
-    async fn check_agent(&self, agent: &str) -> ApiResult<()> {
+    /// An agent OpenCode knows: a built-in one or one of the library's; 400 otherwise.
+    pub async fn check_agent_name(&self, agent: &str) -> ApiResult<()> {
         if BUILTIN_AGENTS.contains(&agent)
             || self
                 .inner
@@ -338,7 +339,7 @@ impl Missions {
             ));
         }
         if let Some(a) = agent {
-            self.check_agent(a).await?;
+            self.check_agent_name(a).await?;
         }
         let mission_id = self
             .inner
@@ -552,6 +553,46 @@ impl Missions {
     pub async fn events_since(&self, owner: &str, after: i64) -> ApiResult<Vec<Event>> {
         let rows = self.inner.store.events_after(owner, after, 500).await?;
         Ok(rows.into_iter().map(Event::from).collect())
+    }
+
+    /// Whether a turn of the mission runs or is about to.
+    pub async fn is_busy(&self, mission_id: &str) -> bool {
+        self.inner.runners.lock().await.contains_key(mission_id)
+    }
+
+    /// A healthy OpenCode server for the workspace, with the current configuration.
+    pub async fn agent_client(
+        &self,
+        ws: &crate::workspaces::model::Workspace,
+    ) -> ApiResult<Client> {
+        if ws.status != WsStatus::Ready {
+            return Err(ApiError::conflict(format!(
+                "workspace {} is {}, not ready",
+                ws.name,
+                ws.status.as_str()
+            )));
+        }
+        let config = providers::opencode_config(
+            &self.inner.fragment,
+            self.inner.workspaces.library(),
+            &self.inner.store,
+            &self.inner.secrets,
+        )
+        .await?;
+        self.inner
+            .runtime
+            .ensure(ws, &config)
+            .await
+            .map_err(ApiError::Engine)
+    }
+
+    /// Starts the mission's OpenCode session now (rather than at its first turn), so callers can name it
+    /// at once; the session id.
+    pub async fn open_session(&self, owner: &str, id: &str) -> ApiResult<String> {
+        let m = self.owned(owner, id).await?;
+        let ws = self.inner.workspaces.get(&m.workspace_id).await?;
+        let client = self.agent_client(&ws).await?;
+        self.session(&m, &client).await.map_err(ApiError::Engine)
     }
 
     /// The live agent tree: the user's missions that are active, each with its running turn and queue.

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{providers, Missions};
+use super::Missions;
 use crate::opencode::Client;
 use crate::store::missions::MessageRow;
 use crate::workspaces::model::Status as WsStatus;
@@ -107,19 +107,8 @@ impl Missions {
             }
             Err(_) => return Outcome::Failed("the mission's workspace was deleted".into()),
         };
-        let config = match providers::opencode_config(
-            &self.inner.fragment,
-            self.inner.workspaces.library(),
-            &self.inner.store,
-            &self.inner.secrets,
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => return Outcome::Failed(format!("build the agent configuration: {e}")),
-        };
         let client = tokio::select! {
-            c = self.inner.runtime.ensure(&ws, &config) => match c {
+            c = self.agent_client(&ws) => match c {
                 Ok(c) => c,
                 Err(e) => return Outcome::Failed(format!("start the agent server: {e}")),
             },
@@ -223,7 +212,7 @@ impl Missions {
 
     /// The mission's OpenCode session: the stored one while the server still has it (it lives on the
     /// workspace volume), else a new one.
-    async fn session(
+    pub(super) async fn session(
         &self,
         mission: &crate::store::missions::MissionRow,
         client: &Client,

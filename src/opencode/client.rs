@@ -116,6 +116,12 @@ impl Client {
             .map(|_| ())
     }
 
+    /// Any read of OpenCode's API (`/session`, `/project`, …).
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        let req = self.request(reqwest::Method::GET, path);
+        self.json("read", req, Duration::from_secs(30)).await
+    }
+
     pub async fn messages(&self, session: &str) -> Result<Vec<Value>> {
         let req = self.request(reqwest::Method::GET, &format!("/session/{session}/message"));
         let v = self.json("messages", req, Duration::from_secs(30)).await?;

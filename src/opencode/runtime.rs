@@ -103,6 +103,26 @@ impl Runtime {
         Ok(client)
     }
 
+    /// Every server berth started, by workspace id (some may have died since).
+    pub fn servers(&self) -> Vec<(String, Client)> {
+        self.inner
+            .servers
+            .lock()
+            .expect("servers lock")
+            .iter()
+            .map(|(id, s)| (id.clone(), s.client.clone()))
+            .collect()
+    }
+
+    /// The binary berth runs in workspaces, if it is on disk (given, or provisioned already).
+    pub fn binary_on_disk(&self) -> Option<PathBuf> {
+        let path = match &self.inner.config.opencode_bin {
+            Some(p) => p.clone(),
+            None => binary::cached_path(&self.inner.config.opencode_dir()),
+        };
+        path.is_file().then_some(path)
+    }
+
     /// Forgets a server that died, so the next `ensure` starts a new one.
     pub fn forget(&self, workspace_id: &str) {
         self.inner
@@ -209,8 +229,14 @@ impl Runtime {
             // No background npm install from inside the workspace.
             "npm_config_offline=true".into(),
         ]);
+        // OpenCode's default project is its working directory: a codebase's code when it has one.
+        let workdir = if ws.code_mount.is_some() {
+            engine::CODE_DIR
+        } else {
+            "/workspace"
+        };
         let command = format!(
-            "mkdir -p {STATE_DIR}/home/.config {STATE_DIR}/data {STATE_DIR}/cache {STATE_DIR}/state && cd /workspace && exec {target} serve --hostname {} --port {} --print-logs >> {STATE_DIR}/server.log 2>&1",
+            "mkdir -p {STATE_DIR}/home/.config {STATE_DIR}/data {STATE_DIR}/cache {STATE_DIR}/state && cd {workdir} && exec {target} serve --hostname {} --port {} --print-logs >> {STATE_DIR}/server.log 2>&1",
             bind.0, bind.1
         );
         engine

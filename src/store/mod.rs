@@ -1,5 +1,6 @@
 //! The embedded SQLite store: connection, migrations, and one module of queries per domain.
 
+pub mod agents;
 pub mod missions;
 pub mod workspaces;
 

@@ -25,6 +25,7 @@ struct Row {
     init_scripts: String,
     init_script: Option<String>,
     network: String,
+    code_mount: Option<String>,
     status: String,
     error_message: Option<String>,
     container_id: Option<String>,
@@ -63,6 +64,7 @@ impl Row {
             distro: self.distro,
             init_script: self.init_script,
             network: self.network,
+            code_mount: self.code_mount,
             error_message: self.error_message,
             container_id: self.container_id,
             image_id: self.image_id,
@@ -105,8 +107,9 @@ impl Store {
     ) -> anyhow::Result<Inserted> {
         let res = sqlx::query(
             "INSERT INTO workspaces (id, name, workspace_type, path, template, distro, packages, skills,
-               tools, env_vars, init_scripts, init_script, status, error_message, created_at, updated_at, network)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               tools, env_vars, init_scripts, init_script, status, error_message, created_at, updated_at, network,
+               code_mount)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&w.id)
         .bind(&w.name)
@@ -125,6 +128,7 @@ impl Store {
         .bind(w.created_at)
         .bind(w.updated_at)
         .bind(&w.network)
+        .bind(&w.code_mount)
         .execute(&self.pool)
         .await;
         name_checked(res)

@@ -203,6 +203,7 @@ impl Workspaces {
                     nano_cpus: (config.cpus * 1e9) as i64,
                     pids_limit: config.pids_limit,
                     network: &ws.network,
+                    code_mount: ws.code_mount.as_deref(),
                 })
                 .await?;
             engine.start_container(&id).await?;

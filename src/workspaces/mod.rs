@@ -79,6 +79,9 @@ pub struct CreateWorkspace {
     pub init_scripts: Option<Vec<String>>,
     pub init_script: Option<String>,
     pub network: Option<String>,
+    /// Not settable over `/api/workspaces`: only the codebases API mounts host directories.
+    #[serde(skip)]
+    pub code_mount: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -220,6 +223,7 @@ impl Workspaces {
             init_scripts: self.check_fragments(&init_scripts).await?,
             init_script: init_script.filter(|s| !s.trim().is_empty()),
             network,
+            code_mount: req.code_mount.clone(),
             status: match workspace_type {
                 WorkspaceType::Host => Status::Ready,
                 WorkspaceType::Container => Status::Pending,

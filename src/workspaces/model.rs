@@ -74,6 +74,8 @@ pub struct Workspace {
     pub init_script: Option<String>,
     /// Container network mode: `bridge`, `host` or `none`.
     pub network: String,
+    /// A host directory bind-mounted at `/code` (a codebase's code); set only by the codebases API.
+    pub code_mount: Option<String>,
     pub status: Status,
     pub error_message: Option<String>,
     pub container_id: Option<String>,
@@ -106,6 +108,9 @@ pub struct WorkspaceView {
     pub init_scripts: Vec<String>,
     pub init_script: Option<String>,
     pub network: String,
+    /// The host directory mounted at `/code`, for a codebase's workspace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code_mount: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -132,6 +137,7 @@ impl From<&Workspace> for WorkspaceView {
             init_scripts: w.init_scripts.clone(),
             init_script: w.init_script.clone(),
             network: w.network.clone(),
+            code_mount: w.code_mount.clone(),
             created_at: w.created_at,
             updated_at: w.updated_at,
         }

@@ -130,12 +130,23 @@ impl Server {
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    /// A request with another token (a worker's, or none when empty).
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.client.request(
             method.parse().expect("method"),
             format!("{}{path}", self.url),
         );
-        if !self.token.is_empty() {
-            req = req.bearer_auth(&self.token);
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
         }
         if let Some(b) = body {
             req = req.json(&b);

@@ -10,3 +10,4 @@ mod inputs;
 mod library;
 mod missions;
 mod reconcile;
+mod workers;

@@ -1,0 +1,339 @@
+//! Codebases: a directory agents work on. A local one (no worker) is a host directory under an allowed
+//! root, bind-mounted at `/code` into a container workspace berth creates for it; a remote one lives on
+//! a registered worker's machine, whose registration vouches for the path.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{owner_of, Agents, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::store::agents::CodebaseRow;
+use crate::workspaces::model::Status as WsStatus;
+use crate::workspaces::CreateWorkspace;
+
+#[derive(Debug, Deserialize)]
+pub struct RegisterCodebase {
+    pub name: String,
+    pub path: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub agent_config: Option<Value>,
+    #[serde(default)]
+    pub worker_id: Option<String>,
+}
+
+/// The seed's codebase object, plus what berth knows of its agent.
+#[derive(Debug, Serialize)]
+pub struct CodebaseView {
+    pub id: String,
+    pub name: String,
+    pub path: String,
+    pub description: String,
+    pub worker_id: Option<String>,
+    pub agent_config: Value,
+    pub created_at: DateTime<Utc>,
+    pub last_activity: Option<DateTime<Utc>>,
+    /// `building`, `idle`, `running` or `error` (local); `idle` or `running` (remote).
+    pub status: String,
+    pub workspace_id: Option<String>,
+    pub session_id: Option<String>,
+}
+
+/// `agent_config` keys berth acts on, with the JSON type each must have.
+const CONFIG_KEYS: [&str; 5] = ["default_model", "agent", "template", "distro", "network"];
+
+fn check_config(v: &Value) -> ApiResult<()> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("agent_config must be a JSON object"))?;
+    for key in CONFIG_KEYS {
+        if let Some(x) = obj.get(key) {
+            if !x.is_string() {
+                return Err(ApiError::invalid(format!(
+                    "agent_config.{key} must be a string"
+                )));
+            }
+        }
+    }
+    if let Some(m) = obj.get("default_model").and_then(Value::as_str) {
+        if !m.contains('/') {
+            return Err(ApiError::invalid(
+                "agent_config.default_model must be provider/model",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn check_text(field: &str, v: &str, max: usize) -> ApiResult<()> {
+    if v.trim().is_empty() || v.len() > max || v.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::invalid(format!(
+            "{field} must be non-empty text of at most {max} bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl Agents {
+    pub async fn register_codebase(
+        &self,
+        caller: &Caller,
+        req: RegisterCodebase,
+    ) -> ApiResult<CodebaseView> {
+        check_text("name", &req.name, 128)?;
+        if !req.path.starts_with('/') || req.path.len() > 4096 || req.path.contains('\0') {
+            return Err(ApiError::invalid("path must be an absolute path"));
+        }
+        let agent_config = req.agent_config.clone().unwrap_or_else(|| json!({}));
+        check_config(&agent_config)?;
+        let worker_id = match (caller, req.worker_id.as_deref()) {
+            (Caller::Worker(me), Some(w)) if w != me => {
+                return Err(ApiError::conflict(format!(
+                    "a worker registers codebases for itself, not for {w}"
+                )))
+            }
+            (Caller::Worker(me), _) => Some(me.clone()),
+            (Caller::User(_), Some(w)) => {
+                if self.inner.store.get_worker(w).await?.is_none() {
+                    return Err(ApiError::not_found(format!("no worker with id {w}")));
+                }
+                Some(w.to_string())
+            }
+            (Caller::User(_), None) => None,
+        };
+        let path = match &worker_id {
+            // The worker vouches for a path on its own machine.
+            Some(_) => normalize(&req.path),
+            None => self.allowed_local_path(&req.path)?,
+        };
+        let path_text = path.to_string_lossy().into_owned();
+        let store = &self.inner.store;
+        // Registering the same directory again (workers do, periodically) updates it in place.
+        if let Some(mut existing) = store
+            .codebase_by_path(&path_text, worker_id.as_deref())
+            .await?
+        {
+            existing.name = req.name.clone();
+            existing.description = req.description.clone().unwrap_or_default();
+            existing.agent_config = agent_config.to_string();
+            store.update_codebase(&existing).await?;
+            return Ok(self.codebase_view(existing).await);
+        }
+        let id = format!("cb_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let workspace_id = match &worker_id {
+            Some(_) => None,
+            None => Some(
+                self.create_workspace(&id, &path_text, &agent_config)
+                    .await?,
+            ),
+        };
+        let row = CodebaseRow {
+            id: id.clone(),
+            name: req.name.clone(),
+            path: path_text,
+            description: req.description.clone().unwrap_or_default(),
+            agent_config: agent_config.to_string(),
+            worker_id,
+            workspace_id,
+            mission_id: None,
+            created_at: Utc::now(),
+            last_activity: None,
+        };
+        store.insert_codebase(&row).await?;
+        self.monitor(
+            "system",
+            &row.name,
+            &format!("codebase {} registered at {}", row.id, row.path),
+            json!({ "codebase_id": row.id, "worker_id": row.worker_id }),
+        )
+        .await;
+        Ok(self.codebase_view(row).await)
+    }
+
+    /// A local codebase's directory: it exists, is a directory, and resolves (symlinks followed) under
+    /// one of the configured roots.
+    fn allowed_local_path(&self, raw: &str) -> ApiResult<PathBuf> {
+        let path = std::fs::canonicalize(raw)
+            .map_err(|e| ApiError::invalid(format!("path {raw} is not usable: {e}")))?;
+        if !path.is_dir() {
+            return Err(ApiError::invalid(format!("path {raw} is not a directory")));
+        }
+        let roots: Vec<PathBuf> = self
+            .inner
+            .config
+            .codebase_roots()
+            .iter()
+            .filter_map(|r| std::fs::canonicalize(r).ok())
+            .collect();
+        if !roots.iter().any(|r| path.starts_with(r)) {
+            return Err(ApiError::invalid(format!(
+                "path {raw} is outside the directories codebases may live in ({}); set BERTH_CODEBASE_ROOTS",
+                roots
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(path)
+    }
+
+    /// The container workspace a local codebase's agent runs in, its directory mounted at `/code`.
+    async fn create_workspace(&self, id: &str, path: &str, config: &Value) -> ApiResult<String> {
+        let s = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
+        let ws = self
+            .inner
+            .workspaces
+            .create(CreateWorkspace {
+                name: format!("codebase-{id}"),
+                workspace_type: Some("container".into()),
+                template: Some(s("template").unwrap_or_else(|| "debian".into())),
+                distro: s("distro"),
+                network: s("network"),
+                code_mount: Some(path.to_string()),
+                ..Default::default()
+            })
+            .await?;
+        Ok(ws.id)
+    }
+
+    pub async fn list_codebases(&self) -> ApiResult<Vec<CodebaseView>> {
+        let mut out = Vec::new();
+        for row in self.inner.store.list_codebases().await? {
+            out.push(self.codebase_view(row).await);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn codebase(&self, id: &str) -> ApiResult<CodebaseRow> {
+        self.inner
+            .store
+            .get_codebase(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("Codebase {id} not found")))
+    }
+
+    pub async fn get_codebase(&self, id: &str) -> ApiResult<CodebaseView> {
+        let row = self.codebase(id).await?;
+        Ok(self.codebase_view(row).await)
+    }
+
+    /// Stops what runs on the codebase, cancels its queued tasks, removes its workspace (the directory
+    /// itself is the user's and stays).
+    pub async fn delete_codebase(&self, id: &str) -> ApiResult<()> {
+        let row = self.codebase(id).await?;
+        self.halt(&row, "codebase deleted").await;
+        if let Some(ws) = &row.workspace_id {
+            match self.inner.workspaces.delete(ws, false).await {
+                Ok(()) | Err(ApiError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.inner.store.delete_codebase(id).await?;
+        self.monitor(
+            "system",
+            &row.name,
+            &format!("codebase {id} deleted"),
+            json!({ "codebase_id": id }),
+        )
+        .await;
+        Ok(())
+    }
+
+    pub(super) async fn codebase_view(&self, row: CodebaseRow) -> CodebaseView {
+        let status = self.status_of(&row).await;
+        let session_id = match &row.mission_id {
+            Some(m) => self
+                .inner
+                .store
+                .get_mission(m)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|m| m.opencode_session_id),
+            None => None,
+        };
+        CodebaseView {
+            agent_config: serde_json::from_str(&row.agent_config).unwrap_or_else(|_| json!({})),
+            status,
+            session_id,
+            id: row.id,
+            name: row.name,
+            path: row.path,
+            description: row.description,
+            worker_id: row.worker_id,
+            created_at: row.created_at,
+            last_activity: row.last_activity,
+            workspace_id: row.workspace_id,
+        }
+    }
+
+    pub(super) async fn status_of(&self, row: &CodebaseRow) -> String {
+        if self.running_task(&row.id).await.is_some() {
+            return "running".into();
+        }
+        if let Some(m) = &row.mission_id {
+            if self.inner.missions.is_busy(m).await {
+                return "running".into();
+            }
+        }
+        let Some(ws) = &row.workspace_id else {
+            return "idle".into();
+        };
+        match self.inner.workspaces.get(ws).await {
+            Ok(w) => match w.status {
+                WsStatus::Ready => "idle",
+                WsStatus::Pending | WsStatus::Building => "building",
+                WsStatus::Error => "error",
+            }
+            .into(),
+            Err(_) => "error".into(),
+        }
+    }
+
+    /// The owner string of the codebase's missions (for the event stream).
+    pub fn events_owner(&self, codebase_id: &str) -> String {
+        owner_of(codebase_id)
+    }
+}
+
+/// `a//b/./c/` → `a/b/c`, without touching the file system (the path is on another machine).
+fn normalize(raw: &str) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for part in Path::new(raw).components() {
+        match part {
+            std::path::Component::Normal(p) => out.push(p),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_paths_are_normalized() {
+        assert_eq!(normalize("/a//b/./c/"), PathBuf::from("/a/b/c"));
+        assert_eq!(normalize("/a/../../b"), PathBuf::from("/b"));
+    }
+
+    #[test]
+    fn agent_config_is_checked() {
+        assert!(check_config(
+            &json!({ "default_model": "fake/fake-model", "auto_approve": false })
+        )
+        .is_ok());
+        assert!(check_config(&json!({ "default_model": "nomodel" })).is_err());
+        assert!(check_config(&json!({ "network": 3 })).is_err());
+        assert!(check_config(&json!([])).is_err());
+    }
+}

@@ -1,0 +1,646 @@
+//! The task queue: tasks wait in priority order (then oldest first); berth's own runner and external
+//! workers take them with the same atomic claim. A claim is a lease: a worker's heartbeats extend it,
+//! and a lapsed lease puts the task back in the queue, or fails it once it has been tried
+//! `max_attempts` times. Only the holder may report on a running task, so a worker that lost its lease
+//! cannot overwrite what another did.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::codebases::check_text;
+use super::runs::check_model;
+use super::{owner_of, Agents, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::store::agents::{CodebaseRow, TaskRow, LOCAL_WORKER};
+
+pub const TASK_STATUSES: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
+
+#[derive(Debug, Deserialize)]
+pub struct CreateTask {
+    pub title: String,
+    pub prompt: String,
+    #[serde(default)]
+    pub agent_type: Option<String>,
+    #[serde(default)]
+    pub priority: Option<i64>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StatusUpdate {
+    pub status: String,
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    #[serde(default)]
+    pub result: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+}
+
+/// The seed's task object, with the queue's bookkeeping.
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    pub id: String,
+    pub codebase_id: String,
+    pub title: String,
+    pub prompt: String,
+    pub agent_type: String,
+    pub model: Option<String>,
+    pub status: String,
+    pub priority: i64,
+    pub metadata: Value,
+    pub session_id: Option<String>,
+    pub worker_id: Option<String>,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<TaskRow> for TaskView {
+    fn from(t: TaskRow) -> Self {
+        Self {
+            metadata: serde_json::from_str(&t.metadata).unwrap_or_else(|_| json!({})),
+            id: t.id,
+            codebase_id: t.codebase_id,
+            title: t.title,
+            prompt: t.prompt,
+            agent_type: t.agent_type,
+            model: t.model,
+            status: t.status,
+            priority: t.priority,
+            session_id: t.session_id,
+            worker_id: t.worker_id,
+            attempts: t.attempts,
+            max_attempts: t.max_attempts,
+            lease_expires_at: t.lease_expires_at,
+            result: t.result,
+            error: t.error,
+            created_at: t.created_at,
+            started_at: t.started_at,
+            completed_at: t.completed_at,
+        }
+    }
+}
+
+/// A lease far enough away that the sweeper never takes berth's own runs: they end with their turn,
+/// and a crash puts them back at the next start.
+fn local_lease() -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::days(3650)
+}
+
+impl Agents {
+    pub(super) fn lease(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(self.inner.config.task_lease_secs as i64)
+    }
+
+    pub async fn create_task(&self, codebase_id: &str, req: CreateTask) -> ApiResult<TaskView> {
+        let row = self.codebase(codebase_id).await?;
+        check_text("title", &req.title, 1000)?;
+        check_text("prompt", &req.prompt, 1024 * 1024)?;
+        check_model(req.model.as_deref())?;
+        let agent = req.agent_type.clone().unwrap_or_else(|| "build".into());
+        if row.worker_id.is_none() {
+            self.missions().check_agent_name(&agent).await?;
+        }
+        let metadata = req.metadata.clone().unwrap_or_else(|| json!({}));
+        if !metadata.is_object() {
+            return Err(ApiError::invalid("metadata must be a JSON object"));
+        }
+        let priority = req.priority.unwrap_or(0);
+        if !(-1000..=1000).contains(&priority) {
+            return Err(ApiError::invalid("priority must be between -1000 and 1000"));
+        }
+        let task = self
+            .queue_task(
+                &row,
+                &req.title,
+                &req.prompt,
+                &agent,
+                req.model.clone(),
+                priority,
+                metadata,
+            )
+            .await?;
+        Ok(task.into())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn queue_task(
+        &self,
+        row: &CodebaseRow,
+        title: &str,
+        prompt: &str,
+        agent: &str,
+        model: Option<String>,
+        priority: i64,
+        metadata: Value,
+    ) -> ApiResult<TaskRow> {
+        let task = TaskRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            codebase_id: row.id.clone(),
+            title: title.to_string(),
+            prompt: prompt.to_string(),
+            agent_type: agent.to_string(),
+            model,
+            priority,
+            metadata: metadata.to_string(),
+            status: "pending".into(),
+            worker_id: None,
+            lease_expires_at: None,
+            attempts: 0,
+            max_attempts: self.inner.config.task_max_attempts,
+            session_id: None,
+            mission_id: None,
+            result: None,
+            error: None,
+            created_at: Utc::now(),
+            started_at: None,
+            completed_at: None,
+        };
+        self.inner.store.insert_task(&task).await?;
+        self.task_event(
+            &task,
+            "status",
+            json!({ "status": "pending", "message": format!("Task: {} (pending)", task.title) }),
+        )
+        .await;
+        self.monitor(
+            "system",
+            &row.name,
+            &format!("task {} queued: {title}", task.id),
+            json!({ "codebase_id": row.id, "task_id": task.id, "priority": priority }),
+        )
+        .await;
+        self.inner.wake.notify_one();
+        Ok(task)
+    }
+
+    /// An event on the codebase's stream about one task (for remote work: there is no mission).
+    async fn task_event(&self, task: &TaskRow, kind: &str, mut data: Value) {
+        data["task_id"] = json!(task.id);
+        self.missions()
+            .hub()
+            .emit(
+                &format!("task:{}", task.id),
+                &owner_of(&task.codebase_id),
+                kind,
+                data,
+            )
+            .await;
+    }
+
+    pub async fn list_tasks(
+        &self,
+        codebase_id: Option<&str>,
+        status: Option<&str>,
+        limit: Option<i64>,
+    ) -> ApiResult<Vec<TaskView>> {
+        if let Some(s) = status {
+            if !TASK_STATUSES.contains(&s) {
+                return Err(ApiError::invalid(format!(
+                    "invalid status {s:?}; valid: {}",
+                    TASK_STATUSES.join(", ")
+                )));
+            }
+        }
+        if let Some(id) = codebase_id {
+            self.codebase(id).await?;
+        }
+        let limit = limit.unwrap_or(100);
+        if !(1..=10_000).contains(&limit) {
+            return Err(ApiError::invalid("limit must be 1 to 10000"));
+        }
+        let rows = self
+            .inner
+            .store
+            .list_tasks(codebase_id, status, limit)
+            .await?;
+        Ok(rows.into_iter().map(TaskView::from).collect())
+    }
+
+    async fn task(&self, id: &str) -> ApiResult<TaskRow> {
+        self.inner
+            .store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("Task {id} not found")))
+    }
+
+    pub async fn get_task(&self, id: &str) -> ApiResult<TaskView> {
+        Ok(self.task(id).await?.into())
+    }
+
+    /// The worker a call acts for: a worker token speaks for itself; a user names one.
+    fn acting_worker(caller: &Caller, named: Option<&str>) -> ApiResult<String> {
+        match (caller, named) {
+            (Caller::Worker(me), Some(w)) if w != me => Err(ApiError::conflict(format!(
+                "this token belongs to worker {me}, not {w}"
+            ))),
+            (Caller::Worker(me), _) => Ok(me.clone()),
+            (Caller::User(_), Some(w)) => Ok(w.to_string()),
+            (Caller::User(_), None) => Err(ApiError::invalid("worker_id is required")),
+        }
+    }
+
+    /// A worker reports on a task. Transitions that make no sense (a finished task running again, a
+    /// report from a worker that does not hold the task) are 409s.
+    pub async fn update_task_status(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: StatusUpdate,
+    ) -> ApiResult<TaskView> {
+        if !TASK_STATUSES.contains(&req.status.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "invalid status {:?}; valid: {}",
+                req.status,
+                TASK_STATUSES.join(", ")
+            )));
+        }
+        let task = self.task(id).await?;
+        if req.status == "cancelled" {
+            self.cancel_task(id).await?;
+            return self.get_task(id).await;
+        }
+        let worker = Self::acting_worker(caller, req.worker_id.as_deref())?;
+        if worker == LOCAL_WORKER {
+            return Err(ApiError::conflict(
+                "tasks berth runs itself are reported by berth",
+            ));
+        }
+        let store = &self.inner.store;
+        let ok = match req.status.as_str() {
+            "running" if task.status == "pending" => {
+                let row = self.codebase(&task.codebase_id).await?;
+                self.check_serves(Some(&worker), &row).await?;
+                store
+                    .claim_task_by_id(id, &worker, self.lease())
+                    .await?
+                    .is_some()
+            }
+            // Running again (e.g. with its session id now) by the holder.
+            "running" => task.status == "running" && task.worker_id.as_deref() == Some(&worker),
+            "pending" => store.release_task(id, &worker).await?,
+            _ => {
+                store
+                    .finish_task(
+                        id,
+                        &worker,
+                        &req.status,
+                        req.result.as_deref(),
+                        req.error.as_deref(),
+                    )
+                    .await?
+            }
+        };
+        if !ok {
+            let holder = task
+                .worker_id
+                .map(|w| format!(" held by {w}"))
+                .unwrap_or_default();
+            return Err(ApiError::conflict(format!(
+                "task {id} is {}{holder}; {} may not set it {}",
+                task.status, worker, req.status
+            )));
+        }
+        if let Some(sid) = req.session_id.as_deref() {
+            store.set_task_session(id, &worker, Some(sid), None).await?;
+        }
+        let task = self.task(id).await?;
+        self.after_report(&task, &worker).await;
+        Ok(task.into())
+    }
+
+    /// Events and monitor entries for a worker's report.
+    async fn after_report(&self, task: &TaskRow, worker: &str) {
+        let name = self
+            .codebase(&task.codebase_id)
+            .await
+            .map(|c| c.name)
+            .unwrap_or_default();
+        let msg = format!("Task: {} ({})", task.title, task.status);
+        match task.status.as_str() {
+            "completed" => {
+                self.task_event(
+                    task,
+                    "complete",
+                    json!({ "status": "completed", "summary": task.result }),
+                )
+                .await
+            }
+            "failed" => {
+                self.task_event(
+                    task,
+                    "error",
+                    json!({ "error": task.error, "code": "TASK_FAILED" }),
+                )
+                .await
+            }
+            s => {
+                self.task_event(task, "status", json!({ "status": s, "message": msg }))
+                    .await
+            }
+        }
+        let kind = if task.status == "failed" {
+            "error"
+        } else {
+            "system"
+        };
+        self.monitor(
+            kind,
+            &name,
+            &format!("{msg} by worker {worker}"),
+            json!({ "task_id": task.id, "worker_id": worker }),
+        )
+        .await;
+        if task.status != "running" {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// Appends streamed output from the worker that holds the task.
+    pub async fn append_output(
+        &self,
+        caller: &Caller,
+        id: &str,
+        worker_id: Option<&str>,
+        output: &str,
+    ) -> ApiResult<i64> {
+        let task = self.task(id).await?;
+        let worker = Self::acting_worker(caller, worker_id)?;
+        if output.len() > 1024 * 1024 {
+            return Err(ApiError::invalid("output chunks are at most 1 MiB"));
+        }
+        let seq = self
+            .inner
+            .store
+            .append_output(id, &worker, output)
+            .await?
+            .ok_or_else(|| {
+                ApiError::conflict(format!(
+                    "task {id} is {}{}; output is only taken from the worker running it",
+                    task.status,
+                    task.worker_id
+                        .as_deref()
+                        .map(|w| format!(" (held by {w})"))
+                        .unwrap_or_default()
+                ))
+            })?;
+        self.task_event(
+            &task,
+            "output",
+            json!({ "type": "text", "content": output, "worker_id": worker }),
+        )
+        .await;
+        Ok(seq)
+    }
+
+    pub async fn task_output(&self, id: &str, since: i64) -> ApiResult<Value> {
+        self.task(id).await?;
+        let rows = self.inner.store.task_output(id, since).await?;
+        let outputs: Vec<Value> = rows
+            .iter()
+            .map(|r| json!({ "seq": r.seq, "output": r.output, "timestamp": r.created_at, "worker_id": r.worker_id }))
+            .collect();
+        Ok(json!({ "task_id": id, "outputs": outputs, "total": outputs.len() }))
+    }
+
+    /// Cancels a pending or running task; a run of berth's own is aborted, a worker finds out at its
+    /// next report (409).
+    pub async fn cancel_task(&self, id: &str) -> ApiResult<()> {
+        let task = self.task(id).await?;
+        let Some(before) = self.inner.store.cancel_task(id).await? else {
+            return Err(ApiError::conflict(format!(
+                "task {id} is {}; only pending or running tasks can be cancelled",
+                task.status
+            )));
+        };
+        if before.worker_id.as_deref() == Some(LOCAL_WORKER) {
+            if let Some(m) = &before.mission_id {
+                let _ = self
+                    .missions()
+                    .cancel(&owner_of(&before.codebase_id), Some(m))
+                    .await;
+            }
+        }
+        self.task_event(&before, "status", json!({ "status": "cancelled", "message": format!("Task: {} (cancelled)", before.title) }))
+            .await;
+        self.monitor(
+            "system",
+            "",
+            &format!("task {id} cancelled"),
+            json!({ "task_id": id }),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Whether `worker` may work on the codebase: its own, or one it lists (at registration or in a
+    /// heartbeat) as present on its machine too.
+    pub(super) async fn check_serves(
+        &self,
+        worker: Option<&str>,
+        row: &CodebaseRow,
+    ) -> ApiResult<()> {
+        let Some(worker) = worker else {
+            return Err(ApiError::invalid("worker_id is required"));
+        };
+        let w = self
+            .inner
+            .store
+            .get_worker(worker)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("Worker {worker} not found")))?;
+        let listed: Vec<String> = serde_json::from_str(&w.codebases).unwrap_or_default();
+        let serves = row.worker_id.as_deref() == Some(worker) || listed.contains(&row.id);
+        if !serves {
+            return Err(ApiError::conflict(format!(
+                "worker {worker} does not serve codebase {}",
+                row.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// The codebases a worker may take tasks of.
+    async fn served_by(&self, worker: &str) -> ApiResult<Vec<String>> {
+        let w = self
+            .inner
+            .store
+            .get_worker(worker)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("Worker {worker} not found")))?;
+        let listed: Vec<String> = serde_json::from_str(&w.codebases).unwrap_or_default();
+        Ok(self
+            .inner
+            .store
+            .list_codebases()
+            .await?
+            .into_iter()
+            .filter(|c| c.worker_id.as_deref() == Some(worker) || listed.contains(&c.id))
+            .map(|c| c.id)
+            .collect())
+    }
+
+    /// A worker takes the next task it serves (of one codebase, if named): atomically, with a lease.
+    pub async fn claim(
+        &self,
+        caller: &Caller,
+        worker_id: &str,
+        codebase_id: Option<&str>,
+    ) -> ApiResult<Option<TaskView>> {
+        let worker = Self::acting_worker(caller, Some(worker_id))?;
+        let served = self.served_by(&worker).await?;
+        let wanted = match codebase_id {
+            Some(id) => {
+                let row = self.codebase(id).await?;
+                self.check_serves(Some(&worker), &row).await?;
+                vec![row.id]
+            }
+            None => served,
+        };
+        // Codebases berth itself is running an agent on are not handed out meanwhile.
+        let busy = self.busy_codebases();
+        let task = self
+            .inner
+            .store
+            .claim_task(
+                &worker,
+                &serde_json::to_string(&wanted).expect("ids serialize"),
+                &serde_json::to_string(&busy).expect("ids serialize"),
+                self.lease(),
+            )
+            .await?;
+        self.inner.store.heartbeat(&worker, self.lease()).await?;
+        if let Some(t) = &task {
+            self.after_report(t, &worker).await;
+        }
+        Ok(task.map(TaskView::from))
+    }
+
+    /// berth's own runner: takes queued tasks of local codebases whose workspace is ready, up to the
+    /// configured concurrency, one run per codebase at a time.
+    pub(super) async fn run_queue(&self) {
+        loop {
+            if let Err(e) = self.start_queued().await {
+                tracing::warn!(error = %e, "starting queued tasks failed");
+            }
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn start_queued(&self) -> ApiResult<()> {
+        loop {
+            let busy = self.busy_codebases();
+            if busy.len() >= self.inner.config.task_concurrency {
+                return Ok(());
+            }
+            let mut ready = Vec::new();
+            for c in self.inner.store.list_codebases().await? {
+                if c.worker_id.is_none()
+                    && !busy.contains(&c.id)
+                    && self.status_of(&c).await == "idle"
+                {
+                    ready.push(c.id);
+                }
+            }
+            let Some(task) = self
+                .inner
+                .store
+                .claim_task(
+                    LOCAL_WORKER,
+                    &serde_json::to_string(&ready).expect("ids serialize"),
+                    &serde_json::to_string(&busy).expect("ids serialize"),
+                    local_lease(),
+                )
+                .await?
+            else {
+                return Ok(());
+            };
+            let row = self.codebase(&task.codebase_id).await?;
+            if !self.begin_run(&row.id) {
+                // A trigger got there first; the task waits for the next round.
+                self.inner
+                    .store
+                    .release_task(&task.id, LOCAL_WORKER)
+                    .await?;
+                return Ok(());
+            }
+            self.task_event(&task, "status", json!({ "status": "running", "message": format!("Task: {} (running)", task.title) }))
+                .await;
+            if let Err(e) = self.start_run(row, &task).await {
+                tracing::warn!(task.id = %task.id, error = %e, "a queued task failed to start");
+            }
+        }
+    }
+
+    /// Puts back (or fails) the tasks of workers that stopped heartbeating.
+    pub(super) async fn sweep_leases(&self) {
+        let every = Duration::from_secs((self.inner.config.task_lease_secs / 4).clamp(1, 15));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+            let expired = match self.inner.store.expire_leases(Utc::now()).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweeping task leases failed");
+                    continue;
+                }
+            };
+            for t in &expired.requeued {
+                tracing::warn!(task.id = %t.id, attempts = t.attempts, "a worker's lease lapsed; task queued again");
+                self.task_event(
+                    t,
+                    "status",
+                    json!({ "status": "pending", "message": t.error }),
+                )
+                .await;
+                self.monitor(
+                    "error",
+                    "",
+                    t.error.as_deref().unwrap_or_default(),
+                    json!({ "task_id": t.id }),
+                )
+                .await;
+            }
+            for t in &expired.failed {
+                tracing::warn!(task.id = %t.id, attempts = t.attempts, "a task ran out of attempts");
+                self.task_event(
+                    t,
+                    "error",
+                    json!({ "error": t.error, "code": "LEASE_EXPIRED" }),
+                )
+                .await;
+                self.monitor(
+                    "error",
+                    "",
+                    t.error.as_deref().unwrap_or_default(),
+                    json!({ "task_id": t.id }),
+                )
+                .await;
+            }
+            if !expired.requeued.is_empty() {
+                self.inner.wake.notify_one();
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Agent workers: machines that run tasks themselves. Registration issues the worker's own API token
+//! (answered once, stored as a hash); heartbeats keep the worker online and its task leases alive;
+//! unregistering puts the tasks it held back in the queue.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::codebases::check_text;
+use super::{Agents, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::secrets;
+use crate::store::agents::WorkerRow;
+
+/// Prefix of worker tokens, so the auth layer knows where to look them up.
+pub const TOKEN_PREFIX: &str = "bwt_";
+
+#[derive(Debug, Deserialize)]
+pub struct RegisterWorker {
+    pub name: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub codebases: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkerView {
+    pub worker_id: String,
+    pub name: String,
+    pub capabilities: Vec<String>,
+    pub hostname: Option<String>,
+    pub codebases: Vec<String>,
+    pub registered_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// `active` while heartbeats come within a lease, else `offline`.
+    pub status: &'static str,
+}
+
+fn check_list(field: &str, items: &[String]) -> ApiResult<()> {
+    if items.len() > 1000 {
+        return Err(ApiError::invalid(format!("{field}: at most 1000 entries")));
+    }
+    for i in items {
+        check_text(field, i, 256)?;
+    }
+    Ok(())
+}
+
+impl Agents {
+    /// Registers a worker; the answer carries its token, the only time it is shown.
+    pub async fn register_worker(&self, caller: &Caller, req: RegisterWorker) -> ApiResult<Value> {
+        if let Caller::Worker(_) = caller {
+            return Err(ApiError::conflict(
+                "a worker token cannot register other workers; use a user token",
+            ));
+        }
+        check_text("name", &req.name, 128)?;
+        if let Some(h) = &req.hostname {
+            check_text("hostname", h, 256)?;
+        }
+        check_list("capabilities", &req.capabilities)?;
+        check_list("codebases", &req.codebases)?;
+        let now = Utc::now();
+        let row = WorkerRow {
+            id: format!("wk_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            name: req.name.clone(),
+            hostname: req.hostname.clone(),
+            capabilities: json!(req.capabilities).to_string(),
+            codebases: json!(req.codebases).to_string(),
+            registered_at: now,
+            last_seen: now,
+        };
+        let token = format!("{TOKEN_PREFIX}{}", secrets::random_hex(24));
+        self.inner
+            .store
+            .insert_worker(&row, &secrets::sha256_hex(token.as_bytes()))
+            .await?;
+        self.monitor(
+            "system",
+            &row.name,
+            &format!("worker {} registered", row.id),
+            json!({ "worker_id": row.id, "hostname": row.hostname }),
+        )
+        .await;
+        tracing::info!(worker.id = %row.id, "worker registered");
+        Ok(
+            json!({ "success": true, "worker_id": row.id, "token": token, "worker": self.worker_view(row) }),
+        )
+    }
+
+    fn worker_view(&self, w: WorkerRow) -> WorkerView {
+        let online = Utc::now() - w.last_seen
+            < chrono::Duration::seconds(self.inner.config.task_lease_secs as i64);
+        WorkerView {
+            capabilities: serde_json::from_str(&w.capabilities).unwrap_or_default(),
+            codebases: serde_json::from_str(&w.codebases).unwrap_or_default(),
+            worker_id: w.id,
+            name: w.name,
+            hostname: w.hostname,
+            registered_at: w.registered_at,
+            last_seen: w.last_seen,
+            status: if online { "active" } else { "offline" },
+        }
+    }
+
+    pub async fn list_workers(&self) -> ApiResult<Vec<WorkerView>> {
+        Ok(self
+            .inner
+            .store
+            .list_workers()
+            .await?
+            .into_iter()
+            .map(|w| self.worker_view(w))
+            .collect())
+    }
+
+    /// A worker acts only for itself; users may act for any worker.
+    fn check_self(caller: &Caller, id: &str) -> ApiResult<()> {
+        match caller {
+            Caller::Worker(me) if me != id => Err(ApiError::conflict(format!(
+                "this token belongs to worker {me}, not {id}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn heartbeat(
+        &self,
+        caller: &Caller,
+        id: &str,
+        codebases: Option<Vec<String>>,
+    ) -> ApiResult<Value> {
+        Self::check_self(caller, id)?;
+        let store = &self.inner.store;
+        if !store.heartbeat(id, self.lease()).await? {
+            return Err(ApiError::not_found(format!(
+                "Worker {id} not found; register again"
+            )));
+        }
+        if let Some(list) = codebases {
+            check_list("codebases", &list)?;
+            store
+                .set_worker_codebases(id, &json!(list).to_string())
+                .await?;
+        }
+        Ok(json!({ "success": true }))
+    }
+
+    pub async fn unregister_worker(&self, caller: &Caller, id: &str) -> ApiResult<Value> {
+        Self::check_self(caller, id)?;
+        let requeued = self
+            .inner
+            .store
+            .delete_worker(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("Worker {id} not found")))?;
+        self.monitor(
+            "system",
+            "",
+            &format!(
+                "worker {id} unregistered; {} tasks queued again",
+                requeued.len()
+            ),
+            json!({ "worker_id": id, "requeued": requeued }),
+        )
+        .await;
+        self.inner.wake.notify_one();
+        Ok(
+            json!({ "success": true, "message": format!("Worker {id} unregistered"), "requeued_tasks": requeued }),
+        )
+    }
+
+    /// The worker id behind a worker token, if it is one.
+    pub async fn worker_for_token(&self, token: &str) -> ApiResult<Option<String>> {
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        Ok(self
+            .inner
+            .store
+            .worker_by_token(&secrets::sha256_hex(token.as_bytes()))
+            .await?)
+    }
+}

@@ -1,0 +1,643 @@
+//! Queries of the `/v1` agent API: workers, codebases, tasks with their output, synced sessions and the
+//! monitor log. A claim, a finish and a lease expiry are each one conditional statement, so two workers
+//! never hold the same task and a late worker cannot overwrite what another did.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use super::Store;
+
+/// The pseudo worker id berth's own runner claims tasks under.
+pub const LOCAL_WORKER: &str = "berth";
+
+#[derive(Debug, Clone, FromRow)]
+pub struct WorkerRow {
+    pub id: String,
+    pub name: String,
+    pub hostname: Option<String>,
+    pub capabilities: String,
+    pub codebases: String,
+    pub registered_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CodebaseRow {
+    pub id: String,
+    pub name: String,
+    pub path: String,
+    pub description: String,
+    pub agent_config: String,
+    pub worker_id: Option<String>,
+    pub workspace_id: Option<String>,
+    pub mission_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_activity: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct TaskRow {
+    pub id: String,
+    pub codebase_id: String,
+    pub title: String,
+    pub prompt: String,
+    pub agent_type: String,
+    pub model: Option<String>,
+    pub priority: i64,
+    pub metadata: String,
+    pub status: String,
+    pub worker_id: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub session_id: Option<String>,
+    pub mission_id: Option<String>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct OutputRow {
+    pub seq: i64,
+    pub worker_id: Option<String>,
+    pub output: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct MonitorRow {
+    pub id: i64,
+    pub timestamp: DateTime<Utc>,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub agent_name: String,
+    pub content: String,
+    pub metadata: String,
+    pub response_time: Option<f64>,
+    pub tokens: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// One entry for the monitor log.
+pub struct MonitorEntry<'a> {
+    pub kind: &'a str,
+    pub agent_name: &'a str,
+    pub content: &'a str,
+    pub metadata: serde_json::Value,
+    pub response_time: Option<f64>,
+    pub error: Option<&'a str>,
+}
+
+/// What a lease sweep did.
+#[derive(Debug, Default)]
+pub struct Expired {
+    pub requeued: Vec<TaskRow>,
+    pub failed: Vec<TaskRow>,
+}
+
+const TASK_COLUMNS: &str = "id, codebase_id, title, prompt, agent_type, model, priority, metadata, status,
+    worker_id, lease_expires_at, attempts, max_attempts, session_id, mission_id, result, error, created_at,
+    started_at, completed_at";
+
+impl Store {
+    // Workers.
+
+    pub async fn insert_worker(&self, w: &WorkerRow, token_hash: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO workers (id, name, hostname, capabilities, codebases, token_hash, registered_at, last_seen)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&w.id)
+        .bind(&w.name)
+        .bind(&w.hostname)
+        .bind(&w.capabilities)
+        .bind(&w.codebases)
+        .bind(token_hash)
+        .bind(w.registered_at)
+        .bind(w.last_seen)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn worker_by_token(&self, token_hash: &str) -> anyhow::Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM workers WHERE token_hash = ?")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn get_worker(&self, id: &str) -> anyhow::Result<Option<WorkerRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, hostname, capabilities, codebases, registered_at, last_seen FROM workers WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn list_workers(&self) -> anyhow::Result<Vec<WorkerRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, hostname, capabilities, codebases, registered_at, last_seen FROM workers
+             ORDER BY registered_at",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Marks the worker alive and extends the leases of the tasks it holds; false for an unknown worker.
+    pub async fn heartbeat(&self, id: &str, lease_until: DateTime<Utc>) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("UPDATE workers SET last_seen = ? WHERE id = ?")
+            .bind(Utc::now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "UPDATE tasks SET lease_expires_at = ? WHERE worker_id = ? AND status = 'running'",
+        )
+        .bind(lease_until)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    pub async fn set_worker_codebases(&self, id: &str, codebases: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE workers SET codebases = ? WHERE id = ?")
+            .bind(codebases)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the worker and puts the tasks it held back in the queue; returns those tasks' ids.
+    pub async fn delete_worker(&self, id: &str) -> anyhow::Result<Option<Vec<String>>> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM workers WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Ok(None);
+        }
+        let requeued: Vec<String> = sqlx::query_scalar(
+            "UPDATE tasks SET status = 'pending', worker_id = NULL, lease_expires_at = NULL
+             WHERE worker_id = ? AND status = 'running' RETURNING id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(requeued))
+    }
+
+    // Codebases.
+
+    pub async fn insert_codebase(&self, c: &CodebaseRow) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO codebases (id, name, path, description, agent_config, worker_id, workspace_id,
+               mission_id, created_at, last_activity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.path)
+        .bind(&c.description)
+        .bind(&c.agent_config)
+        .bind(&c.worker_id)
+        .bind(&c.workspace_id)
+        .bind(&c.mission_id)
+        .bind(c.created_at)
+        .bind(c.last_activity)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_codebase(&self, id: &str) -> anyhow::Result<Option<CodebaseRow>> {
+        Ok(sqlx::query_as("SELECT * FROM codebases WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn codebase_by_path(
+        &self,
+        path: &str,
+        worker_id: Option<&str>,
+    ) -> anyhow::Result<Option<CodebaseRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM codebases WHERE path = ? AND worker_id IS ?")
+                .bind(path)
+                .bind(worker_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn list_codebases(&self) -> anyhow::Result<Vec<CodebaseRow>> {
+        Ok(
+            sqlx::query_as("SELECT * FROM codebases ORDER BY created_at")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn update_codebase(&self, c: &CodebaseRow) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE codebases SET name = ?, description = ?, agent_config = ?, workspace_id = ?,
+               mission_id = ?, last_activity = ? WHERE id = ?",
+        )
+        .bind(&c.name)
+        .bind(&c.description)
+        .bind(&c.agent_config)
+        .bind(&c.workspace_id)
+        .bind(&c.mission_id)
+        .bind(c.last_activity)
+        .bind(&c.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes the codebase and cancels its queued tasks (running ones are the caller's to stop).
+    pub async fn delete_codebase(&self, id: &str) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE tasks SET status = 'cancelled', completed_at = ?, error = 'codebase deleted'
+             WHERE codebase_id = ? AND status = 'pending'",
+        )
+        .bind(Utc::now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM synced_sessions WHERE codebase_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let n = sqlx::query("DELETE FROM codebases WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    // Tasks.
+
+    pub async fn insert_task(&self, t: &TaskRow) -> anyhow::Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&t.id)
+        .bind(&t.codebase_id)
+        .bind(&t.title)
+        .bind(&t.prompt)
+        .bind(&t.agent_type)
+        .bind(&t.model)
+        .bind(t.priority)
+        .bind(&t.metadata)
+        .bind(&t.status)
+        .bind(&t.worker_id)
+        .bind(t.lease_expires_at)
+        .bind(t.attempts)
+        .bind(t.max_attempts)
+        .bind(&t.session_id)
+        .bind(&t.mission_id)
+        .bind(&t.result)
+        .bind(&t.error)
+        .bind(t.created_at)
+        .bind(t.started_at)
+        .bind(t.completed_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_task(&self, id: &str) -> anyhow::Result<Option<TaskRow>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Tasks in queue order (priority, then oldest first), optionally of one codebase and one status.
+    pub async fn list_tasks(
+        &self,
+        codebase_id: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<TaskRow>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR codebase_id = ?1) AND (?2 IS NULL OR status = ?2)
+             ORDER BY priority DESC, created_at ASC LIMIT ?3"
+        ))
+        .bind(codebase_id)
+        .bind(status)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Atomically takes the next pending task of one of `codebases` (a JSON array of ids), skipping
+    /// `busy` ones (also a JSON array), for `worker_id` until `lease_until`. One statement: SQLite runs
+    /// it under its write lock, so two claimers never get the same task.
+    pub async fn claim_task(
+        &self,
+        worker_id: &str,
+        codebases: &str,
+        busy: &str,
+        lease_until: DateTime<Utc>,
+    ) -> anyhow::Result<Option<TaskRow>> {
+        Ok(sqlx::query_as(&format!(
+            "UPDATE tasks SET status = 'running', worker_id = ?1, lease_expires_at = ?2,
+               attempts = attempts + 1, started_at = COALESCE(started_at, ?3), error = NULL
+             WHERE id = (SELECT id FROM tasks WHERE status = 'pending'
+                           AND codebase_id IN (SELECT value FROM json_each(?4))
+                           AND codebase_id NOT IN (SELECT value FROM json_each(?5))
+                         ORDER BY priority DESC, created_at ASC LIMIT 1)
+               AND status = 'pending'
+             RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(worker_id)
+        .bind(lease_until)
+        .bind(Utc::now())
+        .bind(codebases)
+        .bind(busy)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Takes one named pending task for `worker_id` (a worker's `PUT status running`); `None` if it is
+    /// not pending any more.
+    pub async fn claim_task_by_id(
+        &self,
+        id: &str,
+        worker_id: &str,
+        lease_until: DateTime<Utc>,
+    ) -> anyhow::Result<Option<TaskRow>> {
+        Ok(sqlx::query_as(&format!(
+            "UPDATE tasks SET status = 'running', worker_id = ?1, lease_expires_at = ?2,
+               attempts = attempts + 1, started_at = COALESCE(started_at, ?3), error = NULL
+             WHERE id = ?4 AND status = 'pending'
+             RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(worker_id)
+        .bind(lease_until)
+        .bind(Utc::now())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The holder gives a running task back to the queue.
+    pub async fn release_task(&self, id: &str, worker_id: &str) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE tasks SET status = 'pending', worker_id = NULL, lease_expires_at = NULL
+             WHERE id = ? AND worker_id = ? AND status = 'running'",
+        )
+        .bind(id)
+        .bind(worker_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// Records the session of a running task held by `worker_id`.
+    pub async fn set_task_session(
+        &self,
+        id: &str,
+        worker_id: &str,
+        session_id: Option<&str>,
+        mission_id: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE tasks SET session_id = COALESCE(?, session_id), mission_id = COALESCE(?, mission_id)
+             WHERE id = ? AND worker_id = ? AND status = 'running'",
+        )
+        .bind(session_id)
+        .bind(mission_id)
+        .bind(id)
+        .bind(worker_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// Ends a running task held by `worker_id`; false if it is not (any longer) that worker's.
+    pub async fn finish_task(
+        &self,
+        id: &str,
+        worker_id: &str,
+        status: &str,
+        result: Option<&str>,
+        error: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE tasks SET status = ?, result = ?, error = ?, completed_at = ?, lease_expires_at = NULL
+             WHERE id = ? AND worker_id = ? AND status = 'running'",
+        )
+        .bind(status)
+        .bind(result)
+        .bind(error)
+        .bind(Utc::now())
+        .bind(id)
+        .bind(worker_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// Cancels a pending or running task; the task as it was, or `None` when it had already ended.
+    pub async fn cancel_task(&self, id: &str) -> anyhow::Result<Option<TaskRow>> {
+        let mut tx = self.pool.begin().await?;
+        let before: Option<TaskRow> = sqlx::query_as(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND status IN ('pending', 'running')"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if before.is_some() {
+            sqlx::query(
+                "UPDATE tasks SET status = 'cancelled', completed_at = ?, lease_expires_at = NULL WHERE id = ?",
+            )
+            .bind(Utc::now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(before)
+    }
+
+    /// Tasks whose holder's lease lapsed: back to the queue, or failed once out of attempts.
+    pub async fn expire_leases(&self, now: DateTime<Utc>) -> anyhow::Result<Expired> {
+        let mut tx = self.pool.begin().await?;
+        let failed = sqlx::query_as(&format!(
+            "UPDATE tasks SET status = 'failed', completed_at = ?1, lease_expires_at = NULL,
+               error = 'worker ' || worker_id || ' stopped heartbeating; gave up after ' || attempts || ' attempts'
+             WHERE status = 'running' AND lease_expires_at < ?1 AND attempts >= max_attempts
+             RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let requeued = sqlx::query_as(&format!(
+            "UPDATE tasks SET status = 'pending', lease_expires_at = NULL,
+               error = 'worker ' || worker_id || ' stopped heartbeating; requeued', worker_id = NULL
+             WHERE status = 'running' AND lease_expires_at < ?1
+             RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Expired { requeued, failed })
+    }
+
+    /// At start-up: berth's own running tasks died with the last process; they go back to the queue.
+    pub async fn requeue_local_tasks(&self) -> anyhow::Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE tasks SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+               error = 'berth restarted while the task ran', worker_id = NULL, lease_expires_at = NULL
+             WHERE status = 'running' AND worker_id = ?",
+        )
+        .bind(LOCAL_WORKER)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Appends output to a running task held by `worker_id`; its sequence number, or `None` if the task
+    /// is not running for that worker.
+    pub async fn append_output(
+        &self,
+        task_id: &str,
+        worker_id: &str,
+        output: &str,
+    ) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO task_output (task_id, seq, worker_id, output, created_at)
+             SELECT ?1, COALESCE((SELECT MAX(seq) FROM task_output WHERE task_id = ?1), 0) + 1, ?2, ?3, ?4
+             WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND worker_id = ?2 AND status = 'running')
+             RETURNING seq",
+        )
+        .bind(task_id)
+        .bind(worker_id)
+        .bind(output)
+        .bind(Utc::now())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn task_output(&self, task_id: &str, since: i64) -> anyhow::Result<Vec<OutputRow>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, worker_id, output, created_at FROM task_output WHERE task_id = ? AND seq > ?
+             ORDER BY seq LIMIT 10000",
+        )
+        .bind(task_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // Synced sessions.
+
+    pub async fn upsert_synced_session(
+        &self,
+        codebase_id: &str,
+        id: &str,
+        worker_id: Option<&str>,
+        data: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO synced_sessions (codebase_id, id, worker_id, data, synced_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (codebase_id, id) DO UPDATE SET worker_id = excluded.worker_id,
+               data = excluded.data, synced_at = excluded.synced_at",
+        )
+        .bind(codebase_id)
+        .bind(id)
+        .bind(worker_id)
+        .bind(data)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn synced_sessions(&self, codebase_id: &str) -> anyhow::Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT data FROM synced_sessions WHERE codebase_id = ? ORDER BY synced_at DESC",
+        )
+        .bind(codebase_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // Monitor.
+
+    pub async fn log_monitor(&self, e: MonitorEntry<'_>) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO monitor_messages (timestamp, type, agent_name, content, metadata, response_time, error)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(Utc::now())
+        .bind(e.kind)
+        .bind(e.agent_name)
+        .bind(e.content)
+        .bind(e.metadata.to_string())
+        .bind(e.response_time)
+        .bind(e.error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest monitor messages, newest first.
+    pub async fn monitor_messages(
+        &self,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<MonitorRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM monitor_messages WHERE (?1 IS NULL OR type = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// `(total, by type, average response time, tokens)` over the whole log.
+    pub async fn monitor_totals(
+        &self,
+    ) -> anyhow::Result<(i64, Vec<(String, i64)>, Option<f64>, i64)> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM monitor_messages")
+            .fetch_one(&self.pool)
+            .await?;
+        let by_type: Vec<(String, i64)> =
+            sqlx::query_as("SELECT type, COUNT(*) FROM monitor_messages GROUP BY type")
+                .fetch_all(&self.pool)
+                .await?;
+        let (avg, tokens): (Option<f64>, Option<i64>) =
+            sqlx::query_as("SELECT AVG(response_time), SUM(tokens) FROM monitor_messages")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((total, by_type, avg, tokens.unwrap_or(0)))
+    }
+}
