@@ -176,7 +176,10 @@ async fn two_workers_never_get_the_same_task_and_lapsed_leases_requeue() {
         claimer(t1.clone(), w1.clone()),
         claimer(t2.clone(), w2.clone())
     );
-    assert!(!a.is_empty() && !b.is_empty(), "both workers got work: {a:?} {b:?}");
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both workers got work: {a:?} {b:?}"
+    );
     let a_set: HashSet<String> = a.iter().cloned().collect();
     let b_set: HashSet<String> = b.iter().cloned().collect();
     assert_eq!(a_set.len(), a.len(), "worker one got a task twice");

@@ -1,0 +1,385 @@
+//! The seed's complete `/v1/opencode` workflow against a real container, the real opencode and the
+//! fake LLM: status, register a codebase (a host directory mounted into its workspace), models,
+//! trigger, events, message, tasks berth runs itself, interrupt, stop; and the runtime view of the
+//! sessions that triggers created.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::fake_llm::FakeLlm;
+use crate::harness::{opencode_bin, Options, Server};
+
+/// `(event, data)` frames as a client saw them.
+type Frames = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// Collects the frames of a codebase's SSE stream in the background.
+fn collect_events(s: &Server, codebase: &str) -> (Frames, tokio::task::JoinHandle<()>) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let req = s
+        .client()
+        .get(format!("{}/v1/opencode/codebases/{codebase}/events", s.url))
+        .bearer_auth(&s.token);
+    let task = tokio::spawn(async move {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut body = resp.bytes_stream();
+        let mut buf = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let mut event = String::new();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if !event.is_empty() {
+                    let v = serde_json::from_str(&data).unwrap_or(Value::Null);
+                    sink.lock().unwrap().push((event, v));
+                }
+            }
+        }
+    });
+    (got, task)
+}
+
+async fn wait_task(s: &Server, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, t) = s.get(&format!("/v1/opencode/tasks/{id}")).await;
+        if t["status"] == status {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {id} never became {status}: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn wait_codebase(s: &Server, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (_, c) = s.get(&format!("/v1/opencode/codebases/{id}")).await;
+        if c["status"] == status {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "codebase {id} never became {status}: {c}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_workflow_runs_the_real_agent_on_a_mounted_codebase() {
+    let llm = FakeLlm::start().await;
+    let roots = tempfile::tempdir().unwrap();
+    let project = roots.path().join("my-app");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(project.join("README.md"), "my app\n").unwrap();
+    let s = Server::start_with(Options {
+        env: vec![
+            ("BERTH_OPENCODE_CONFIG".into(), llm.opencode_config()),
+            (
+                "BERTH_OPENCODE_BIN".into(),
+                opencode_bin().to_string_lossy().into(),
+            ),
+            (
+                "BERTH_CODEBASE_ROOTS".into(),
+                roots.path().to_string_lossy().into(),
+            ),
+        ],
+        ..Default::default()
+    })
+    .await;
+
+    // 1. Status.
+    let (status, v) = s.get("/v1/opencode/status").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["available"], true);
+    assert_eq!(v["registered_codebases"], 0);
+    assert!(v["opencode_binary"].is_string(), "{v}");
+
+    // 2. Register the codebase; berth builds a workspace with the directory at /code.
+    let (status, v) = s
+        .post(
+            "/v1/opencode/codebases",
+            json!({
+                "name": "my-app",
+                "path": project,
+                "description": "My application",
+                "agent_config": { "network": "host", "default_model": "fake/fake-model" }
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["success"], true);
+    let cb = v["codebase"]["id"].as_str().unwrap().to_string();
+    for key in ["id", "name", "path", "description", "created_at"] {
+        assert!(
+            v["codebase"].get(key).is_some(),
+            "codebase lacks {key}: {v}"
+        );
+    }
+    let (status, v) = s
+        .post(
+            &format!("/v1/opencode/codebases/{cb}/trigger"),
+            json!({ "prompt": "too early" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "still building: {v}");
+    let c = wait_codebase(&s, &cb, "idle").await;
+    let ws = c["workspace_id"].as_str().unwrap().to_string();
+    assert_eq!(s.sh(&ws, "cat /code/README.md").await["stdout"], "my app\n");
+    let (_, list) = s.get("/v1/opencode/codebases").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // 3. Models.
+    let (_, models) = s.get("/v1/opencode/models").await;
+    assert!(
+        models
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "fake/fake-model"
+                && m["name"] == "Fake Model"
+                && m["provider"] == "Fake LLM"),
+        "{models}"
+    );
+
+    // 4. Trigger, 5. watch the events.
+    let (events, events_task) = collect_events(&s, &cb);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let write =
+        r#"CALL_TOOL write {"filePath":"/code/hello.txt","content":"written by the agent\n"}"#;
+    let (status, v) = s
+        .post(
+            &format!("/v1/opencode/codebases/{cb}/trigger"),
+            json!({ "prompt": write, "agent": "build", "files": ["README.md"], "metadata": { "ticket": "T-1" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "running");
+    let session = v["session_id"].as_str().unwrap().to_string();
+    assert!(session.starts_with("ses"), "{v}");
+    let task = v["task_id"].as_str().unwrap().to_string();
+    let (status, v) = s
+        .post(
+            &format!("/v1/opencode/codebases/{cb}/trigger"),
+            json!({ "prompt": "a second agent" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("already running"));
+    let t = wait_task(&s, &task, "completed").await;
+    assert!(t["result"].as_str().unwrap().starts_with("DONE."), "{t}");
+    assert_eq!(t["session_id"], session.as_str());
+    assert_eq!(t["metadata"]["ticket"], "T-1");
+    // The agent's file is in the user's directory on the host.
+    assert_eq!(
+        std::fs::read_to_string(project.join("hello.txt")).unwrap(),
+        "written by the agent\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !events.lock().unwrap().iter().any(|(e, _)| e == "complete") {
+        assert!(Instant::now() < deadline, "{:?}", events.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = events.lock().unwrap().clone();
+    let kinds: Vec<&str> = seen.iter().map(|(e, _)| e.as_str()).collect();
+    for kind in ["status", "tool_use", "file_change", "output", "complete"] {
+        assert!(kinds.contains(&kind), "no {kind} event in {kinds:?}");
+    }
+    let tool = seen.iter().find(|(e, _)| e == "tool_use").unwrap();
+    assert_eq!(tool.1["tool"], "write");
+    let change = seen.iter().find(|(e, _)| e == "file_change").unwrap();
+    assert!(
+        change.1["path"].as_str().unwrap().contains("hello.txt"),
+        "{change:?}"
+    );
+    events_task.abort();
+
+    // 6. A follow-up message in the same session.
+    let (status, v) = s
+        .post(
+            &format!("/v1/opencode/codebases/{cb}/message"),
+            json!({ "message": "Also add type hints" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["success"], true);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, m) = s
+            .get(&format!("/v1/opencode/codebases/{cb}/messages"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{m}");
+        assert_eq!(m["session_id"], session.as_str());
+        if m["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["role"] == "assistant" && x["content"] == "Echo: Also add type hints")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    wait_codebase(&s, &cb, "idle").await;
+    let (_, sessions) = s
+        .get(&format!("/v1/opencode/codebases/{cb}/sessions"))
+        .await;
+    assert_eq!(sessions["total"], 1, "{sessions}");
+    assert_eq!(sessions["sessions"][0]["id"], session.as_str());
+    assert!(
+        sessions["sessions"][0]["messages_count"].as_i64().unwrap() >= 4,
+        "{sessions}"
+    );
+    let (status, v) = s
+        .post(
+            &format!("/v1/opencode/codebases/{cb}/sessions/sync"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["synced"], 1);
+
+    // The runtime shows the session the trigger created, with its messages and parts.
+    let (_, rt) = s.get("/v1/opencode/runtime/sessions").await;
+    assert!(
+        rt["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == session.as_str()),
+        "{rt}"
+    );
+    let (status, one) = s
+        .get(&format!("/v1/opencode/runtime/sessions/{session}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["session"]["directory"], "/code");
+    let (_, msgs) = s
+        .get(&format!("/v1/opencode/runtime/sessions/{session}/messages"))
+        .await;
+    assert!(msgs["total"].as_i64().unwrap() >= 4, "{msgs}");
+    assert!(
+        msgs["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["tool_calls"].as_i64() > Some(0)),
+        "{msgs}"
+    );
+    let (_, parts) = s
+        .get(&format!("/v1/opencode/runtime/sessions/{session}/parts"))
+        .await;
+    assert!(
+        parts["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["type"] == "tool" && p["message_id"].is_string()),
+        "{parts}"
+    );
+    let (_, projects) = s.get("/v1/opencode/runtime/projects").await;
+    assert!(
+        !projects["projects"].as_array().unwrap().is_empty(),
+        "{projects}"
+    );
+    let (_, rs) = s.get("/v1/opencode/runtime/status").await;
+    assert!(rs["sessions"].as_i64().unwrap() >= 1, "{rs}");
+
+    // A queued task: berth runs it itself, in a new session.
+    let (status, v) = s
+        .post(
+            &format!("/v1/opencode/codebases/{cb}/tasks"),
+            json!({ "title": "queued", "prompt": "queued one", "priority": 1 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let queued = v["task"]["id"].as_str().unwrap().to_string();
+    let t = wait_task(&s, &queued, "completed").await;
+    assert_eq!(t["result"], "Echo: queued one");
+    assert_eq!(t["worker_id"], "berth");
+    assert_ne!(t["session_id"], session.as_str());
+
+    // Interrupt a slow run; then nothing runs, and interrupting again is a conflict.
+    let (status, v) = s
+        .post(
+            &format!("/v1/opencode/codebases/{cb}/trigger"),
+            json!({ "prompt": "SLOW 60" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let slow = v["task_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, st) = s.get(&format!("/v1/opencode/codebases/{cb}/status")).await;
+    assert_eq!(st["status"], "running", "{st}");
+    assert_eq!(st["task_id"], slow.as_str());
+    assert_eq!(st["model"], "fake/fake-model");
+    let started = Instant::now();
+    let (status, v) = s
+        .post(&format!("/v1/opencode/codebases/{cb}/interrupt"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    wait_task(&s, &slow, "cancelled").await;
+    wait_codebase(&s, &cb, "idle").await;
+    assert!(started.elapsed() < Duration::from_secs(40));
+    let (status, _) = s
+        .post(&format!("/v1/opencode/codebases/{cb}/interrupt"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // 7. Stop, bad input, the monitor, delete.
+    let (status, v) = s
+        .post(&format!("/v1/opencode/codebases/{cb}/stop"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = s
+        .post(
+            &format!("/v1/opencode/codebases/{cb}/trigger"),
+            json!({ "prompt": "x", "agent": "no-such-agent" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, _) = s
+        .post(
+            &format!("/v1/opencode/codebases/{cb}/trigger"),
+            json!({ "prompt": "x", "files": ["../../etc/passwd"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, agents) = s.get("/v1/monitor/agents").await;
+    assert_eq!(agents[0]["name"], "my-app");
+    assert!(
+        agents[0]["messages_count"].as_i64().unwrap() > 3,
+        "{agents}"
+    );
+    let (_, stats) = s.get("/v1/monitor/stats").await;
+    assert!(stats["tool_calls"].as_i64().unwrap() >= 1, "{stats}");
+    assert!(stats["interventions"].as_i64().unwrap() >= 3, "{stats}");
+
+    let (status, v) = s
+        .call("DELETE", &format!("/v1/opencode/codebases/{cb}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, _) = s.get(&format!("/v1/opencode/codebases/{cb}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The user's directory stays; berth's workspace goes.
+    assert!(project.join("hello.txt").exists());
+    s.assert_no_engine_objects().await;
+}
