@@ -21,6 +21,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The agent (its OpenCode server) cannot be reached or started now.
+    #[error("{0}")]
+    Unavailable(String),
     /// The Docker engine failed or is unreachable; the message names the operation.
     #[error("{0}")]
     Engine(String),
@@ -50,6 +53,7 @@ impl ApiError {
             Self::ConflictCode { code, .. } => (StatusCode::CONFLICT, code),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Engine(_) => (StatusCode::BAD_GATEWAY, "engine_error"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

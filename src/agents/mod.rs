@@ -79,6 +79,15 @@ fn owner_of(codebase_id: &str) -> String {
     format!("codebase:{codebase_id}")
 }
 
+/// One page of a listing.
+fn page(items: Vec<Value>, limit: i64, offset: i64) -> Vec<Value> {
+    items
+        .into_iter()
+        .skip(offset.max(0) as usize)
+        .take(limit.max(0) as usize)
+        .collect()
+}
+
 impl Agents {
     pub fn new(d: Deps) -> Self {
         Self {

@@ -10,9 +10,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::codebases::check_text;
-use super::{owner_of, Agents, Caller};
+use super::{owner_of, page, Agents, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::missions::CreateMission;
+use crate::opencode::message_text;
 use crate::store::agents::{CodebaseRow, MonitorEntry, TaskRow, LOCAL_WORKER};
 
 const MAX_PROMPT: usize = 1024 * 1024;
@@ -583,11 +584,7 @@ impl Agents {
         }
         sessions.sort_by(|a, b| b["started_at"].as_str().cmp(&a["started_at"].as_str()));
         let total = sessions.len();
-        let page: Vec<Value> = sessions
-            .into_iter()
-            .skip(offset as usize)
-            .take(limit as usize)
-            .collect();
+        let page = page(sessions, limit, offset);
         Ok(json!({ "sessions": page, "total": total, "limit": limit, "offset": offset }))
     }
 
@@ -691,17 +688,10 @@ impl Agents {
 /// OpenCode's `{info, parts}` as the seed's `{id, role, content, timestamp}`.
 pub(super) fn simple_message(m: &Value) -> Value {
     let info = &m["info"];
-    let content: Vec<&str> = m["parts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["type"] == "text")
-        .filter_map(|p| p["text"].as_str())
-        .collect();
     json!({
         "id": info["id"],
         "role": info["role"],
-        "content": content.join(""),
+        "content": message_text(m),
         "timestamp": ms_time(&info["time"]["created"]),
         "agent": info["agent"].as_str().or(info["mode"].as_str()),
         "model": info["modelID"].as_str().or(info["model"]["modelID"].as_str()),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::runs::ms_time;
-use super::Agents;
+use super::{page, Agents};
 use crate::error::{ApiError, ApiResult};
 use crate::opencode::Client;
 
@@ -126,17 +126,9 @@ impl Agents {
                 continue;
             };
             for s in v.as_array().into_iter().flatten() {
-                out.push(json!({
-                    "id": s["id"],
-                    "project_id": s["projectID"],
-                    "directory": s["directory"],
-                    "title": s["title"],
-                    "version": s["version"],
-                    "created_at": ms_time(&s["time"]["created"]),
-                    "updated_at": ms_time(&s["time"]["updated"]),
-                    "summary": s["summary"],
-                    "workspace_id": ws,
-                }));
+                let mut view = session_view(s);
+                view["workspace_id"] = json!(ws);
+                out.push(view);
             }
         }
         out.sort_by(|a, b| b["updated_at"].as_str().cmp(&a["updated_at"].as_str()));
@@ -162,11 +154,7 @@ impl Agents {
             .filter(|s| project_id.is_none_or(|p| s["project_id"] == p))
             .collect();
         let total = all.len();
-        let page: Vec<Value> = all
-            .into_iter()
-            .skip(offset as usize)
-            .take(limit as usize)
-            .collect();
+        let page = page(all, limit, offset);
         Ok(json!({ "sessions": page, "total": total, "limit": limit, "offset": offset }))
     }
 
@@ -190,16 +178,7 @@ impl Agents {
 
     pub async fn runtime_session(&self, sid: &str) -> ApiResult<Value> {
         let (_, s) = self.find_session(sid).await?;
-        Ok(json!({ "session": {
-            "id": s["id"],
-            "project_id": s["projectID"],
-            "directory": s["directory"],
-            "title": s["title"],
-            "version": s["version"],
-            "created_at": ms_time(&s["time"]["created"]),
-            "updated_at": ms_time(&s["time"]["updated"]),
-            "summary": s["summary"],
-        }}))
+        Ok(json!({ "session": session_view(&s) }))
     }
 
     pub async fn runtime_messages(&self, sid: &str, limit: i64, offset: i64) -> ApiResult<Value> {
@@ -209,10 +188,8 @@ impl Agents {
             .await
             .map_err(|e| ApiError::Engine(e.to_string()))?;
         let total = raw.len();
-        let messages: Vec<Value> = raw
+        let messages: Vec<Value> = page(raw, limit, offset)
             .iter()
-            .skip(offset as usize)
-            .take(limit as usize)
             .map(|m| {
                 let info = &m["info"];
                 let tool_calls = m["parts"]
@@ -262,4 +239,18 @@ impl Agents {
         parts.truncate(limit as usize);
         Ok(json!({ "parts": parts, "session_id": sid, "message_id": message_id }))
     }
+}
+
+/// An OpenCode session in the runtime API's shape.
+fn session_view(s: &Value) -> Value {
+    json!({
+        "id": s["id"],
+        "project_id": s["projectID"],
+        "directory": s["directory"],
+        "title": s["title"],
+        "version": s["version"],
+        "created_at": ms_time(&s["time"]["created"]),
+        "updated_at": ms_time(&s["time"]["updated"]),
+        "summary": s["summary"],
+    })
 }

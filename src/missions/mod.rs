@@ -579,11 +579,9 @@ impl Missions {
             &self.inner.secrets,
         )
         .await?;
-        self.inner
-            .runtime
-            .ensure(ws, &config)
-            .await
-            .map_err(ApiError::Engine)
+        self.inner.runtime.ensure(ws, &config).await.map_err(|e| {
+            ApiError::Unavailable(format!("the agent server of workspace {}: {e}", ws.name))
+        })
     }
 
     /// Starts the mission's OpenCode session now (rather than at its first turn), so callers can name it

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::Missions;
-use crate::opencode::Client;
+use crate::opencode::{message_text, Client};
 use crate::store::missions::MessageRow;
 use crate::workspaces::model::Status as WsStatus;
 
@@ -268,14 +268,7 @@ async fn final_text(client: &Client, session: &str) -> Result<(String, Value), S
             .unwrap_or("agent error");
         return Err(msg.to_string());
     }
-    let text: Vec<&str> = last["parts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["type"] == "text")
-        .filter_map(|p| p["text"].as_str())
-        .collect();
-    Ok((text.join(""), last["info"]["id"].clone()))
+    Ok((message_text(last), last["info"]["id"].clone()))
 }
 
 /// Turns OpenCode events of one session into mission events, each once.

@@ -8,3 +8,14 @@ mod sse;
 
 pub use client::Client;
 pub use runtime::Runtime;
+
+/// The text of an OpenCode message (`{info, parts}`): its text parts, joined.
+pub fn message_text(message: &serde_json::Value) -> String {
+    message["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["type"] == "text")
+        .filter_map(|p| p["text"].as_str())
+        .collect()
+}

@@ -3,53 +3,50 @@
 //! trigger, events, message, tasks berth runs itself, interrupt, stop; and the runtime view of the
 //! sessions that triggers created.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::fake_llm::FakeLlm;
 use crate::harness::{opencode_bin, Options, Server};
 
-/// `(event, data)` frames as a client saw them.
-type Frames = Arc<Mutex<Vec<(String, Value)>>>;
+/// A server with the fake LLM, the pinned opencode, and `roots` as where codebases may live.
+async fn agent_server(llm: &FakeLlm, roots: &std::path::Path) -> (Server, Options) {
+    let opts = Options {
+        env: vec![
+            ("BERTH_OPENCODE_CONFIG".into(), llm.opencode_config()),
+            (
+                "BERTH_OPENCODE_BIN".into(),
+                opencode_bin().to_string_lossy().into(),
+            ),
+            (
+                "BERTH_CODEBASE_ROOTS".into(),
+                roots.to_string_lossy().into(),
+            ),
+        ],
+        ..Default::default()
+    };
+    let s = Server::start_with(Options {
+        env: opts.env.clone(),
+        password: opts.password.clone(),
+    })
+    .await;
+    (s, opts)
+}
 
-/// Collects the frames of a codebase's SSE stream in the background.
-fn collect_events(s: &Server, codebase: &str) -> (Frames, tokio::task::JoinHandle<()>) {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    let req = s
-        .client()
-        .get(format!("{}/v1/opencode/codebases/{codebase}/events", s.url))
-        .bearer_auth(&s.token);
-    let task = tokio::spawn(async move {
-        let resp = req.send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        let mut body = resp.bytes_stream();
-        let mut buf = String::new();
-        while let Some(Ok(chunk)) = body.next().await {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let mut event = String::new();
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if !event.is_empty() {
-                    let v = serde_json::from_str(&data).unwrap_or(Value::Null);
-                    sink.lock().unwrap().push((event, v));
-                }
-            }
-        }
-    });
-    (got, task)
+/// Registers a local codebase on the host network (to reach the fake LLM) and waits until it is idle.
+async fn ready_codebase(s: &Server, name: &str, path: &std::path::Path) -> String {
+    let (status, v) = s
+        .post(
+            "/v1/opencode/codebases",
+            json!({ "name": name, "path": path, "agent_config": { "network": "host" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let cb = v["codebase"]["id"].as_str().unwrap().to_string();
+    wait_codebase(s, &cb, "idle").await;
+    cb
 }
 
 async fn wait_task(s: &Server, id: &str, status: &str) -> Value {
@@ -89,21 +86,7 @@ async fn the_seed_workflow_runs_the_real_agent_on_a_mounted_codebase() {
     let project = roots.path().join("my-app");
     std::fs::create_dir(&project).unwrap();
     std::fs::write(project.join("README.md"), "my app\n").unwrap();
-    let s = Server::start_with(Options {
-        env: vec![
-            ("BERTH_OPENCODE_CONFIG".into(), llm.opencode_config()),
-            (
-                "BERTH_OPENCODE_BIN".into(),
-                opencode_bin().to_string_lossy().into(),
-            ),
-            (
-                "BERTH_CODEBASE_ROOTS".into(),
-                roots.path().to_string_lossy().into(),
-            ),
-        ],
-        ..Default::default()
-    })
-    .await;
+    let (s, _) = agent_server(&llm, roots.path()).await;
 
     // 1. Status.
     let (status, v) = s.get("/v1/opencode/status").await;
@@ -160,7 +143,7 @@ async fn the_seed_workflow_runs_the_real_agent_on_a_mounted_codebase() {
     );
 
     // 4. Trigger, 5. watch the events.
-    let (events, events_task) = collect_events(&s, &cb);
+    let (events, events_task) = s.collect_sse(&format!("/v1/opencode/codebases/{cb}/events"), None);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let write =
         r#"CALL_TOOL write {"filePath":"/code/hello.txt","content":"written by the agent\n"}"#;
@@ -193,20 +176,25 @@ async fn the_seed_workflow_runs_the_real_agent_on_a_mounted_codebase() {
         "written by the agent\n"
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !events.lock().unwrap().iter().any(|(e, _)| e == "complete") {
+    while !events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, e, _)| e == "complete")
+    {
         assert!(Instant::now() < deadline, "{:?}", events.lock().unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seen = events.lock().unwrap().clone();
-    let kinds: Vec<&str> = seen.iter().map(|(e, _)| e.as_str()).collect();
+    let kinds: Vec<&str> = seen.iter().map(|(_, e, _)| e.as_str()).collect();
     for kind in ["status", "tool_use", "file_change", "output", "complete"] {
         assert!(kinds.contains(&kind), "no {kind} event in {kinds:?}");
     }
-    let tool = seen.iter().find(|(e, _)| e == "tool_use").unwrap();
-    assert_eq!(tool.1["tool"], "write");
-    let change = seen.iter().find(|(e, _)| e == "file_change").unwrap();
+    let tool = seen.iter().find(|(_, e, _)| e == "tool_use").unwrap();
+    assert_eq!(tool.2["tool"], "write");
+    let change = seen.iter().find(|(_, e, _)| e == "file_change").unwrap();
     assert!(
-        change.1["path"].as_str().unwrap().contains("hello.txt"),
+        change.2["path"].as_str().unwrap().contains("hello.txt"),
         "{change:?}"
     );
     events_task.abort();
@@ -382,4 +370,41 @@ async fn the_seed_workflow_runs_the_real_agent_on_a_mounted_codebase() {
     // The user's directory stays; berth's workspace goes.
     assert!(project.join("hello.txt").exists());
     s.assert_no_engine_objects().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_cut_off_by_a_berth_crash_runs_again_after_the_restart() {
+    let llm = FakeLlm::start().await;
+    let roots = tempfile::tempdir().unwrap();
+    let project = roots.path().join("crashy");
+    std::fs::create_dir(&project).unwrap();
+    let (mut s, opts) = agent_server(&llm, roots.path()).await;
+    let cb = ready_codebase(&s, "crashy", &project).await;
+    let (status, v) = s
+        .post(
+            &format!("/v1/opencode/codebases/{cb}/tasks"),
+            json!({ "title": "slow", "prompt": "SLOW 6" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let task = v["task"]["id"].as_str().unwrap().to_string();
+    let first = wait_task(&s, &task, "running").await;
+    assert_eq!(first["attempts"], 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.kill();
+
+    let s2 = Server::spawn(&s.data_dir.clone(), &opts).await;
+    // Nothing is stuck: the task is queued again and berth runs it to the end.
+    let done = wait_task(&s2, &task, "completed").await;
+    assert_eq!(done["attempts"], 2, "{done}");
+    assert!(
+        done["result"].as_str().unwrap().starts_with("slow"),
+        "{done}"
+    );
+    let (status, v) = s2
+        .call("DELETE", &format!("/v1/opencode/codebases/{cb}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    s2.assert_no_engine_objects().await;
+    drop(s);
 }

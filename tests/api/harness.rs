@@ -6,12 +6,14 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::container::{ListContainersOptions, RemoveContainerOptions};
 use bollard::image::{ListImagesOptions, RemoveImageOptions};
 use bollard::volume::{ListVolumesOptions, RemoveVolumeOptions};
 use bollard::Docker;
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -27,6 +29,9 @@ pub struct Server {
     /// Printed lines that are not the listening line (e.g. a generated password).
     pub banner: Vec<String>,
 }
+
+/// SSE frames `(id, event, data)` as a client saw them.
+pub type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
 
 pub struct Options {
     pub env: Vec<(String, String)>,
@@ -184,6 +189,51 @@ impl Server {
             serde_json::from_str(&text)
                 .unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}")),
         )
+    }
+
+    /// Collects the SSE frames of `path` (as `(id, event, data)`) in the background.
+    pub fn collect_sse(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> (Seen, tokio::task::JoinHandle<()>) {
+        let got: Seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let mut req = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let task = tokio::spawn(async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let mut body = resp.bytes_stream();
+            let mut buf = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    let (mut id, mut event, mut data) =
+                        (String::new(), String::new(), String::new());
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("id:") {
+                            id = v.trim().to_string();
+                        } else if let Some(v) = line.strip_prefix("event:") {
+                            event = v.trim().to_string();
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push_str(v.trim_start());
+                        }
+                    }
+                    if !event.is_empty() {
+                        let v = serde_json::from_str(&data).unwrap_or(Value::Null);
+                        sink.lock().unwrap().push((id, event, v));
+                    }
+                }
+            }
+        });
+        (got, task)
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {

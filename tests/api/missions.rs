@@ -3,15 +3,13 @@
 //! stream, queued messages in order, cancel, a berth crash and resume, a dying agent server, LLM errors,
 //! the pass-through, and bad input.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::fake_llm::FakeLlm;
-use crate::harness::{docker, opencode_bin, Options, Server};
+use crate::harness::{docker, opencode_bin, Options, Seen, Server};
 
 /// A server wired to the fake LLM and the pinned opencode binary.
 async fn agent_server(llm: &FakeLlm) -> (Server, Options) {
@@ -130,50 +128,9 @@ async fn wait_turn_end(s: &Server, mission: &str, message_id: &str) -> Value {
     }
 }
 
-/// SSE events `(id, event, data)` as a client saw them.
-type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
-
 /// Collects SSE events from `/api/control/stream` in the background.
 fn collect_stream(s: &Server, last_event_id: Option<&str>) -> (Seen, tokio::task::JoinHandle<()>) {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    let mut req = s
-        .client()
-        .get(format!("{}/api/control/stream", s.url))
-        .bearer_auth(&s.token);
-    if let Some(id) = last_event_id {
-        req = req.header("Last-Event-ID", id);
-    }
-    let task = tokio::spawn(async move {
-        let resp = req.send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        let mut body = resp.bytes_stream();
-        let mut buf = String::new();
-        while let Some(Ok(chunk)) = body.next().await {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        event = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if !event.is_empty() {
-                    sink.lock().unwrap().push((
-                        id,
-                        event,
-                        serde_json::from_str(&data).unwrap_or(Value::Null),
-                    ));
-                }
-            }
-        }
-    });
-    (got, task)
+    s.collect_sse("/api/control/stream", last_event_id)
 }
 
 #[tokio::test]
