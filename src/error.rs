@@ -19,6 +19,9 @@ pub enum ApiError {
     ConflictCode { code: &'static str, message: String },
     #[error("{0}")]
     Unauthorized(String),
+    /// Authenticated, but not allowed this (e.g. a worker token on a user's action).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     /// The agent (its OpenCode server) cannot be reached or started now.
@@ -52,6 +55,7 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::ConflictCode { code, .. } => (StatusCode::CONFLICT, code),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Engine(_) => (StatusCode::BAD_GATEWAY, "engine_error"),

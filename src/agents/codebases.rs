@@ -69,8 +69,10 @@ fn check_config(v: &Value) -> ApiResult<()> {
     Ok(())
 }
 
+/// Non-empty text within `max` bytes; control characters other than line breaks and tabs are refused.
 pub(super) fn check_text(field: &str, v: &str, max: usize) -> ApiResult<()> {
-    if v.trim().is_empty() || v.len() > max || v.chars().any(|c| c.is_control() && c != '\n') {
+    let bad_char = |c: char| c.is_control() && !matches!(c, '\n' | '\r' | '\t');
+    if v.trim().is_empty() || v.len() > max || v.chars().any(bad_char) {
         return Err(ApiError::invalid(format!(
             "{field} must be non-empty text of at most {max} bytes"
         )));
@@ -124,26 +126,39 @@ impl Agents {
             return Ok(self.codebase_view(existing).await);
         }
         let id = format!("cb_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let workspace_id = match &worker_id {
-            Some(_) => None,
-            None => Some(
-                self.create_workspace(&id, &path_text, &agent_config)
-                    .await?,
-            ),
-        };
-        let row = CodebaseRow {
+        let mut row = CodebaseRow {
             id: id.clone(),
             name: req.name.clone(),
-            path: path_text,
+            path: path_text.clone(),
             description: req.description.clone().unwrap_or_default(),
             agent_config: agent_config.to_string(),
-            worker_id,
-            workspace_id,
+            worker_id: worker_id.clone(),
+            workspace_id: None,
             mission_id: None,
             created_at: Utc::now(),
             last_activity: None,
         };
-        store.insert_codebase(&row).await?;
+        // The row first: of two registrations of one directory at once, one inserts and the other
+        // answers what it inserted, and only the winner makes a workspace.
+        if !store.insert_codebase(&row).await? {
+            let existing = store
+                .codebase_by_path(&path_text, worker_id.as_deref())
+                .await?
+                .ok_or_else(|| ApiError::conflict("the codebase is being registered; retry"))?;
+            return Ok(self.codebase_view(existing).await);
+        }
+        if worker_id.is_none() {
+            match self.create_workspace(&id, &path_text, &agent_config).await {
+                Ok(ws) => {
+                    row.workspace_id = Some(ws);
+                    store.update_codebase(&row).await?;
+                }
+                Err(e) => {
+                    store.delete_codebase(&id).await?;
+                    return Err(e);
+                }
+            }
+        }
         self.monitor(
             "system",
             &row.name,

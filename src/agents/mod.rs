@@ -38,6 +38,17 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Actions on behalf of people (triggering agents, deleting codebases, queueing and cancelling
+    /// work) need a user's token; a worker's token is for reporting on its own work.
+    pub fn require_user(&self) -> crate::error::ApiResult<()> {
+        match self {
+            Self::User(_) => Ok(()),
+            Self::Worker(w) => Err(crate::error::ApiError::Forbidden(format!(
+                "worker {w}'s token is for its own work; this needs a user's token"
+            ))),
+        }
+    }
+
     /// From a token's subject: worker tokens carry `worker:<id>`.
     pub fn from_subject(sub: &str) -> Self {
         match sub.strip_prefix("worker:") {

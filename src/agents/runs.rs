@@ -115,12 +115,6 @@ impl Agents {
         }
         self.missions().check_agent_name(&agent).await?;
         self.ready_for_run(&row).await?;
-        if !self.begin_run(&row.id) {
-            return Err(ApiError::conflict(format!(
-                "An agent is already running on codebase {}",
-                row.name
-            )));
-        }
         let now = Utc::now();
         let task = TaskRow {
             id: uuid::Uuid::new_v4().to_string(),
@@ -144,11 +138,16 @@ impl Agents {
             started_at: Some(now),
             completed_at: None,
         };
-        if let Err(e) = self.inner.store.insert_task(&task).await {
-            self.end_run(&row.id);
-            return Err(e.into());
-        }
-        let session = self.start_run(row.clone(), &task).await?;
+        // The start goes on in its own task: if the client hangs up while the agent server boots, the
+        // run still starts (or fails) and records it, instead of leaving the codebase marked busy.
+        let this = self.clone();
+        let (started_row, started_task) = (row.clone(), task.clone());
+        let session = self
+            .inner
+            .tracker
+            .spawn(async move { this.start_trigger(started_row, started_task).await })
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))??;
         Ok(json!({
             "success": true,
             "session_id": session,
@@ -156,6 +155,21 @@ impl Agents {
             "status": "running",
             "message": format!("Agent started on codebase {}", row.name),
         }))
+    }
+
+    /// Takes the codebase for the trigger's run, records the task and starts it; the session id.
+    async fn start_trigger(&self, row: CodebaseRow, task: TaskRow) -> ApiResult<String> {
+        if !self.begin_run(&row.id) {
+            return Err(ApiError::conflict(format!(
+                "An agent is already running on codebase {}",
+                row.name
+            )));
+        }
+        if let Err(e) = self.inner.store.insert_task(&task).await {
+            self.end_run(&row.id);
+            return Err(e.into());
+        }
+        self.start_run(row, &task).await
     }
 
     /// A local codebase's workspace must be ready for a run.
@@ -256,10 +270,17 @@ impl Agents {
             .await?;
         missions.load(&owner, &mission.id).await?;
         let session = missions.open_session(&owner, &mission.id).await?;
-        self.inner
+        let still_wanted = self
+            .inner
             .store
             .set_task_session(&task.id, LOCAL_WORKER, Some(&session), Some(&mission.id))
             .await?;
+        if !still_wanted {
+            return Err(ApiError::conflict(format!(
+                "task {} was cancelled before the agent started",
+                task.id
+            )));
+        }
         row.mission_id = Some(mission.id.clone());
         row.last_activity = Some(Utc::now());
         self.inner.store.update_codebase(row).await?;
@@ -279,16 +300,36 @@ impl Agents {
     /// Waits for the run's turn to end and records it on the task and in the monitor log.
     async fn watch_run(&self, row: &CodebaseRow, task_id: &str, mission: &str, message: &str) {
         let started = Instant::now();
+        let store = &self.inner.store;
+        // A backstop: a turn ends within its own timeout, so a run that says nothing for longer is over.
+        let deadline = started + Duration::from_secs(self.inner.config.turn_timeout_secs + 120);
         let end = loop {
             if let Some(end) = self.turn_end(mission, message).await {
                 break end;
+            }
+            // Cancelled (task cancel, interrupt, stop, codebase deleted): abort the turn if it runs;
+            // if it never ran (dropped from the queue), the run is over.
+            let live =
+                matches!(store.get_task(task_id).await, Ok(Some(t)) if t.status == "running");
+            if !live {
+                if !self.missions().is_busy(mission).await {
+                    break TurnEnd::Cancelled;
+                }
+                let _ = self
+                    .missions()
+                    .cancel(&owner_of(&row.id), Some(mission))
+                    .await;
+            }
+            if Instant::now() > deadline {
+                break TurnEnd::Failed(
+                    "the run did not report its end within the turn timeout".into(),
+                );
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(300)) => {}
                 _ = self.inner.shutdown.cancelled() => break TurnEnd::Interrupted,
             }
         };
-        let store = &self.inner.store;
         let secs = started.elapsed().as_secs_f64();
         let outcome = match &end {
             TurnEnd::Done(text) => {

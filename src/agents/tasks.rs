@@ -43,6 +43,9 @@ pub struct StatusUpdate {
     pub error: Option<String>,
     #[serde(default)]
     pub session_id: Option<String>,
+    /// The attempt the report is about (from the claim); a report about an earlier attempt is refused.
+    #[serde(default)]
+    pub attempt: Option<i64>,
 }
 
 /// The seed's task object, with the queue's bookkeeping.
@@ -272,6 +275,13 @@ impl Agents {
         }
         let task = self.task(id).await?;
         if req.status == "cancelled" {
+            if let Caller::Worker(me) = caller {
+                if task.worker_id.as_deref() != Some(me) {
+                    return Err(ApiError::Forbidden(format!(
+                        "worker {me} does not hold task {id}"
+                    )));
+                }
+            }
             self.cancel_task(id).await?;
             return self.get_task(id).await;
         }
@@ -286,19 +296,25 @@ impl Agents {
             "running" if task.status == "pending" => {
                 let row = self.codebase(&task.codebase_id).await?;
                 self.check_serves(Some(&worker), &row).await?;
+                let busy = serde_json::to_string(&self.busy_codebases()).expect("ids serialize");
                 store
-                    .claim_task_by_id(id, &worker, self.lease())
+                    .claim_task_by_id(id, &worker, &busy, self.lease())
                     .await?
                     .is_some()
             }
             // Running again (e.g. with its session id now) by the holder.
             "running" => task.status == "running" && task.worker_id.as_deref() == Some(&worker),
-            "pending" => store.release_task(id, &worker).await?,
+            "pending" => store.release_task(id, &worker, false).await?,
             _ => {
+                // The session first: a final report may carry it too.
+                if let Some(sid) = req.session_id.as_deref() {
+                    store.set_task_session(id, &worker, Some(sid), None).await?;
+                }
                 store
-                    .finish_task(
+                    .finish_task_attempt(
                         id,
                         &worker,
+                        req.attempt,
                         &req.status,
                         req.result.as_deref(),
                         req.error.as_deref(),
@@ -377,6 +393,7 @@ impl Agents {
         caller: &Caller,
         id: &str,
         worker_id: Option<&str>,
+        attempt: Option<i64>,
         output: &str,
     ) -> ApiResult<i64> {
         let task = self.task(id).await?;
@@ -387,7 +404,7 @@ impl Agents {
         let seq = self
             .inner
             .store
-            .append_output(id, &worker, output)
+            .append_output(id, &worker, attempt, output)
             .await?
             .ok_or_else(|| {
                 ApiError::conflict(format!(
@@ -574,12 +591,22 @@ impl Agents {
             else {
                 return Ok(());
             };
-            let row = self.codebase(&task.codebase_id).await?;
+            let row = match self.codebase(&task.codebase_id).await {
+                Ok(row) => row,
+                Err(e) => {
+                    // Deleted meanwhile: the task cannot run.
+                    self.inner
+                        .store
+                        .finish_task(&task.id, LOCAL_WORKER, "failed", None, Some(&e.to_string()))
+                        .await?;
+                    continue;
+                }
+            };
             if !self.begin_run(&row.id) {
-                // A trigger got there first; the task waits for the next round.
+                // A trigger got there first; the task waits for the next round, its attempt unspent.
                 self.inner
                     .store
-                    .release_task(&task.id, LOCAL_WORKER)
+                    .release_task(&task.id, LOCAL_WORKER, true)
                     .await?;
                 return Ok(());
             }

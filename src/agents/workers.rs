@@ -52,11 +52,7 @@ fn check_list(field: &str, items: &[String]) -> ApiResult<()> {
 impl Agents {
     /// Registers a worker; the answer carries its token, the only time it is shown.
     pub async fn register_worker(&self, caller: &Caller, req: RegisterWorker) -> ApiResult<Value> {
-        if let Caller::Worker(_) = caller {
-            return Err(ApiError::conflict(
-                "a worker token cannot register other workers; use a user token",
-            ));
-        }
+        caller.require_user()?;
         check_text("name", &req.name, 128)?;
         if let Some(h) = &req.hostname {
             check_text("hostname", h, 256)?;

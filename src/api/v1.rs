@@ -124,8 +124,10 @@ pub async fn get_codebase(
 
 pub async fn delete_codebase(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    c.require_user()?;
     a.delete_codebase(&id).await?;
     Ok(Json(
         json!({ "success": true, "message": format!("Codebase {id} deleted") }),
@@ -134,25 +136,39 @@ pub async fn delete_codebase(
 
 pub async fn trigger(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Json(req): Json<TriggerRequest>,
 ) -> ApiResult<Json<Value>> {
+    c.require_user()?;
     Ok(Json(a.trigger(&id, req).await?))
 }
 
 pub async fn message(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Json(req): Json<MessageRequest>,
 ) -> ApiResult<Json<Value>> {
+    c.require_user()?;
     Ok(Json(a.message(&id, req).await?))
 }
 
-pub async fn interrupt(State(a): State<Agents>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn interrupt(
+    State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require_user()?;
     Ok(Json(a.interrupt(&id).await?))
 }
 
-pub async fn stop(State(a): State<Agents>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn stop(
+    State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.require_user()?;
     Ok(Json(a.stop(&id).await?))
 }
 
@@ -243,9 +259,11 @@ pub async fn codebase_events(
 
 pub async fn create_task(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Json(req): Json<CreateTask>,
 ) -> ApiResult<Json<Value>> {
+    c.require_user()?;
     let task = a.create_task(&id, req).await?;
     Ok(Json(json!({ "success": true, "task": task })))
 }
@@ -298,6 +316,7 @@ pub async fn update_task_status(
 #[derive(Deserialize)]
 pub struct OutputBody {
     worker_id: Option<String>,
+    attempt: Option<i64>,
     output: String,
 }
 
@@ -308,7 +327,7 @@ pub async fn append_output(
     Json(req): Json<OutputBody>,
 ) -> ApiResult<Json<Value>> {
     let seq = a
-        .append_output(&c, &id, req.worker_id.as_deref(), &req.output)
+        .append_output(&c, &id, req.worker_id.as_deref(), req.attempt, &req.output)
         .await?;
     Ok(Json(json!({ "success": true, "seq": seq })))
 }
@@ -328,8 +347,10 @@ pub async fn task_output(
 
 pub async fn cancel_task(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    c.require_user()?;
     a.cancel_task(&id).await?;
     Ok(Json(
         json!({ "success": true, "message": "Task cancelled" }),

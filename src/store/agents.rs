@@ -159,13 +159,15 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        sqlx::query(
-            "UPDATE tasks SET lease_expires_at = ? WHERE worker_id = ? AND status = 'running'",
-        )
-        .bind(lease_until)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        if n > 0 {
+            sqlx::query(
+                "UPDATE tasks SET lease_expires_at = ? WHERE worker_id = ? AND status = 'running'",
+            )
+            .bind(lease_until)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(n > 0)
     }
@@ -203,8 +205,9 @@ impl Store {
 
     // Codebases.
 
-    pub async fn insert_codebase(&self, c: &CodebaseRow) -> anyhow::Result<()> {
-        sqlx::query(
+    /// Inserts the codebase; false when one with the same path (and worker) exists already.
+    pub async fn insert_codebase(&self, c: &CodebaseRow) -> anyhow::Result<bool> {
+        let res = sqlx::query(
             "INSERT INTO codebases (id, name, path, description, agent_config, worker_id, workspace_id,
                mission_id, created_at, last_activity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -219,8 +222,12 @@ impl Store {
         .bind(c.created_at)
         .bind(c.last_activity)
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn get_codebase(&self, id: &str) -> anyhow::Result<Option<CodebaseRow>> {
@@ -386,28 +393,39 @@ impl Store {
         &self,
         id: &str,
         worker_id: &str,
+        busy: &str,
         lease_until: DateTime<Utc>,
     ) -> anyhow::Result<Option<TaskRow>> {
         Ok(sqlx::query_as(&format!(
             "UPDATE tasks SET status = 'running', worker_id = ?1, lease_expires_at = ?2,
                attempts = attempts + 1, started_at = COALESCE(started_at, ?3), error = NULL
              WHERE id = ?4 AND status = 'pending'
+               AND codebase_id NOT IN (SELECT value FROM json_each(?5))
              RETURNING {TASK_COLUMNS}"
         ))
         .bind(worker_id)
         .bind(lease_until)
         .bind(Utc::now())
         .bind(id)
+        .bind(busy)
         .fetch_optional(&self.pool)
         .await?)
     }
 
-    /// The holder gives a running task back to the queue.
-    pub async fn release_task(&self, id: &str, worker_id: &str) -> anyhow::Result<bool> {
+    /// The holder gives a running task back to the queue; `refund` when it never started the task, so
+    /// the hand-out does not count as an attempt.
+    pub async fn release_task(
+        &self,
+        id: &str,
+        worker_id: &str,
+        refund: bool,
+    ) -> anyhow::Result<bool> {
         Ok(sqlx::query(
-            "UPDATE tasks SET status = 'pending', worker_id = NULL, lease_expires_at = NULL
+            "UPDATE tasks SET status = 'pending', worker_id = NULL, lease_expires_at = NULL,
+               attempts = attempts - ?
              WHERE id = ? AND worker_id = ? AND status = 'running'",
         )
+        .bind(i64::from(refund))
         .bind(id)
         .bind(worker_id)
         .execute(&self.pool)
@@ -447,9 +465,24 @@ impl Store {
         result: Option<&str>,
         error: Option<&str>,
     ) -> anyhow::Result<bool> {
+        self.finish_task_attempt(id, worker_id, None, status, result, error)
+            .await
+    }
+
+    /// As `finish_task`, and when `attempt` is given only if the task is still on that attempt (a
+    /// worker whose lease lapsed and who took the task again cannot finish it with a stale report).
+    pub async fn finish_task_attempt(
+        &self,
+        id: &str,
+        worker_id: &str,
+        attempt: Option<i64>,
+        status: &str,
+        result: Option<&str>,
+        error: Option<&str>,
+    ) -> anyhow::Result<bool> {
         Ok(sqlx::query(
             "UPDATE tasks SET status = ?, result = ?, error = ?, completed_at = ?, lease_expires_at = NULL
-             WHERE id = ? AND worker_id = ? AND status = 'running'",
+             WHERE id = ? AND worker_id = ? AND status = 'running' AND (? IS NULL OR attempts = ?)",
         )
         .bind(status)
         .bind(result)
@@ -457,32 +490,26 @@ impl Store {
         .bind(Utc::now())
         .bind(id)
         .bind(worker_id)
+        .bind(attempt)
+        .bind(attempt)
         .execute(&self.pool)
         .await?
         .rows_affected()
             > 0)
     }
 
-    /// Cancels a pending or running task; the task as it was, or `None` when it had already ended.
+    /// Cancels a pending or running task in one statement; the task (its holder and mission kept), or
+    /// `None` when it had already ended.
     pub async fn cancel_task(&self, id: &str) -> anyhow::Result<Option<TaskRow>> {
-        let mut tx = self.pool.begin().await?;
-        let before: Option<TaskRow> = sqlx::query_as(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND status IN ('pending', 'running')"
+        Ok(sqlx::query_as(&format!(
+            "UPDATE tasks SET status = 'cancelled', completed_at = ?, lease_expires_at = NULL
+             WHERE id = ? AND status IN ('pending', 'running')
+             RETURNING {TASK_COLUMNS}"
         ))
+        .bind(Utc::now())
         .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if before.is_some() {
-            sqlx::query(
-                "UPDATE tasks SET status = 'cancelled', completed_at = ?, lease_expires_at = NULL WHERE id = ?",
-            )
-            .bind(Utc::now())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(before)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Tasks whose holder's lease lapsed: back to the queue, or failed once out of attempts.
@@ -529,18 +556,21 @@ impl Store {
         &self,
         task_id: &str,
         worker_id: &str,
+        attempt: Option<i64>,
         output: &str,
     ) -> anyhow::Result<Option<i64>> {
         Ok(sqlx::query_scalar(
             "INSERT INTO task_output (task_id, seq, worker_id, output, created_at)
              SELECT ?1, COALESCE((SELECT MAX(seq) FROM task_output WHERE task_id = ?1), 0) + 1, ?2, ?3, ?4
-             WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND worker_id = ?2 AND status = 'running')
+             WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND worker_id = ?2 AND status = 'running'
+                           AND (?5 IS NULL OR attempts = ?5))
              RETURNING seq",
         )
         .bind(task_id)
         .bind(worker_id)
         .bind(output)
         .bind(Utc::now())
+        .bind(attempt)
         .fetch_optional(&self.pool)
         .await?)
     }

@@ -190,7 +190,10 @@ async fn two_workers_never_get_the_same_task_and_lapsed_leases_requeue() {
     );
     assert_eq!(&a_set | &b_set, all, "every task handed out once");
 
-    // Only the holder reports; a finished task stays finished.
+    // Only the holder reports; a finished task stays finished. The codebase's event stream carries a
+    // worker's output and results.
+    let (events, events_task) = s.collect_sse(&format!("/v1/opencode/codebases/{cb}/events"), None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let mine = &a[0];
     let (status, v) = set_status(
         &s,
@@ -244,6 +247,29 @@ async fn two_workers_never_get_the_same_task_and_lapsed_leases_requeue() {
     assert_eq!(status, StatusCode::CONFLICT);
     let (_, out) = s.get(&format!("/v1/opencode/tasks/{mine}/output")).await;
     assert_eq!(out["outputs"][0]["output"], "line 1\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, e, _)| e == "complete")
+    {
+        assert!(Instant::now() < deadline, "{:?}", events.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = events.lock().unwrap().clone();
+    let output = seen.iter().find(|(_, e, _)| e == "output").unwrap();
+    assert_eq!(
+        (output.2["content"].as_str(), output.2["task_id"].as_str()),
+        (Some("line 1\n"), Some(mine.as_str()))
+    );
+    let complete = seen.iter().find(|(_, e, _)| e == "complete").unwrap();
+    assert_eq!(complete.2["summary"], "done");
+    assert!(
+        seen.iter().all(|(id, _, _)| id.parse::<i64>().is_ok()),
+        "{seen:?}"
+    );
+    events_task.abort();
     // A worker's token speaks only for that worker.
     let (status, _) = set_status(
         &s,
@@ -281,11 +307,20 @@ async fn two_workers_never_get_the_same_task_and_lapsed_leases_requeue() {
     let (status, v) = set_status(&s, &t2, &lost, json!({ "status": "running" })).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["task"]["attempts"], 2);
+    // A report about an earlier attempt is stale.
     let (status, _) = set_status(
         &s,
         &t2,
         &lost,
-        json!({ "status": "completed", "result": "finished by two" }),
+        json!({ "status": "completed", "attempt": 1 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = set_status(
+        &s,
+        &t2,
+        &lost,
+        json!({ "status": "completed", "result": "finished by two", "attempt": 2 }),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -500,10 +535,10 @@ async fn the_v1_api_needs_a_token_and_answers_errors_as_detail() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(v["detail"].is_string(), "{v}");
 
-    // A worker token does not register other workers, nor act for another worker.
+    // A worker token does not register other workers, act for another worker, or do a user's work.
     let (w1, t1) = worker(&s, "one").await;
     let (w2, _) = worker(&s, "two").await;
-    let (status, _) = s
+    let (status, v) = s
         .call_as(
             &t1,
             "POST",
@@ -511,7 +546,32 @@ async fn the_v1_api_needs_a_token_and_answers_errors_as_detail() {
             Some(json!({ "name": "evil" })),
         )
         .await;
-    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["detail"].is_string());
+    let (_, cb) = s
+        .call_as(
+            &t1,
+            "POST",
+            "/v1/opencode/codebases",
+            Some(json!({ "name": "mine", "path": "/srv/mine" })),
+        )
+        .await;
+    let cb = cb["codebase"]["id"].as_str().unwrap().to_string();
+    for (method, path) in [
+        ("POST", format!("/v1/opencode/codebases/{cb}/trigger")),
+        ("POST", format!("/v1/opencode/codebases/{cb}/tasks")),
+        ("DELETE", format!("/v1/opencode/codebases/{cb}")),
+    ] {
+        let (status, v) = s
+            .call_as(
+                &t1,
+                method,
+                &path,
+                Some(json!({ "prompt": "x", "title": "x" })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {v}");
+    }
     let (status, _) = s
         .call_as(
             &t1,
