@@ -123,7 +123,7 @@ pub fn build(state: AppState) -> Router {
 
     Router::new()
         .route("/api/health", get(system::health))
-        .route("/health", get(v1::health))
+        .route("/health", get(v1::get_health))
         .merge(v1_routes)
         .route("/api/auth/login", post(auth::login))
         .merge(protected)
@@ -142,23 +142,23 @@ pub fn build(state: AppState) -> Router {
 fn v1_routes() -> Router<AppState> {
     const CB: &str = "/v1/opencode/codebases/{id}";
     Router::new()
-        .route("/v1/opencode/status", get(v1::status))
-        .route("/v1/opencode/models", get(v1::models))
+        .route("/v1/opencode/status", get(v1::get_opencode_status))
+        .route("/v1/opencode/models", get(v1::list_models))
         .route(
             "/v1/opencode/codebases",
             get(v1::list_codebases).post(v1::register_codebase),
         )
         .route("/v1/opencode/codebases/list", get(v1::list_codebases))
         .route(CB, get(v1::get_codebase).delete(v1::delete_codebase))
-        .route(&format!("{CB}/trigger"), post(v1::trigger))
-        .route(&format!("{CB}/message"), post(v1::message))
-        .route(&format!("{CB}/interrupt"), post(v1::interrupt))
-        .route(&format!("{CB}/stop"), post(v1::stop))
-        .route(&format!("{CB}/status"), get(v1::agent_status))
-        .route(&format!("{CB}/sessions"), get(v1::sessions))
+        .route(&format!("{CB}/trigger"), post(v1::trigger_agent))
+        .route(&format!("{CB}/message"), post(v1::message_agent))
+        .route(&format!("{CB}/interrupt"), post(v1::interrupt_agent))
+        .route(&format!("{CB}/stop"), post(v1::stop_agent))
+        .route(&format!("{CB}/status"), get(v1::get_agent_status))
+        .route(&format!("{CB}/sessions"), get(v1::list_sessions))
         .route(&format!("{CB}/sessions/sync"), post(v1::sync_sessions))
-        .route(&format!("{CB}/messages"), get(v1::session_messages))
-        .route(&format!("{CB}/events"), get(v1::codebase_events))
+        .route(&format!("{CB}/messages"), get(v1::list_session_messages))
+        .route(&format!("{CB}/events"), get(v1::stream_codebase_events))
         .route(
             &format!("{CB}/tasks"),
             get(v1::list_codebase_tasks).post(v1::create_task),
@@ -171,7 +171,7 @@ fn v1_routes() -> Router<AppState> {
         )
         .route(
             "/v1/opencode/tasks/{id}/output",
-            get(v1::task_output).post(v1::append_output),
+            get(v1::get_task_output).post(v1::append_task_output),
         )
         .route("/v1/opencode/tasks/{id}/cancel", post(v1::cancel_task))
         .route("/v1/opencode/workers", get(v1::list_workers))
@@ -180,26 +180,35 @@ fn v1_routes() -> Router<AppState> {
             "/v1/opencode/workers/{id}/unregister",
             post(v1::unregister_worker),
         )
-        .route("/v1/opencode/workers/{id}/heartbeat", post(v1::heartbeat))
-        .route("/v1/opencode/workers/{id}/claim", post(v1::claim))
-        .route("/v1/opencode/runtime/status", get(v1::runtime_status))
-        .route("/v1/opencode/runtime/projects", get(v1::runtime_projects))
-        .route("/v1/opencode/runtime/sessions", get(v1::runtime_sessions))
+        .route(
+            "/v1/opencode/workers/{id}/heartbeat",
+            post(v1::heartbeat_worker),
+        )
+        .route("/v1/opencode/workers/{id}/claim", post(v1::claim_task))
+        .route("/v1/opencode/runtime/status", get(v1::get_runtime_status))
+        .route(
+            "/v1/opencode/runtime/projects",
+            get(v1::list_runtime_projects),
+        )
+        .route(
+            "/v1/opencode/runtime/sessions",
+            get(v1::list_runtime_sessions),
+        )
         .route(
             "/v1/opencode/runtime/sessions/{id}",
-            get(v1::runtime_session),
+            get(v1::get_runtime_session),
         )
         .route(
             "/v1/opencode/runtime/sessions/{id}/messages",
-            get(v1::runtime_messages),
+            get(v1::list_runtime_messages),
         )
         .route(
             "/v1/opencode/runtime/sessions/{id}/parts",
-            get(v1::runtime_parts),
+            get(v1::list_runtime_parts),
         )
-        .route("/v1/monitor/agents", get(v1::monitor_agents))
-        .route("/v1/monitor/messages", get(v1::monitor_messages))
-        .route("/v1/monitor/stats", get(v1::monitor_stats))
+        .route("/v1/monitor/agents", get(v1::list_monitor_agents))
+        .route("/v1/monitor/messages", get(v1::list_monitor_messages))
+        .route("/v1/monitor/stats", get(v1::get_monitor_stats))
         .route("/v1/monitor/workers", get(v1::list_workers))
 }
 

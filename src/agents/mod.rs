@@ -6,8 +6,10 @@
 mod codebases;
 pub mod events;
 mod monitor;
+mod queue;
 mod runs;
 mod runtime_view;
+mod sessions;
 mod tasks;
 mod workers;
 

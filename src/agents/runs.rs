@@ -1,20 +1,19 @@
-//! Agent runs on a codebase: trigger (a task that runs at once), follow-up messages, interrupt, stop,
-//! status, and the codebase's sessions and their messages. A local run is a mission owned by the
-//! codebase, so it has the missions' stored events, queue, cancel and restart behaviour; a remote
-//! codebase's work goes to its worker as a task.
+//! Agent runs on a codebase: trigger (a task that runs at once), follow-up messages, interrupt, stop
+//! and status. A local run is a mission owned by the codebase, so it has the missions' stored events,
+//! queue, cancel and restart behaviour; a remote codebase's work goes to its worker as a task.
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::codebases::check_text;
-use super::{owner_of, page, Agents, Caller};
+use super::{owner_of, Agents};
 use crate::error::{ApiError, ApiResult};
 use crate::missions::CreateMission;
-use crate::opencode::message_text;
-use crate::store::agents::{CodebaseRow, MonitorEntry, TaskRow, LOCAL_WORKER};
+use crate::store::agents::{CodebaseRow, MonitorEntry};
+use crate::store::tasks::{TaskRow, LOCAL_WORKER};
 
 const MAX_PROMPT: usize = 1024 * 1024;
 
@@ -562,187 +561,6 @@ impl Agents {
             "model": model,
         }))
     }
-
-    /// The codebase's sessions, newest first: its runs' sessions and those its worker (or a sync)
-    /// reported.
-    pub async fn sessions(&self, codebase_id: &str, limit: i64, offset: i64) -> ApiResult<Value> {
-        let row = self.codebase(codebase_id).await?;
-        let store = &self.inner.store;
-        let mut sessions: Vec<Value> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for m in store.list_missions(&owner_of(&row.id)).await? {
-            let Some(sid) = m.opencode_session_id.clone() else {
-                continue;
-            };
-            let running = self.missions().is_busy(&m.id).await;
-            let count = store
-                .mission_events(
-                    &m.id,
-                    &["user_message".into(), "assistant_message".into()],
-                    100_000,
-                    0,
-                )
-                .await?
-                .len();
-            let status = if running {
-                "running"
-            } else {
-                match m.status.as_str() {
-                    "failed" => "failed",
-                    "interrupted" => "interrupted",
-                    _ => "completed",
-                }
-            };
-            seen.insert(sid.clone());
-            sessions.push(json!({
-                "id": sid,
-                "codebase_id": row.id,
-                "started_at": m.created_at,
-                "ended_at": (!running).then_some(m.updated_at),
-                "status": status,
-                "model": m.model_override,
-                "prompt": m.title,
-                "messages_count": count,
-            }));
-        }
-        for data in store.synced_sessions(&row.id).await? {
-            let s: Value = serde_json::from_str(&data).unwrap_or_default();
-            let Some(sid) = s["id"].as_str() else {
-                continue;
-            };
-            if seen.insert(sid.to_string()) {
-                sessions.push(json!({
-                    "id": sid,
-                    "codebase_id": row.id,
-                    "started_at": ms_time(&s["created"]).or(ms_time(&s["time"]["created"])),
-                    "ended_at": ms_time(&s["updated"]).or(ms_time(&s["time"]["updated"])),
-                    "status": s["status"].as_str().unwrap_or("completed"),
-                    "model": s["model"],
-                    "prompt": s["title"],
-                    "messages_count": s["messageCount"].as_i64().unwrap_or(0),
-                }));
-            }
-        }
-        sessions.sort_by(|a, b| b["started_at"].as_str().cmp(&a["started_at"].as_str()));
-        let total = sessions.len();
-        let page = page(sessions, limit, offset);
-        Ok(json!({ "sessions": page, "total": total, "limit": limit, "offset": offset }))
-    }
-
-    /// Records sessions: a worker's list for its codebase, or (no list) what the codebase's OpenCode
-    /// server holds.
-    pub async fn sync_sessions(
-        &self,
-        caller: &Caller,
-        codebase_id: &str,
-        worker_id: Option<String>,
-        sessions: Option<Vec<Value>>,
-    ) -> ApiResult<Value> {
-        let row = self.codebase(codebase_id).await?;
-        let store = &self.inner.store;
-        let (list, from) = match sessions {
-            Some(list) => {
-                let worker = match caller {
-                    Caller::Worker(me) => Some(me.clone()),
-                    Caller::User(_) => worker_id,
-                };
-                self.check_serves(worker.as_deref(), &row).await?;
-                (list, worker)
-            }
-            None => {
-                let ws_id = row.workspace_id.as_deref().ok_or_else(|| {
-                    ApiError::invalid("a remote codebase's worker sends its sessions in the body")
-                })?;
-                let ws = self.inner.workspaces.get(ws_id).await?;
-                let client = self.missions().agent_client(&ws).await?;
-                let v = client
-                    .get("/session")
-                    .await
-                    .map_err(|e| ApiError::Engine(e.to_string()))?;
-                (v.as_array().cloned().unwrap_or_default(), None)
-            }
-        };
-        if list.len() > 10_000 {
-            return Err(ApiError::invalid("at most 10000 sessions per sync"));
-        }
-        for s in &list {
-            let id = s["id"]
-                .as_str()
-                .filter(|id| !id.is_empty() && id.len() <= 256);
-            let Some(id) = id else {
-                return Err(ApiError::invalid("every session needs a string id"));
-            };
-            store
-                .upsert_synced_session(&row.id, id, from.as_deref(), &s.to_string())
-                .await?;
-        }
-        Ok(json!({
-            "success": true,
-            "synced": list.len(),
-            "message": format!("Synced {} sessions from OpenCode", list.len()),
-        }))
-    }
-
-    /// A session's messages (the codebase's current one when none is named).
-    pub async fn session_messages(
-        &self,
-        codebase_id: &str,
-        session_id: Option<String>,
-        limit: i64,
-    ) -> ApiResult<Value> {
-        let row = self.codebase(codebase_id).await?;
-        let current = self.codebase_view(row.clone()).await.session_id;
-        let sid = session_id.or(current).ok_or_else(|| {
-            ApiError::not_found(format!("codebase {} has no session yet", row.name))
-        })?;
-        let Some(ws_id) = &row.workspace_id else {
-            // A remote codebase's messages are what its worker synced with the session.
-            let data = self.inner.store.synced_sessions(&row.id).await?;
-            let s = data
-                .iter()
-                .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-                .find(|s| s["id"] == sid.as_str())
-                .ok_or_else(|| ApiError::not_found(format!("Session {sid} not found")))?;
-            let msgs: Vec<Value> = s["messages"].as_array().cloned().unwrap_or_default();
-            return Ok(json!({ "messages": msgs, "session_id": sid }));
-        };
-        let ws = self.inner.workspaces.get(ws_id).await?;
-        let client = self.missions().agent_client(&ws).await?;
-        if !client.session_exists(&sid).await {
-            return Err(ApiError::not_found(format!("Session {sid} not found")));
-        }
-        let raw = client
-            .messages(&sid)
-            .await
-            .map_err(|e| ApiError::Engine(e.to_string()))?;
-        let messages: Vec<Value> = raw
-            .iter()
-            .rev()
-            .take(limit as usize)
-            .rev()
-            .map(simple_message)
-            .collect();
-        Ok(json!({ "messages": messages, "session_id": sid }))
-    }
-}
-
-/// OpenCode's `{info, parts}` as the seed's `{id, role, content, timestamp}`.
-pub(super) fn simple_message(m: &Value) -> Value {
-    let info = &m["info"];
-    json!({
-        "id": info["id"],
-        "role": info["role"],
-        "content": message_text(m),
-        "timestamp": ms_time(&info["time"]["created"]),
-        "agent": info["agent"].as_str().or(info["mode"].as_str()),
-        "model": info["modelID"].as_str().or(info["model"]["modelID"].as_str()),
-    })
-}
-
-/// OpenCode's epoch milliseconds as RFC 3339.
-pub(super) fn ms_time(v: &Value) -> Option<DateTime<Utc>> {
-    v.as_i64()
-        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
 }
 
 #[cfg(test)]
@@ -757,18 +575,5 @@ mod tests {
         assert!(prompt_with_files("p", &["../etc/passwd".into()]).is_err());
         assert!(prompt_with_files("p", &["/etc/passwd".into()]).is_err());
         assert_eq!(prompt_with_files("p", &[]).unwrap(), "p");
-    }
-
-    #[test]
-    fn opencode_messages_become_simple_ones() {
-        let m = json!({
-            "info": { "id": "msg_1", "role": "assistant", "time": { "created": 1_700_000_000_000i64 }, "modelID": "fake-model" },
-            "parts": [{ "type": "step-start" }, { "type": "text", "text": "Hel" }, { "type": "text", "text": "lo" }]
-        });
-        let s = simple_message(&m);
-        assert_eq!(s["content"], "Hello");
-        assert_eq!(s["role"], "assistant");
-        assert_eq!(s["model"], "fake-model");
-        assert_eq!(s["timestamp"], "2023-11-14T22:13:20Z");
     }
 }

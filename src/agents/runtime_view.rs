@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::runs::ms_time;
+use super::sessions::ms_time;
 use super::{page, Agents};
 use crate::error::{ApiError, ApiResult};
 use crate::opencode::Client;

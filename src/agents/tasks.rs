@@ -1,10 +1,6 @@
-//! The task queue: tasks wait in priority order (then oldest first); berth's own runner and external
-//! workers take them with the same atomic claim. A claim is a lease: a worker's heartbeats extend it,
-//! and a lapsed lease puts the task back in the queue, or fails it once it has been tried
-//! `max_attempts` times. Only the holder may report on a running task, so a worker that lost its lease
-//! cannot overwrite what another did.
-
-use std::time::Duration;
+//! Tasks: creating, listing, reading, cancelling, and the holder's reports (status, output). Only the
+//! holder may report on a running task, so a worker that lost its lease cannot overwrite what another
+//! did; `queue` hands tasks out.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,7 +10,8 @@ use super::codebases::check_text;
 use super::runs::check_model;
 use super::{owner_of, Agents, Caller};
 use crate::error::{ApiError, ApiResult};
-use crate::store::agents::{CodebaseRow, TaskRow, LOCAL_WORKER};
+use crate::store::agents::CodebaseRow;
+use crate::store::tasks::{TaskRow, LOCAL_WORKER};
 
 pub const TASK_STATUSES: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
 
@@ -96,12 +93,6 @@ impl From<TaskRow> for TaskView {
             completed_at: t.completed_at,
         }
     }
-}
-
-/// A lease far enough away that the sweeper never takes berth's own runs: they end with their turn,
-/// and a crash puts them back at the next start.
-fn local_lease() -> DateTime<Utc> {
-    Utc::now() + chrono::Duration::days(3650)
 }
 
 impl Agents {
@@ -192,7 +183,7 @@ impl Agents {
     }
 
     /// An event on the codebase's stream about one task (for remote work: there is no mission).
-    async fn task_event(&self, task: &TaskRow, kind: &str, mut data: Value) {
+    pub(super) async fn task_event(&self, task: &TaskRow, kind: &str, mut data: Value) {
         data["task_id"] = json!(task.id);
         self.missions()
             .hub()
@@ -247,7 +238,7 @@ impl Agents {
     }
 
     /// The worker a call acts for: a worker token speaks for itself; a user names one.
-    fn acting_worker(caller: &Caller, named: Option<&str>) -> ApiResult<String> {
+    pub(super) fn acting_worker(caller: &Caller, named: Option<&str>) -> ApiResult<String> {
         match (caller, named) {
             (Caller::Worker(me), Some(w)) if w != me => Err(ApiError::conflict(format!(
                 "this token belongs to worker {me}, not {w}"
@@ -341,7 +332,7 @@ impl Agents {
     }
 
     /// Events and monitor entries for a worker's report.
-    async fn after_report(&self, task: &TaskRow, worker: &str) {
+    pub(super) async fn after_report(&self, task: &TaskRow, worker: &str) {
         let name = self
             .codebase(&task.codebase_id)
             .await
@@ -463,211 +454,5 @@ impl Agents {
         )
         .await;
         Ok(())
-    }
-
-    /// Whether `worker` may work on the codebase: its own, or one it lists (at registration or in a
-    /// heartbeat) as present on its machine too.
-    pub(super) async fn check_serves(
-        &self,
-        worker: Option<&str>,
-        row: &CodebaseRow,
-    ) -> ApiResult<()> {
-        let Some(worker) = worker else {
-            return Err(ApiError::invalid("worker_id is required"));
-        };
-        let w = self
-            .inner
-            .store
-            .get_worker(worker)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("Worker {worker} not found")))?;
-        let listed: Vec<String> = serde_json::from_str(&w.codebases).unwrap_or_default();
-        let serves = row.worker_id.as_deref() == Some(worker) || listed.contains(&row.id);
-        if !serves {
-            return Err(ApiError::conflict(format!(
-                "worker {worker} does not serve codebase {}",
-                row.id
-            )));
-        }
-        Ok(())
-    }
-
-    /// The codebases a worker may take tasks of.
-    async fn served_by(&self, worker: &str) -> ApiResult<Vec<String>> {
-        let w = self
-            .inner
-            .store
-            .get_worker(worker)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("Worker {worker} not found")))?;
-        let listed: Vec<String> = serde_json::from_str(&w.codebases).unwrap_or_default();
-        Ok(self
-            .inner
-            .store
-            .list_codebases()
-            .await?
-            .into_iter()
-            .filter(|c| c.worker_id.as_deref() == Some(worker) || listed.contains(&c.id))
-            .map(|c| c.id)
-            .collect())
-    }
-
-    /// A worker takes the next task it serves (of one codebase, if named): atomically, with a lease.
-    pub async fn claim(
-        &self,
-        caller: &Caller,
-        worker_id: &str,
-        codebase_id: Option<&str>,
-    ) -> ApiResult<Option<TaskView>> {
-        let worker = Self::acting_worker(caller, Some(worker_id))?;
-        let served = self.served_by(&worker).await?;
-        let wanted = match codebase_id {
-            Some(id) => {
-                let row = self.codebase(id).await?;
-                self.check_serves(Some(&worker), &row).await?;
-                vec![row.id]
-            }
-            None => served,
-        };
-        // Codebases berth itself is running an agent on are not handed out meanwhile.
-        let busy = self.busy_codebases();
-        let task = self
-            .inner
-            .store
-            .claim_task(
-                &worker,
-                &serde_json::to_string(&wanted).expect("ids serialize"),
-                &serde_json::to_string(&busy).expect("ids serialize"),
-                self.lease(),
-            )
-            .await?;
-        self.inner.store.heartbeat(&worker, self.lease()).await?;
-        if let Some(t) = &task {
-            self.after_report(t, &worker).await;
-        }
-        Ok(task.map(TaskView::from))
-    }
-
-    /// berth's own runner: takes queued tasks of local codebases whose workspace is ready, up to the
-    /// configured concurrency, one run per codebase at a time.
-    pub(super) async fn run_queue(&self) {
-        loop {
-            if let Err(e) = self.start_queued().await {
-                tracing::warn!(error = %e, "starting queued tasks failed");
-            }
-            tokio::select! {
-                _ = self.inner.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                _ = self.inner.shutdown.cancelled() => return,
-            }
-        }
-    }
-
-    async fn start_queued(&self) -> ApiResult<()> {
-        loop {
-            let busy = self.busy_codebases();
-            if busy.len() >= self.inner.config.task_concurrency {
-                return Ok(());
-            }
-            let mut ready = Vec::new();
-            for c in self.inner.store.list_codebases().await? {
-                if c.worker_id.is_none()
-                    && !busy.contains(&c.id)
-                    && self.status_of(&c).await == "idle"
-                {
-                    ready.push(c.id);
-                }
-            }
-            let Some(task) = self
-                .inner
-                .store
-                .claim_task(
-                    LOCAL_WORKER,
-                    &serde_json::to_string(&ready).expect("ids serialize"),
-                    &serde_json::to_string(&busy).expect("ids serialize"),
-                    local_lease(),
-                )
-                .await?
-            else {
-                return Ok(());
-            };
-            let row = match self.codebase(&task.codebase_id).await {
-                Ok(row) => row,
-                Err(e) => {
-                    // Deleted meanwhile: the task cannot run.
-                    self.inner
-                        .store
-                        .finish_task(&task.id, LOCAL_WORKER, "failed", None, Some(&e.to_string()))
-                        .await?;
-                    continue;
-                }
-            };
-            if !self.begin_run(&row.id) {
-                // A trigger got there first; the task waits for the next round, its attempt unspent.
-                self.inner
-                    .store
-                    .release_task(&task.id, LOCAL_WORKER, true)
-                    .await?;
-                return Ok(());
-            }
-            self.task_event(&task, "status", json!({ "status": "running", "message": format!("Task: {} (running)", task.title) }))
-                .await;
-            if let Err(e) = self.start_run(row, &task).await {
-                tracing::warn!(task.id = %task.id, error = %e, "a queued task failed to start");
-            }
-        }
-    }
-
-    /// Puts back (or fails) the tasks of workers that stopped heartbeating.
-    pub(super) async fn sweep_leases(&self) {
-        let every = Duration::from_secs((self.inner.config.task_lease_secs / 4).clamp(1, 15));
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = self.inner.shutdown.cancelled() => return,
-            }
-            let expired = match self.inner.store.expire_leases(Utc::now()).await {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(error = %e, "sweeping task leases failed");
-                    continue;
-                }
-            };
-            for t in &expired.requeued {
-                tracing::warn!(task.id = %t.id, attempts = t.attempts, "a worker's lease lapsed; task queued again");
-                self.task_event(
-                    t,
-                    "status",
-                    json!({ "status": "pending", "message": t.error }),
-                )
-                .await;
-                self.monitor(
-                    "error",
-                    "",
-                    t.error.as_deref().unwrap_or_default(),
-                    json!({ "task_id": t.id }),
-                )
-                .await;
-            }
-            for t in &expired.failed {
-                tracing::warn!(task.id = %t.id, attempts = t.attempts, "a task ran out of attempts");
-                self.task_event(
-                    t,
-                    "error",
-                    json!({ "error": t.error, "code": "LEASE_EXPIRED" }),
-                )
-                .await;
-                self.monitor(
-                    "error",
-                    "",
-                    t.error.as_deref().unwrap_or_default(),
-                    json!({ "task_id": t.id }),
-                )
-                .await;
-            }
-            if !expired.requeued.is_empty() {
-                self.inner.wake.notify_one();
-            }
-        }
     }
 }

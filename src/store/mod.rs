@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod missions;
+pub mod tasks;
 pub mod workspaces;
 
 use std::path::Path;

@@ -1,0 +1,116 @@
+//! `/v1/opencode`, `/v1/monitor` and `/health`: the seed's CodeTether API. Errors here are `{"detail"}`
+//! (see `detail_errors`); everything but `/health` needs a user's token or a worker's own token.
+
+mod codebases;
+mod runtime;
+mod tasks;
+
+pub use codebases::*;
+pub use runtime::*;
+pub use tasks::*;
+
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::Json;
+use crate::agents::{Agents, Caller};
+use crate::app::AppState;
+use crate::auth::Claims;
+use crate::error::{ApiError, ApiResult};
+
+/// Accepts a user's token or a worker's; the caller goes into the request.
+pub async fn require_caller(
+    State(s): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::Unauthorized("Not authenticated: send Authorization: Bearer <token>".into())
+        })?
+        .to_string();
+    let caller = match s.agents.worker_for_token(&token).await? {
+        Some(worker) => Caller::Worker(worker),
+        None => {
+            let claims: Claims = s
+                .auth
+                .verify(&token)
+                .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
+            Caller::from_subject(&claims.sub)
+        }
+    };
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}
+
+/// The seed's error body: `{"detail": "..."}` for every error under `/v1` and `/health`, whoever made
+/// it (handlers, extractors, auth, the body limit, the fallback).
+pub async fn detail_errors(req: Request, next: Next) -> Response {
+    let seed_path = req.uri().path().starts_with("/v1/") || req.uri().path() == "/health";
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !seed_path || resp.status().as_u16() < 400 || !is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (parts.status, axum::Json(json!({ "detail": "error" }))).into_response();
+    };
+    let detail = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+    let mut out = (parts.status, axum::Json(json!({ "detail": detail }))).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != CONTENT_TYPE && k != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(k, v.clone());
+        }
+    }
+    out
+}
+
+pub async fn get_health() -> Json<Value> {
+    Json(json!({ "status": "healthy", "service": "berth", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+pub async fn get_opencode_status(State(a): State<Agents>) -> ApiResult<Json<Value>> {
+    Ok(Json(a.status().await?))
+}
+
+pub async fn list_models(State(a): State<Agents>) -> ApiResult<Json<Vec<Value>>> {
+    Ok(Json(a.models().await?))
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+impl Page {
+    fn get(&self, default: i64) -> ApiResult<(i64, i64)> {
+        let limit = self.limit.unwrap_or(default);
+        let offset = self.offset.unwrap_or(0);
+        if !(1..=10_000).contains(&limit) || offset < 0 {
+            return Err(ApiError::invalid(
+                "limit must be 1 to 10000 and offset at least 0",
+            ));
+        }
+        Ok((limit, offset))
+    }
+}

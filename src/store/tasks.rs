@@ -1,0 +1,340 @@
+//! Task queries: the queue, claims, reports and output. A claim, a finish and a lease expiry are each
+//! one conditional statement, so two workers never hold the same task and a late worker cannot
+//! overwrite what another did.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+
+use super::Store;
+
+/// The pseudo worker id berth's own runner claims tasks under.
+pub const LOCAL_WORKER: &str = "berth";
+
+#[derive(Debug, Clone, FromRow)]
+pub struct TaskRow {
+    pub id: String,
+    pub codebase_id: String,
+    pub title: String,
+    pub prompt: String,
+    pub agent_type: String,
+    pub model: Option<String>,
+    pub priority: i64,
+    pub metadata: String,
+    pub status: String,
+    pub worker_id: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub session_id: Option<String>,
+    pub mission_id: Option<String>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct OutputRow {
+    pub seq: i64,
+    pub worker_id: Option<String>,
+    pub output: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a lease sweep did.
+#[derive(Debug, Default)]
+pub struct Expired {
+    pub requeued: Vec<TaskRow>,
+    pub failed: Vec<TaskRow>,
+}
+
+const TASK_COLUMNS: &str = "id, codebase_id, title, prompt, agent_type, model, priority, metadata, status,
+    worker_id, lease_expires_at, attempts, max_attempts, session_id, mission_id, result, error, created_at,
+    started_at, completed_at";
+
+impl Store {
+    pub async fn insert_task(&self, t: &TaskRow) -> anyhow::Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&t.id)
+        .bind(&t.codebase_id)
+        .bind(&t.title)
+        .bind(&t.prompt)
+        .bind(&t.agent_type)
+        .bind(&t.model)
+        .bind(t.priority)
+        .bind(&t.metadata)
+        .bind(&t.status)
+        .bind(&t.worker_id)
+        .bind(t.lease_expires_at)
+        .bind(t.attempts)
+        .bind(t.max_attempts)
+        .bind(&t.session_id)
+        .bind(&t.mission_id)
+        .bind(&t.result)
+        .bind(&t.error)
+        .bind(t.created_at)
+        .bind(t.started_at)
+        .bind(t.completed_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_task(&self, id: &str) -> anyhow::Result<Option<TaskRow>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Tasks in queue order (priority, then oldest first), optionally of one codebase and one status.
+    pub async fn list_tasks(
+        &self,
+        codebase_id: Option<&str>,
+        status: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<TaskRow>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR codebase_id = ?1) AND (?2 IS NULL OR status = ?2)
+             ORDER BY priority DESC, created_at ASC LIMIT ?3"
+        ))
+        .bind(codebase_id)
+        .bind(status)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Atomically takes the next pending task of one of `codebases` (a JSON array of ids), skipping
+    /// `busy` ones (also a JSON array), for `worker_id` until `lease_until`. One statement: SQLite runs
+    /// it under its write lock, so two claimers never get the same task.
+    pub async fn claim_task(
+        &self,
+        worker_id: &str,
+        codebases: &str,
+        busy: &str,
+        lease_until: DateTime<Utc>,
+    ) -> anyhow::Result<Option<TaskRow>> {
+        Ok(sqlx::query_as(&format!(
+            "UPDATE tasks SET status = 'running', worker_id = ?1, lease_expires_at = ?2,
+               attempts = attempts + 1, started_at = COALESCE(started_at, ?3), error = NULL
+             WHERE id = (SELECT id FROM tasks WHERE status = 'pending'
+                           AND codebase_id IN (SELECT value FROM json_each(?4))
+                           AND codebase_id NOT IN (SELECT value FROM json_each(?5))
+                         ORDER BY priority DESC, created_at ASC LIMIT 1)
+               AND status = 'pending'
+             RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(worker_id)
+        .bind(lease_until)
+        .bind(Utc::now())
+        .bind(codebases)
+        .bind(busy)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Takes one named pending task for `worker_id` (a worker's `PUT status running`); `None` if it is
+    /// not pending any more.
+    pub async fn claim_task_by_id(
+        &self,
+        id: &str,
+        worker_id: &str,
+        busy: &str,
+        lease_until: DateTime<Utc>,
+    ) -> anyhow::Result<Option<TaskRow>> {
+        Ok(sqlx::query_as(&format!(
+            "UPDATE tasks SET status = 'running', worker_id = ?1, lease_expires_at = ?2,
+               attempts = attempts + 1, started_at = COALESCE(started_at, ?3), error = NULL
+             WHERE id = ?4 AND status = 'pending'
+               AND codebase_id NOT IN (SELECT value FROM json_each(?5))
+             RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(worker_id)
+        .bind(lease_until)
+        .bind(Utc::now())
+        .bind(id)
+        .bind(busy)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The holder gives a running task back to the queue; `refund` when it never started the task, so
+    /// the hand-out does not count as an attempt.
+    pub async fn release_task(
+        &self,
+        id: &str,
+        worker_id: &str,
+        refund: bool,
+    ) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE tasks SET status = 'pending', worker_id = NULL, lease_expires_at = NULL,
+               attempts = attempts - ?
+             WHERE id = ? AND worker_id = ? AND status = 'running'",
+        )
+        .bind(i64::from(refund))
+        .bind(id)
+        .bind(worker_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// Records the session of a running task held by `worker_id`.
+    pub async fn set_task_session(
+        &self,
+        id: &str,
+        worker_id: &str,
+        session_id: Option<&str>,
+        mission_id: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE tasks SET session_id = COALESCE(?, session_id), mission_id = COALESCE(?, mission_id)
+             WHERE id = ? AND worker_id = ? AND status = 'running'",
+        )
+        .bind(session_id)
+        .bind(mission_id)
+        .bind(id)
+        .bind(worker_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// Ends a running task held by `worker_id`; false if it is not (any longer) that worker's.
+    pub async fn finish_task(
+        &self,
+        id: &str,
+        worker_id: &str,
+        status: &str,
+        result: Option<&str>,
+        error: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        self.finish_task_attempt(id, worker_id, None, status, result, error)
+            .await
+    }
+
+    /// As `finish_task`, and when `attempt` is given only if the task is still on that attempt (a
+    /// worker whose lease lapsed and who took the task again cannot finish it with a stale report).
+    pub async fn finish_task_attempt(
+        &self,
+        id: &str,
+        worker_id: &str,
+        attempt: Option<i64>,
+        status: &str,
+        result: Option<&str>,
+        error: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE tasks SET status = ?, result = ?, error = ?, completed_at = ?, lease_expires_at = NULL
+             WHERE id = ? AND worker_id = ? AND status = 'running' AND (? IS NULL OR attempts = ?)",
+        )
+        .bind(status)
+        .bind(result)
+        .bind(error)
+        .bind(Utc::now())
+        .bind(id)
+        .bind(worker_id)
+        .bind(attempt)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    /// Cancels a pending or running task in one statement; the task (its holder and mission kept), or
+    /// `None` when it had already ended.
+    pub async fn cancel_task(&self, id: &str) -> anyhow::Result<Option<TaskRow>> {
+        Ok(sqlx::query_as(&format!(
+            "UPDATE tasks SET status = 'cancelled', completed_at = ?, lease_expires_at = NULL
+             WHERE id = ? AND status IN ('pending', 'running')
+             RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(Utc::now())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Tasks whose holder's lease lapsed: back to the queue, or failed once out of attempts.
+    pub async fn expire_leases(&self, now: DateTime<Utc>) -> anyhow::Result<Expired> {
+        let mut tx = self.pool.begin().await?;
+        let failed = sqlx::query_as(&format!(
+            "UPDATE tasks SET status = 'failed', completed_at = ?1, lease_expires_at = NULL,
+               error = 'worker ' || worker_id || ' stopped heartbeating; gave up after ' || attempts || ' attempts'
+             WHERE status = 'running' AND lease_expires_at < ?1 AND attempts >= max_attempts
+             RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let requeued = sqlx::query_as(&format!(
+            "UPDATE tasks SET status = 'pending', lease_expires_at = NULL,
+               error = 'worker ' || worker_id || ' stopped heartbeating; requeued', worker_id = NULL
+             WHERE status = 'running' AND lease_expires_at < ?1
+             RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Expired { requeued, failed })
+    }
+
+    /// At start-up: berth's own running tasks died with the last process; they go back to the queue.
+    pub async fn requeue_local_tasks(&self) -> anyhow::Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE tasks SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+               error = 'berth restarted while the task ran', worker_id = NULL, lease_expires_at = NULL
+             WHERE status = 'running' AND worker_id = ?",
+        )
+        .bind(LOCAL_WORKER)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Appends output to a running task held by `worker_id`; its sequence number, or `None` if the task
+    /// is not running for that worker.
+    pub async fn append_output(
+        &self,
+        task_id: &str,
+        worker_id: &str,
+        attempt: Option<i64>,
+        output: &str,
+    ) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO task_output (task_id, seq, worker_id, output, created_at)
+             SELECT ?1, COALESCE((SELECT MAX(seq) FROM task_output WHERE task_id = ?1), 0) + 1, ?2, ?3, ?4
+             WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND worker_id = ?2 AND status = 'running'
+                           AND (?5 IS NULL OR attempts = ?5))
+             RETURNING seq",
+        )
+        .bind(task_id)
+        .bind(worker_id)
+        .bind(output)
+        .bind(Utc::now())
+        .bind(attempt)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn task_output(&self, task_id: &str, since: i64) -> anyhow::Result<Vec<OutputRow>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, worker_id, output, created_at FROM task_output WHERE task_id = ? AND seq > ?
+             ORDER BY seq LIMIT 10000",
+        )
+        .bind(task_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
