@@ -581,6 +581,14 @@ async fn the_v1_api_needs_a_token_and_answers_errors_as_detail() {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
+    // Two registrations of one directory at once: one codebase, both answered.
+    let body = json!({ "name": "twin", "path": "/srv/twin", "worker_id": w2 });
+    let ((s1, v1), (s2, v2)) = tokio::join!(
+        s.post("/v1/opencode/codebases", body.clone()),
+        s.post("/v1/opencode/codebases", body.clone())
+    );
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK), "{v1} {v2}");
+    assert_eq!(v1["codebase"]["id"], v2["codebase"]["id"]);
     // Worker tokens are not for /api.
     let (status, _) = s.call_as(&t1, "GET", "/api/workspaces", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
