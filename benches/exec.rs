@@ -1,5 +1,6 @@
-//! `make bench`: berth's exec round trip against the Docker Engine's own exec on the same container, and
-//! workspace create-to-ready against a plain container create+start, measured in one run. Prints ratios;
+//! `make bench`: berth's exec round trip against the Docker Engine's own exec on the same container,
+//! workspace create-to-ready against a plain container create+start, and a worker's claim-and-finish of
+//! a queued task against berth's cheapest authenticated round trip, measured in one run. Prints ratios;
 //! asserts nothing.
 
 use std::io::{BufRead, BufReader};
@@ -14,6 +15,7 @@ use serde_json::{json, Value};
 
 const EXECS: usize = 200;
 const BUILDS: usize = 5;
+const TASKS: usize = 300;
 
 struct Berth {
     url: String,
@@ -234,6 +236,78 @@ async fn main() {
         o50.as_secs_f64() / p50.as_secs_f64()
     );
 
+    queue(&berth).await;
+
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A worker takes a queued task and reports it done (two requests, each a conditional write), against
+/// two authenticated reads of the task list's first page (the HTTP and auth floor), interleaved.
+async fn queue(berth: &Berth) {
+    use reqwest::Method;
+    println!("\ntask queue, {TASKS} tasks claimed and finished by one worker");
+    let reg = berth
+        .call(
+            Method::POST,
+            "/v1/opencode/workers/register",
+            Some(json!({ "name": "bench-worker" })),
+        )
+        .await;
+    let worker = reg["worker_id"].as_str().unwrap().to_string();
+    let cb = berth
+        .call(
+            Method::POST,
+            "/v1/opencode/codebases",
+            Some(json!({ "name": "bench", "path": "/srv/bench", "worker_id": worker })),
+        )
+        .await;
+    let cb = cb["codebase"]["id"].as_str().unwrap().to_string();
+    for i in 0..TASKS {
+        berth
+            .call(
+                Method::POST,
+                &format!("/v1/opencode/codebases/{cb}/tasks"),
+                Some(json!({ "title": format!("t{i}"), "prompt": "x", "priority": i % 5 })),
+            )
+            .await;
+    }
+    let worker_call = |method: Method, path: String, body: Option<Value>| {
+        let w = Berth {
+            url: berth.url.clone(),
+            token: reg["token"].as_str().unwrap().to_string(),
+            http: berth.http.clone(),
+        };
+        async move { w.call(method, &path, body).await }
+    };
+    let (mut floor, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..TASKS {
+        let t = Instant::now();
+        berth.call(Method::GET, "/v1/opencode/workers", None).await;
+        berth.call(Method::GET, "/v1/opencode/workers", None).await;
+        floor.push(t.elapsed());
+        let t = Instant::now();
+        let claimed = worker_call(
+            Method::POST,
+            format!("/v1/opencode/workers/{worker}/claim"),
+            None,
+        )
+        .await;
+        let task = claimed["task"]["id"].as_str().expect("a task").to_string();
+        let done = worker_call(
+            Method::PUT,
+            format!("/v1/opencode/tasks/{task}/status"),
+            Some(json!({ "status": "completed", "result": "ok" })),
+        )
+        .await;
+        ours.push(t.elapsed());
+        assert_eq!(done["task"]["status"], "completed", "{done}");
+    }
+    let (f50, f90) = report("two authenticated reads (floor)", floor);
+    let (q50, q90) = report("claim + report completed", ours);
+    println!(
+        "queue / floor: p50 {:.2}  p90 {:.2}",
+        q50.as_secs_f64() / f50.as_secs_f64(),
+        q90.as_secs_f64() / f90.as_secs_f64()
+    );
 }
