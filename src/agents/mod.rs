@@ -11,6 +11,7 @@ mod runs;
 mod runtime_view;
 mod sessions;
 mod tasks;
+mod watch;
 mod workers;
 
 use std::collections::HashSet;
