@@ -94,6 +94,7 @@ impl Agents {
                 &worker,
                 &serde_json::to_string(&wanted).expect("ids serialize"),
                 &serde_json::to_string(&busy).expect("ids serialize"),
+                None,
                 self.lease(),
             )
             .await?;
@@ -141,6 +142,7 @@ impl Agents {
                     LOCAL_WORKER,
                     &serde_json::to_string(&ready).expect("ids serialize"),
                     &serde_json::to_string(&busy).expect("ids serialize"),
+                    None,
                     local_lease(),
                 )
                 .await?
@@ -189,37 +191,25 @@ impl Agents {
                     continue;
                 }
             };
-            for t in &expired.requeued {
-                tracing::warn!(task.id = %t.id, attempts = t.attempts, "a worker's lease lapsed; task queued again");
-                self.task_event(
+            let requeued = expired.requeued.iter().map(|t| {
+                let data = json!({ "status": "pending", "message": t.error });
+                (
                     t,
                     "status",
-                    json!({ "status": "pending", "message": t.error }),
+                    data,
+                    "a worker's lease lapsed; task queued again",
                 )
-                .await;
-                self.monitor(
-                    "error",
-                    "",
-                    t.error.as_deref().unwrap_or_default(),
-                    json!({ "task_id": t.id }),
-                )
-                .await;
-            }
-            for t in &expired.failed {
-                tracing::warn!(task.id = %t.id, attempts = t.attempts, "a task ran out of attempts");
-                self.task_event(
-                    t,
-                    "error",
-                    json!({ "error": t.error, "code": "LEASE_EXPIRED" }),
-                )
-                .await;
-                self.monitor(
-                    "error",
-                    "",
-                    t.error.as_deref().unwrap_or_default(),
-                    json!({ "task_id": t.id }),
-                )
-                .await;
+            });
+            let failed = expired.failed.iter().map(|t| {
+                let data = json!({ "error": t.error, "code": "LEASE_EXPIRED" });
+                (t, "error", data, "a task ran out of attempts")
+            });
+            for (t, kind, data, what) in requeued.chain(failed) {
+                tracing::warn!(task.id = %t.id, attempts = t.attempts, "{what}");
+                self.task_event(t, kind, data).await;
+                let error = t.error.as_deref().unwrap_or_default();
+                self.monitor("error", "", error, json!({ "task_id": t.id }))
+                    .await;
             }
             if !expired.requeued.is_empty() {
                 self.inner.wake.notify_one();

@@ -288,8 +288,9 @@ impl Agents {
                 let row = self.codebase(&task.codebase_id).await?;
                 self.check_serves(Some(&worker), &row).await?;
                 let busy = serde_json::to_string(&self.busy_codebases()).expect("ids serialize");
+                let codebases = serde_json::to_string(&[&row.id]).expect("ids serialize");
                 store
-                    .claim_task_by_id(id, &worker, &busy, self.lease())
+                    .claim_task(&worker, &codebases, &busy, Some(id), self.lease())
                     .await?
                     .is_some()
             }

@@ -111,13 +111,15 @@ impl Store {
     }
 
     /// Atomically takes the next pending task of one of `codebases` (a JSON array of ids), skipping
-    /// `busy` ones (also a JSON array), for `worker_id` until `lease_until`. One statement: SQLite runs
-    /// it under its write lock, so two claimers never get the same task.
+    /// `busy` ones (also a JSON array), for `worker_id` until `lease_until`; only the task `only` when
+    /// given (a worker's `PUT status running`). One statement: SQLite runs it under its write lock, so
+    /// two claimers never get the same task.
     pub async fn claim_task(
         &self,
         worker_id: &str,
         codebases: &str,
         busy: &str,
+        only: Option<&str>,
         lease_until: DateTime<Utc>,
     ) -> anyhow::Result<Option<TaskRow>> {
         Ok(sqlx::query_as(&format!(
@@ -126,6 +128,7 @@ impl Store {
              WHERE id = (SELECT id FROM tasks WHERE status = 'pending'
                            AND codebase_id IN (SELECT value FROM json_each(?4))
                            AND codebase_id NOT IN (SELECT value FROM json_each(?5))
+                           AND (?6 IS NULL OR id = ?6)
                          ORDER BY priority DESC, created_at ASC LIMIT 1)
                AND status = 'pending'
              RETURNING {TASK_COLUMNS}"
@@ -135,31 +138,7 @@ impl Store {
         .bind(Utc::now())
         .bind(codebases)
         .bind(busy)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    /// Takes one named pending task for `worker_id` (a worker's `PUT status running`); `None` if it is
-    /// not pending any more.
-    pub async fn claim_task_by_id(
-        &self,
-        id: &str,
-        worker_id: &str,
-        busy: &str,
-        lease_until: DateTime<Utc>,
-    ) -> anyhow::Result<Option<TaskRow>> {
-        Ok(sqlx::query_as(&format!(
-            "UPDATE tasks SET status = 'running', worker_id = ?1, lease_expires_at = ?2,
-               attempts = attempts + 1, started_at = COALESCE(started_at, ?3), error = NULL
-             WHERE id = ?4 AND status = 'pending'
-               AND codebase_id NOT IN (SELECT value FROM json_each(?5))
-             RETURNING {TASK_COLUMNS}"
-        ))
-        .bind(worker_id)
-        .bind(lease_until)
-        .bind(Utc::now())
-        .bind(id)
-        .bind(busy)
+        .bind(only)
         .fetch_optional(&self.pool)
         .await?)
     }
