@@ -1,7 +1,8 @@
 //! berth: a self-hosted container workspace orchestrator.
 //!
 //! - `config`, `app`, `router`, `server`: start-up and wiring.
-//! - `api/`: HTTP handlers per domain (auth, system, workspaces, library); nothing else imports them.
+//! - `api/`: HTTP handlers per domain (auth, system, workspaces, library, missions, providers, the
+//!   OpenCode pass-through, and `v1/` for the seed's CodeTether API); nothing else imports them.
 //! - `workspaces/`: workspace lifecycle: create, build, init, exec, debug, reconcile.
 //! - `engine/`: the Docker engine through bollard: images, containers, volumes, exec, labels.
 //! - `catalog`: distros, built-in templates and init-script fragments (data files, validated at start).

@@ -122,7 +122,7 @@ impl Agents {
             existing.name = req.name.clone();
             existing.description = req.description.clone().unwrap_or_default();
             existing.agent_config = agent_config.to_string();
-            store.update_codebase(&existing).await?;
+            store.update_codebase_info(&existing).await?;
             return Ok(self.codebase_view(existing).await);
         }
         let id = format!("cb_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -150,8 +150,8 @@ impl Agents {
         if worker_id.is_none() {
             match self.create_workspace(&id, &path_text, &agent_config).await {
                 Ok(ws) => {
+                    store.set_codebase_workspace(&id, &ws).await?;
                     row.workspace_id = Some(ws);
-                    store.update_codebase(&row).await?;
                 }
                 Err(e) => {
                     store.delete_codebase(&id).await?;

@@ -2,7 +2,6 @@
 //! `complete`, `error`), mapped from the stored events of its runs (mission events) and of its tasks
 //! (already in that vocabulary).
 
-use axum::response::sse::Event as SseEvent;
 use serde_json::{json, Value};
 
 use crate::missions::Event;
@@ -10,11 +9,15 @@ use crate::missions::Event;
 /// Tools whose result means a file changed, and the action each stands for.
 const FILE_TOOLS: [(&str, &str); 3] = [("write", "write"), ("edit", "edit"), ("patch", "patch")];
 
-fn frame(kind: &str, data: Value) -> SseEvent {
-    SseEvent::default().event(kind).data(data.to_string())
+/// One event of the seed's stream: its name and data.
+pub type SeedEvent = (String, Value);
+
+fn frame(kind: &str, data: Value) -> SeedEvent {
+    (kind.to_string(), data)
 }
 
-pub fn seed_frames(ev: &Event) -> Vec<SseEvent> {
+/// The seed's events for one stored event (none for what clients sent themselves).
+pub fn seed_events(ev: &Event) -> Vec<SeedEvent> {
     let d = &ev.data;
     let task = d.get("task_id").cloned();
     let with_ids = |mut v: Value| {
@@ -84,5 +87,70 @@ pub fn seed_frames(ev: &Event) -> Vec<SseEvent> {
         // Prompts are the client's own; other task events are already in the seed's vocabulary.
         "user_message" => Vec::new(),
         other => vec![frame(other, with_ids(d.clone()))],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: &str, data: Value) -> Event {
+        Event {
+            id: 7,
+            mission_id: "m1".into(),
+            seq: 1,
+            event_type: kind.into(),
+            data,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn kinds(e: &Event) -> Vec<String> {
+        seed_events(e).into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn mission_events_become_the_seeds() {
+        assert_eq!(
+            kinds(&ev("status", json!({ "status": "running" }))),
+            ["status"]
+        );
+        assert_eq!(
+            kinds(&ev("status", json!({ "status": "idle" }))),
+            ["complete"]
+        );
+        assert!(kinds(&ev(
+            "status",
+            json!({ "status": "idle", "result": "failed" })
+        ))
+        .is_empty());
+        assert!(kinds(&ev("user_message", json!({ "content": "hi" }))).is_empty());
+        let write = ev(
+            "tool_result",
+            json!({ "tool": "write", "status": "completed", "title": "hello.txt", "output": "" }),
+        );
+        let out = seed_events(&write);
+        assert_eq!(
+            out[1],
+            (
+                "file_change".to_string(),
+                json!({ "action": "write", "path": "hello.txt", "mission_id": "m1" })
+            )
+        );
+        let bash = ev(
+            "tool_result",
+            json!({ "tool": "bash", "status": "completed" }),
+        );
+        assert_eq!(kinds(&bash), ["output"]);
+        let err = seed_events(&ev("error", json!({ "message": "boom" })));
+        assert_eq!(err[0].1["error"], "boom");
+        assert_eq!(err[0].1["code"], "AGENT_ERROR");
+        // A worker's events are already in the seed's vocabulary.
+        let worker = seed_events(&ev(
+            "output",
+            json!({ "type": "text", "content": "x", "task_id": "t" }),
+        ));
+        assert_eq!(worker[0].0, "output");
+        assert_eq!(worker[0].1["task_id"], "t");
     }
 }

@@ -84,9 +84,13 @@ impl Agents {
                 task.id
             )));
         }
+        let now = Utc::now();
         row.mission_id = Some(mission.id.clone());
-        row.last_activity = Some(Utc::now());
-        self.inner.store.update_codebase(row).await?;
+        row.last_activity = Some(now);
+        self.inner
+            .store
+            .set_codebase_mission(&row.id, &mission.id, now)
+            .await?;
         let (message, _) = missions
             .message(&owner, &task.prompt, Some(&task.agent_type))
             .await?;

@@ -212,20 +212,43 @@ impl Store {
         )
     }
 
-    pub async fn update_codebase(&self, c: &CodebaseRow) -> anyhow::Result<()> {
+    /// What a registration may change: name, description and agent configuration (never the run
+    /// state, which runs update on their own).
+    pub async fn update_codebase_info(&self, c: &CodebaseRow) -> anyhow::Result<()> {
         sqlx::query(
-            "UPDATE codebases SET name = ?, description = ?, agent_config = ?, workspace_id = ?,
-               mission_id = ?, last_activity = ? WHERE id = ?",
+            "UPDATE codebases SET name = ?, description = ?, agent_config = ? WHERE id = ?",
         )
         .bind(&c.name)
         .bind(&c.description)
         .bind(&c.agent_config)
-        .bind(&c.workspace_id)
-        .bind(&c.mission_id)
-        .bind(c.last_activity)
         .bind(&c.id)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    pub async fn set_codebase_workspace(&self, id: &str, workspace_id: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE codebases SET workspace_id = ? WHERE id = ?")
+            .bind(workspace_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the codebase's current mission (its agent session) and when it last worked.
+    pub async fn set_codebase_mission(
+        &self,
+        id: &str,
+        mission_id: &str,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        sqlx::query("UPDATE codebases SET mission_id = ?, last_activity = ? WHERE id = ?")
+            .bind(mission_id)
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

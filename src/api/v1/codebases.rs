@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::Page;
-use crate::agents::events::seed_frames;
+use crate::agents::events::seed_events;
 use crate::agents::{
     Agents, Caller, CodebaseView, MessageRequest, RegisterCodebase, TriggerRequest,
 };
@@ -153,4 +153,12 @@ pub async fn stream_codebase_events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     a.get_codebase(&id).await?;
     event_stream::stream(a.missions(), &a.events_owner(&id), &headers, q, seed_frames)
+}
+
+/// The seed's events as SSE frames.
+fn seed_frames(ev: &crate::missions::Event) -> Vec<SseEvent> {
+    seed_events(ev)
+        .into_iter()
+        .map(|(kind, data)| SseEvent::default().event(kind).data(data.to_string()))
+        .collect()
 }
