@@ -131,8 +131,9 @@ pub fn build(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(refuse_oversized))
-        .layer(middleware::from_fn(v1::detail_errors))
         .layer(CatchPanicLayer::custom(panic_response))
+        // Outside the panic catcher, so even a panic's 500 has the seed's `{"detail"}` under /v1.
+        .layer(middleware::from_fn(v1::detail_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use crate::missions::Event;
 
-/// Tools whose result means a file changed, and the action each stands for.
-const FILE_TOOLS: [(&str, &str); 3] = [("write", "write"), ("edit", "edit"), ("patch", "patch")];
+/// Tools whose completed result means a file was created or changed.
+const FILE_TOOLS: [&str; 3] = ["write", "edit", "patch"];
 
 /// One event of the seed's stream: its name and data.
 pub type SeedEvent = (String, Value);
@@ -28,26 +28,40 @@ pub fn seed_events(ev: &Event) -> Vec<SeedEvent> {
         v
     };
     match ev.event_type.as_str() {
-        "status" => match d["status"].as_str().unwrap_or_default() {
-            "running" => vec![frame(
-                "status",
-                with_ids(
-                    json!({ "status": "running", "message": d["message"].as_str().unwrap_or("Agent started") }),
-                ),
-            )],
-            // A failed turn already said why in an error event.
-            "idle" if d["result"] == "failed" => Vec::new(),
-            "idle" => vec![frame(
-                "complete",
-                with_ids(json!({ "status": "completed", "message_id": d["message_id"] })),
-            )],
-            "cancelled" => vec![frame(
-                "complete",
-                with_ids(json!({ "status": "cancelled", "message_id": d["message_id"] })),
-            )],
-            "active" | "pending" => Vec::new(),
-            _ => vec![frame("status", with_ids(d.clone()))],
-        },
+        "status" => {
+            let status = d["status"].as_str().unwrap_or_default();
+            // Every status frame says something a person can read, as in the seed.
+            let message = d["message"]
+                .as_str()
+                .or(d["reason"].as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("Agent {status}"));
+            match status {
+                "running" => vec![frame(
+                    "status",
+                    with_ids(json!({ "status": "running", "message": message })),
+                )],
+                // A failed turn already said why in an error event.
+                "idle" if d["result"] == "failed" => Vec::new(),
+                "idle" => vec![frame(
+                    "complete",
+                    with_ids(
+                        json!({ "status": "completed", "summary": d["summary"], "message_id": d["message_id"] }),
+                    ),
+                )],
+                "cancelled" => vec![frame(
+                    "complete",
+                    with_ids(
+                        json!({ "status": "cancelled", "summary": null, "message_id": d["message_id"] }),
+                    ),
+                )],
+                "active" | "pending" if task.is_none() => Vec::new(),
+                _ => vec![frame(
+                    "status",
+                    with_ids(json!({ "status": status, "message": message })),
+                )],
+            }
+        }
         "assistant_message" => vec![frame(
             "output",
             with_ids(json!({ "type": "text", "content": d["content"] })),
@@ -68,14 +82,20 @@ pub fn seed_events(ev: &Event) -> Vec<SeedEvent> {
                     json!({ "type": "tool_result", "tool": tool, "status": d["status"], "content": d["output"] }),
                 ),
             )];
-            if let Some((_, action)) = FILE_TOOLS.iter().find(|(t, _)| *t == tool) {
-                if d["status"] == "completed" {
-                    let path = d["title"].clone();
-                    out.push(frame(
-                        "file_change",
-                        with_ids(json!({ "action": action, "path": path })),
-                    ));
-                }
+            if FILE_TOOLS.contains(&tool) && d["status"] == "completed" {
+                let action = match (tool, d["existed"].as_bool()) {
+                    ("write", Some(false)) => "create",
+                    _ => "modify",
+                };
+                let path = if d["path"].is_string() {
+                    &d["path"]
+                } else {
+                    &d["title"]
+                };
+                out.push(frame(
+                    "file_change",
+                    with_ids(json!({ "action": action, "path": path })),
+                ));
             }
             out
         }
@@ -127,16 +147,31 @@ mod tests {
         assert!(kinds(&ev("user_message", json!({ "content": "hi" }))).is_empty());
         let write = ev(
             "tool_result",
-            json!({ "tool": "write", "status": "completed", "title": "hello.txt", "output": "" }),
+            json!({ "tool": "write", "status": "completed", "title": "hello.txt", "path": "/code/hello.txt", "existed": false, "output": "" }),
         );
         let out = seed_events(&write);
         assert_eq!(
             out[1],
             (
                 "file_change".to_string(),
-                json!({ "action": "write", "path": "hello.txt", "mission_id": "m1" })
+                json!({ "action": "create", "path": "/code/hello.txt", "mission_id": "m1" })
             )
         );
+        let edit = ev(
+            "tool_result",
+            json!({ "tool": "edit", "status": "completed", "title": "a.rs" }),
+        );
+        assert_eq!(seed_events(&edit)[1].1["action"], "modify");
+        let done = seed_events(&ev(
+            "status",
+            json!({ "status": "idle", "summary": "All done" }),
+        ));
+        assert_eq!(done[0].1["summary"], "All done");
+        let interrupted = seed_events(&ev(
+            "status",
+            json!({ "status": "interrupted", "reason": "berth restarted" }),
+        ));
+        assert_eq!(interrupted[0].1["message"], "berth restarted");
         let bash = ev(
             "tool_result",
             json!({ "tool": "bash", "status": "completed" }),

@@ -94,7 +94,8 @@ impl Agents {
                 .await?;
             return Ok(json!({
                 "success": true,
-                "session_id": null,
+                // The worker opens the session when it starts the task; it reports it on the task.
+                "session_id": "",
                 "task_id": task.id,
                 "status": "pending",
                 "message": format!("Task queued for worker {worker}"),

@@ -27,16 +27,18 @@ impl Agents {
     }
 
     pub async fn status(&self) -> ApiResult<Value> {
-        let binary = self.missions().runtime().binary_on_disk();
+        let oc = self.missions().runtime();
+        let on_disk = oc.binary_on_disk().is_some();
         let codebases = self.inner.store.list_codebases().await?.len();
         let runtime = self.runtime_status().await?;
         Ok(json!({
             "available": true,
-            "message": match &binary {
-                Some(_) => "OpenCode integration ready".to_string(),
-                None => "OpenCode integration ready; the pinned opencode binary is fetched on first use".to_string(),
+            "message": if on_disk {
+                "OpenCode integration ready"
+            } else {
+                "OpenCode integration ready; the pinned opencode binary is fetched on first use"
             },
-            "opencode_binary": binary.map(|p| p.display().to_string()),
+            "opencode_binary": oc.binary_path_hint().display().to_string(),
             "registered_codebases": codebases,
             "auto_start": true,
             "runtime": runtime,

@@ -149,7 +149,12 @@ impl Agents {
                 .filter_map(|d| serde_json::from_str::<Value>(d).ok())
                 .find(|s| s["id"] == sid.as_str())
                 .ok_or_else(|| ApiError::not_found(format!("Session {sid} not found")))?;
-            let msgs: Vec<Value> = s["messages"].as_array().cloned().unwrap_or_default();
+            let msgs: Vec<Value> = s["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(worker_message)
+                .collect();
             return Ok(json!({ "messages": msgs, "session_id": sid }));
         };
         let ws = self.inner.workspaces.get(ws_id).await?;
@@ -185,6 +190,23 @@ pub(super) fn simple_message(m: &Value) -> Value {
     })
 }
 
+/// A message as a worker synced it: OpenCode's `{info, parts}`, or already flat (`{id, role, content,
+/// timestamp}` or CodeTether's `{id, role, time: {created}, parts}`), in the seed's shape.
+fn worker_message(m: &Value) -> Value {
+    if m.get("info").is_some() {
+        return simple_message(m);
+    }
+    let content = match m["content"].as_str() {
+        Some(c) => c.to_string(),
+        None => message_text(m),
+    };
+    let timestamp = match &m["timestamp"] {
+        Value::String(t) => json!(t),
+        _ => json!(ms_time(&m["time"]["created"])),
+    };
+    json!({ "id": m["id"], "role": m["role"], "content": content, "timestamp": timestamp })
+}
+
 /// OpenCode's epoch milliseconds as RFC 3339.
 pub(super) fn ms_time(v: &Value) -> Option<DateTime<Utc>> {
     v.as_i64()
@@ -206,5 +228,13 @@ mod tests {
         assert_eq!(s["role"], "assistant");
         assert_eq!(s["model"], "fake-model");
         assert_eq!(s["timestamp"], "2023-11-14T22:13:20Z");
+        let flat = worker_message(&json!({
+            "id": "m2", "role": "user", "time": { "created": 1_700_000_000_000i64 },
+            "parts": [{ "type": "text", "text": "hi" }]
+        }));
+        assert_eq!(
+            flat,
+            json!({ "id": "m2", "role": "user", "content": "hi", "timestamp": "2023-11-14T22:13:20Z" })
+        );
     }
 }

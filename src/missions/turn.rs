@@ -16,7 +16,8 @@ use crate::workspaces::model::Status as WsStatus;
 
 /// How a turn ended, for the message's stored status.
 enum Outcome {
-    Done,
+    /// With the final answer, which the closing `idle` status carries as its summary.
+    Done(String),
     Failed(String),
     Cancelled,
     Interrupted,
@@ -49,7 +50,10 @@ impl Missions {
 
         let outcome = self.turn(&mission, &msg, &cancel).await;
         let (message_status, event) = match &outcome {
-            Outcome::Done => ("done", json!({ "status": "idle", "message_id": msg.id })),
+            Outcome::Done(summary) => (
+                "done",
+                json!({ "status": "idle", "message_id": msg.id, "summary": summary }),
+            ),
             Outcome::Failed(e) => {
                 hub.emit(
                     mission_id,
@@ -195,7 +199,7 @@ impl Missions {
                     .hub
                     .emit(&mission.id, &mission.owner, "assistant_message", json!({ "content": text, "message_id": msg.id, "opencode_message_id": oc_id }))
                     .await;
-                Outcome::Done
+                Outcome::Done(text)
             }
             Err(e) => Outcome::Failed(e),
         }
@@ -333,7 +337,11 @@ impl Translator {
                             } else {
                                 &state["output"]
                             };
-                            out.push(("tool_result", json!({ "tool": part["tool"], "call_id": call, "status": status, "output": output, "title": state["title"] })));
+                            // The path and whether the file existed let clients tell a created file
+                            // from a changed one.
+                            let path = state["input"]["filePath"].clone();
+                            let existed = state["metadata"]["exists"].clone();
+                            out.push(("tool_result", json!({ "tool": part["tool"], "call_id": call, "status": status, "output": output, "title": state["title"], "path": path, "existed": existed })));
                         }
                     }
                     Some("reasoning") if !part["time"]["end"].is_null() => {

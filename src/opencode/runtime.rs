@@ -114,13 +114,18 @@ impl Runtime {
             .collect()
     }
 
-    /// The binary berth runs in workspaces, if it is on disk (given, or provisioned already).
-    pub fn binary_on_disk(&self) -> Option<PathBuf> {
-        let path = match &self.inner.config.opencode_bin {
+    /// The binary berth runs in workspaces: the one given, or where the pinned one is (or will be)
+    /// provisioned.
+    pub fn binary_path_hint(&self) -> PathBuf {
+        match &self.inner.config.opencode_bin {
             Some(p) => p.clone(),
             None => binary::cached_path(&self.inner.config.opencode_dir()),
-        };
-        path.is_file().then_some(path)
+        }
+    }
+
+    /// The binary, if it is on disk already.
+    pub fn binary_on_disk(&self) -> Option<PathBuf> {
+        Some(self.binary_path_hint()).filter(|p| p.is_file())
     }
 
     /// Forgets a server that died, so the next `ensure` starts a new one.

@@ -193,10 +193,19 @@ async fn the_seed_workflow_runs_the_real_agent_on_a_mounted_codebase() {
     let tool = seen.iter().find(|(_, e, _)| e == "tool_use").unwrap();
     assert_eq!(tool.2["tool"], "write");
     let change = seen.iter().find(|(_, e, _)| e == "file_change").unwrap();
-    assert!(
-        change.2["path"].as_str().unwrap().contains("hello.txt"),
+    assert_eq!(
+        (change.2["action"].as_str(), change.2["path"].as_str()),
+        (Some("create"), Some("/code/hello.txt")),
         "{change:?}"
     );
+    let complete = seen.iter().find(|(_, e, _)| e == "complete").unwrap();
+    assert_eq!(complete.2["status"], "completed");
+    assert!(
+        complete.2["summary"].as_str().unwrap().starts_with("DONE."),
+        "{complete:?}"
+    );
+    let status = seen.iter().find(|(_, e, _)| e == "status").unwrap();
+    assert!(status.2["message"].is_string(), "{status:?}");
     events_task.abort();
 
     // 6. A follow-up message in the same session.
