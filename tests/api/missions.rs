@@ -294,6 +294,21 @@ async fn a_tool_turn_changes_the_workspace_and_replays_match_the_live_stream() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
     assert_eq!(sessions[0]["title"], "test mission");
+    // The /v1 runtime view shows the mission's session too, with its messages.
+    let sid = sessions[0]["id"].as_str().unwrap();
+    let (_, rt) = s.get("/v1/opencode/runtime/sessions").await;
+    assert!(
+        rt["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == sid && x["workspace_id"] == ws.as_str()),
+        "{rt}"
+    );
+    let (_, msgs) = s
+        .get(&format!("/v1/opencode/runtime/sessions/{sid}/messages"))
+        .await;
+    assert!(msgs["total"].as_i64().unwrap() >= 4, "{msgs}");
     let (_, agents) = s.get(&format!("/api/workspaces/{ws}/opencode/agent")).await;
     let reviewer = agents
         .as_array()
