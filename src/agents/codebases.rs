@@ -197,6 +197,29 @@ impl Agents {
         Ok(path)
     }
 
+    /// At start-up: a local codebase whose registration was cut off before its workspace existed gets
+    /// it now.
+    pub(super) async fn repair_codebases(&self) -> ApiResult<()> {
+        for row in self.inner.store.list_codebases().await? {
+            if row.worker_id.is_none() && row.workspace_id.is_none() {
+                let config: Value = serde_json::from_str(&row.agent_config).unwrap_or_default();
+                // The cut may have come after the workspace was made: adopt it then.
+                let name = workspace_name(&row.id);
+                let existing = self.inner.workspaces.list().await?;
+                let ws = match existing.into_iter().find(|w| w.name == name) {
+                    Some(w) => w.id,
+                    None => self.create_workspace(&row.id, &row.path, &config).await?,
+                };
+                self.inner
+                    .store
+                    .set_codebase_workspace(&row.id, &ws)
+                    .await?;
+                tracing::warn!(codebase.id = %row.id, "codebase workspace created after a restart");
+            }
+        }
+        Ok(())
+    }
+
     /// The container workspace a local codebase's agent runs in, its directory mounted at `/code`.
     async fn create_workspace(&self, id: &str, path: &str, config: &Value) -> ApiResult<String> {
         let s = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
@@ -204,7 +227,7 @@ impl Agents {
             .inner
             .workspaces
             .create(CreateWorkspace {
-                name: format!("codebase-{id}"),
+                name: workspace_name(id),
                 workspace_type: Some("container".into()),
                 template: Some(s("template").unwrap_or_else(|| "debian".into())),
                 distro: s("distro"),
@@ -297,7 +320,13 @@ impl Agents {
             }
         }
         let Some(ws) = &row.workspace_id else {
-            return "idle".into();
+            // A remote codebase has no workspace; a local one without one is still being set up.
+            return if row.worker_id.is_some() {
+                "idle"
+            } else {
+                "building"
+            }
+            .into();
         };
         match self.inner.workspaces.get(ws).await {
             Ok(w) => match w.status {
@@ -314,6 +343,10 @@ impl Agents {
     pub fn events_owner(&self, codebase_id: &str) -> String {
         owner_of(codebase_id)
     }
+}
+
+fn workspace_name(codebase_id: &str) -> String {
+    format!("codebase-{codebase_id}")
 }
 
 /// `a//b/./c/` → `a/b/c`, without touching the file system (the path is on another machine).

@@ -125,6 +125,9 @@ impl Agents {
     /// At start-up: berth's own runs died with the last process, so their tasks go back to the queue;
     /// then the task runner and the lease sweeper start.
     pub async fn start(&self) -> anyhow::Result<()> {
+        if let Err(e) = self.repair_codebases().await {
+            tracing::error!(error = %e, "repairing codebases failed");
+        }
         let n = self.inner.store.requeue_local_tasks().await?;
         if n > 0 {
             tracing::warn!(tasks = n, "tasks interrupted by a restart are queued again");

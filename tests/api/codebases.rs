@@ -417,3 +417,63 @@ async fn a_task_cut_off_by_a_berth_crash_runs_again_after_the_restart() {
     s2.assert_no_engine_objects().await;
     drop(s);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_cut_off_before_its_workspace_is_finished_at_restart() {
+    let roots = tempfile::tempdir().unwrap();
+    let project = roots.path().join("half");
+    std::fs::create_dir(&project).unwrap();
+    let opts = Options {
+        env: vec![(
+            "BERTH_CODEBASE_ROOTS".into(),
+            roots.path().to_string_lossy().into(),
+        )],
+        ..Default::default()
+    };
+    let mut s = Server::start_with(Options {
+        env: opts.env.clone(),
+        password: opts.password.clone(),
+    })
+    .await;
+    let (status, v) = s
+        .post(
+            "/v1/opencode/codebases",
+            json!({ "name": "half", "path": project }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let cb = v["codebase"]["id"].as_str().unwrap().to_string();
+    let ws = wait_codebase(&s, &cb, "idle").await["workspace_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.kill();
+
+    // The store as a crash between making the workspace and recording it would leave it.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        s.data_dir.join("berth.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE codebases SET workspace_id = NULL WHERE id = ?")
+        .bind(&cb)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+
+    let s2 = Server::spawn(&s.data_dir.clone(), &opts).await;
+    let c = wait_codebase(&s2, &cb, "idle").await;
+    assert_eq!(
+        c["workspace_id"],
+        ws.as_str(),
+        "the workspace is adopted: {c}"
+    );
+    let (status, _) = s2
+        .call("DELETE", &format!("/v1/opencode/codebases/{cb}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    s2.assert_no_engine_objects().await;
+    drop(s);
+}
