@@ -15,6 +15,7 @@ use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::login_throttle::LoginThrottle;
 use crate::secrets;
 
 const ADMIN_HASH_FILE: &str = "admin-password.argon2";
@@ -36,6 +37,7 @@ pub struct Auth {
     /// A valid hash to verify against when a username is unknown, so timing does not reveal which
     /// usernames exist.
     decoy_hash: Arc<String>,
+    throttle: Arc<LoginThrottle>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +91,7 @@ impl Auth {
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             ttl: Duration::hours(config.token_ttl_hours.max(1) as i64),
             decoy_hash: Arc::new(hash_password(&secrets::random_hex(8))?),
+            throttle: Arc::new(LoginThrottle::default()),
         };
         Ok((auth, generated))
     }
@@ -129,6 +132,20 @@ impl Auth {
         };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)?;
         Ok(Some(Token { token, expires_at }))
+    }
+
+    /// Guards against password guessing, per account (see `account`).
+    pub fn throttle(&self) -> &LoginThrottle {
+        &self.throttle
+    }
+
+    /// The account a login attempt is against: in single-password mode always the admin, whatever
+    /// username a client sends (so varying it does not dodge the throttle).
+    pub fn account(&self, username: Option<&str>) -> String {
+        match &*self.mode {
+            Mode::Single { .. } => "admin".into(),
+            Mode::Multi { .. } => username.unwrap_or_default().to_string(),
+        }
     }
 
     pub fn verify(&self, token: &str) -> Option<Claims> {

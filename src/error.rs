@@ -24,6 +24,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Too many attempts; try again later.
+    #[error("{0}")]
+    RateLimited(String),
     /// The agent (its OpenCode server) cannot be reached or started now.
     #[error("{0}")]
     Unavailable(String),
@@ -57,6 +60,7 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Engine(_) => (StatusCode::BAD_GATEWAY, "engine_error"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -11,7 +11,8 @@
 //! - `opencode/`: the opencode binary, its server API client, one server per workspace.
 //! - `missions/`: agent missions: queue, turns, stored events and their stream.
 //! - `agents/`: the `/v1` agent API: codebases, runs, the task queue with workers and leases, monitor.
-//! - `store/`: SQLite queries per domain. `auth`, `secrets`: logins, tokens, secrets at rest.
+//! - `store/`: SQLite queries per domain. `auth`, `login_throttle`, `secrets`: logins, tokens, secrets
+//!   at rest.
 
 pub mod agents;
 pub mod api;
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod images;
 pub mod library;
+pub mod login_throttle;
 pub mod missions;
 pub mod opencode;
 pub mod router;

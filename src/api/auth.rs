@@ -24,16 +24,28 @@ pub async fn login(
     if req.password.len() > 1024 || req.username.as_ref().is_some_and(|u| u.len() > 256) {
         return Err(ApiError::Unauthorized("invalid credentials".into()));
     }
+    let account = auth.account(req.username.as_deref());
+    if let Err(wait) = auth.throttle().check(&account) {
+        return Err(ApiError::RateLimited(format!(
+            "too many failed logins; try again in {} s",
+            wait.as_secs() + 1
+        )));
+    }
     // argon2 is deliberately slow: keep it off the async workers.
+    let checker = auth.clone();
     let token =
-        tokio::task::spawn_blocking(move || auth.login(req.username.as_deref(), &req.password))
+        tokio::task::spawn_blocking(move || checker.login(req.username.as_deref(), &req.password))
             .await
             .map_err(|e| ApiError::Internal(e.into()))??;
     match token {
-        Some(t) => Ok(Json(
-            json!({ "token": t.token, "expires_at": t.expires_at }),
-        )),
+        Some(t) => {
+            auth.throttle().succeeded(&account);
+            Ok(Json(
+                json!({ "token": t.token, "expires_at": t.expires_at }),
+            ))
+        }
         None => {
+            auth.throttle().failed(&account);
             tracing::info!("failed login");
             Err(ApiError::Unauthorized("invalid credentials".into()))
         }

@@ -41,6 +41,28 @@ async fn tokens_guard_the_api_and_bad_logins_are_refused() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(v["token"].is_string() && v["expires_at"].is_string(), "{v}");
+
+    // Guessing is slowed: after five failures (whatever username is sent, in single-password mode) even
+    // the right password waits, then works again.
+    for i in 0..6 {
+        let (status, _) = s
+            .post(
+                "/api/auth/login",
+                json!({ "username": format!("guess{i}"), "password": "wrong" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, v) = s
+        .post("/api/auth/login", json!({ "password": PASSWORD }))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["code"], "rate_limited");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, v) = s
+        .post("/api/auth/login", json!({ "password": PASSWORD }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
 }
 
 #[tokio::test]
