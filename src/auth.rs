@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use argon2::password_hash::{
@@ -20,12 +21,15 @@ use crate::secrets;
 
 const ADMIN_HASH_FILE: &str = "admin-password.argon2";
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Mode {
-    /// One password; every login is the user `admin`.
-    Single { hash: String },
-    /// `username:hash` lines, re-read at each login so `berth users add` needs no restart.
-    Multi { file: PathBuf },
+    /// One password; every login is the user `admin`. `version` changes when the password does.
+    Single { hash: String, version: String },
+    /// `username:hash` lines, re-read when the file changes so `berth users add` needs no restart.
+    Multi {
+        file: PathBuf,
+        cache: Mutex<Option<(SystemTime, HashMap<String, String>)>>,
+    },
 }
 
 #[derive(Clone)]
@@ -45,6 +49,10 @@ pub struct Claims {
     pub sub: String,
     pub iat: i64,
     pub exp: i64,
+    /// The password's version when the token was issued: a changed password, or a removed user, voids
+    /// the tokens issued before.
+    #[serde(default)]
+    pub pwv: String,
 }
 
 pub struct Token {
@@ -57,15 +65,27 @@ impl Auth {
     /// can show it once.
     pub fn init(config: &Config) -> anyhow::Result<(Self, Option<String>)> {
         let mut generated = None;
+        let secret = match &config.jwt_secret {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => secrets::load_or_create(&config.data_dir.join("jwt-secret"), || {
+                secrets::random_hex(32)
+            })?,
+        };
         let mode = if let Some(file) = &config.users_file {
             read_users(file).with_context(|| format!("users file {}", file.display()))?;
-            Mode::Multi { file: file.clone() }
+            Mode::Multi {
+                file: file.clone(),
+                cache: Mutex::new(None),
+            }
         } else if let Some(pw) = &config.password {
             if pw.is_empty() {
                 bail!("BERTH_PASSWORD is empty");
             }
+            // The hash is salted afresh at each start; the version must not change with it, so it comes
+            // from the password itself, keyed with the token secret.
             Mode::Single {
                 hash: hash_password(pw)?,
+                version: version_of(&format!("{secret}\0{pw}")),
             }
         } else {
             let path = config.data_dir.join(ADMIN_HASH_FILE);
@@ -77,13 +97,10 @@ impl Auth {
             })?;
             PasswordHash::new(&hash)
                 .map_err(|e| anyhow::anyhow!("{} is not an argon2 hash: {e}", path.display()))?;
-            Mode::Single { hash }
-        };
-        let secret = match &config.jwt_secret {
-            Some(s) if !s.is_empty() => s.clone(),
-            _ => secrets::load_or_create(&config.data_dir.join("jwt-secret"), || {
-                secrets::random_hex(32)
-            })?,
+            Mode::Single {
+                version: version_of(&hash),
+                hash,
+            }
         };
         let auth = Self {
             mode: Arc::new(mode),
@@ -99,22 +116,24 @@ impl Auth {
     /// Checks a login; `None` for bad credentials, without saying which part was wrong. CPU-heavy
     /// (argon2): call from a blocking thread.
     pub fn login(&self, username: Option<&str>, password: &str) -> anyhow::Result<Option<Token>> {
-        let user = match &*self.mode {
-            Mode::Single { hash } => {
+        let (user, pwv) = match &*self.mode {
+            Mode::Single { hash, version } => {
                 // A username is accepted for clients that always send one; it names nobody here.
                 if !verify_password(password, hash) {
                     return Ok(None);
                 }
-                "admin".to_string()
+                ("admin".to_string(), version.clone())
             }
-            Mode::Multi { file } => {
-                let users = read_users(file)?;
+            Mode::Multi { .. } => {
+                let users = self.users()?;
                 let Some(name) = username else {
                     verify_password(password, &self.decoy_hash);
                     return Ok(None);
                 };
                 match users.get(name) {
-                    Some(hash) if verify_password(password, hash) => name.to_string(),
+                    Some(hash) if verify_password(password, hash) => {
+                        (name.to_string(), version_of(hash))
+                    }
                     Some(_) => return Ok(None),
                     None => {
                         verify_password(password, &self.decoy_hash);
@@ -129,6 +148,7 @@ impl Auth {
             sub: user,
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
+            pwv,
         };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)?;
         Ok(Some(Token { token, expires_at }))
@@ -148,13 +168,44 @@ impl Auth {
         }
     }
 
+    /// The token's claims if it is signed by us, unexpired, and its user's password is still the one
+    /// it was issued under (a removed user or a changed password voids it).
     pub fn verify(&self, token: &str) -> Option<Claims> {
         let mut validation = Validation::default();
         validation.leeway = 0;
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .ok()
-            .map(|d| d.claims)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .ok()?
+            .claims;
+        let current = match &*self.mode {
+            Mode::Single { version, .. } => version.clone(),
+            Mode::Multi { .. } => version_of(self.users().ok()?.get(&claims.sub)?),
+        };
+        (claims.pwv == current).then_some(claims)
     }
+
+    /// The users file, read again only when it changed.
+    fn users(&self) -> anyhow::Result<HashMap<String, String>> {
+        let Mode::Multi { file, cache } = &*self.mode else {
+            return Ok(HashMap::new());
+        };
+        let modified = std::fs::metadata(file)
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut cache = cache.lock().expect("users cache lock");
+        if let Some((at, users)) = &*cache {
+            if *at == modified {
+                return Ok(users.clone());
+            }
+        }
+        let users = read_users(file)?;
+        *cache = Some((modified, users.clone()));
+        Ok(users)
+    }
+}
+
+/// A short fingerprint of a password (hash) for tokens; it reveals nothing usable about the password.
+fn version_of(secret_material: &str) -> String {
+    secrets::sha256_hex(secret_material.as_bytes())[..16].to_string()
 }
 
 pub fn hash_password(password: &str) -> anyhow::Result<String> {

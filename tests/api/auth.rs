@@ -109,16 +109,7 @@ async fn multi_user_mode_uses_the_users_file() {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users");
     for (name, pw) in [("alice", "alice-password"), ("bob", "bob-password")] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["users", "add", name, "--file"])
-            .arg(&users)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        writeln!(child.stdin.take().unwrap(), "{pw}").unwrap();
-        assert!(child.wait().unwrap().success());
+        add_user(&users, name, pw);
     }
     assert!(!std::fs::read_to_string(&users)
         .unwrap()
@@ -141,6 +132,53 @@ async fn multi_user_mode_uses_the_users_file() {
         let (status, _) = s.post("/api/auth/login", body.clone()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     }
+
+    // A password reset voids the tokens issued before it; so does removing the user.
+    let alice_token = s.token.clone();
+    s.login(Some("bob"), "bob-password").await;
+    let bob_token = s.token.clone();
+    add_user(&users, "alice", "alice-new-password");
+    let (status, _) = s
+        .call_as(&alice_token, "GET", "/api/auth/verify", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a reset password voids old tokens"
+    );
+    let (status, _) = s.call_as(&bob_token, "GET", "/api/auth/verify", None).await;
+    assert_eq!(status, StatusCode::OK, "other users keep theirs");
+    let text = std::fs::read_to_string(&users).unwrap();
+    let without_bob: String = text
+        .lines()
+        .filter(|l| !l.starts_with("bob:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&users, without_bob).unwrap();
+    let (status, _) = s
+        .call_as(&bob_token, "GET", "/v1/opencode/codebases", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a removed user's token is void"
+    );
+    s.login(Some("alice"), "alice-new-password").await;
+    assert_eq!(s.get("/api/auth/verify").await.0, StatusCode::OK);
+}
+
+/// `berth users add NAME --file FILE` with the password on stdin.
+fn add_user(file: &std::path::Path, name: &str, pw: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["users", "add", name, "--file"])
+        .arg(file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{pw}").unwrap();
+    assert!(child.wait().unwrap().success());
 }
 
 #[tokio::test]
