@@ -95,6 +95,11 @@ pub struct Config {
     #[arg(long, env = "BERTH_OPENCODE_BIN")]
     pub opencode_bin: Option<PathBuf>,
 
+    /// Where berth keeps the opencode versions it provisions (mounted read-only into workspaces);
+    /// defaults to `<data-dir>/opencode`.
+    #[arg(long = "opencode-dir", env = "BERTH_OPENCODE_DIR")]
+    pub opencode_cache: Option<PathBuf>,
+
     /// The npm registry the opencode package comes from.
     #[arg(
         long,
@@ -158,7 +163,9 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("library"))
     }
     pub fn opencode_dir(&self) -> PathBuf {
-        self.data_dir.join("opencode")
+        self.opencode_cache
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("opencode"))
     }
     pub fn codebase_roots(&self) -> Vec<PathBuf> {
         match &self.codebase_roots {

@@ -22,9 +22,17 @@ use crate::stats::HostStats;
 use crate::store::Store;
 use crate::workspaces::{Deps, Workspaces};
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+    // Paths reach the engine as bind-mount sources, which must be absolute.
+    config.data_dir = config.data_dir.canonicalize()?;
+    for path in [&mut config.opencode_bin, &mut config.opencode_cache]
+        .into_iter()
+        .flatten()
+    {
+        *path = std::path::absolute(&*path)?;
+    }
     let catalog = Catalog::load(&config.catalog_dir()).context("load the catalog")?;
     if catalog.distro(&config.default_distro).is_none() {
         anyhow::bail!(

@@ -43,6 +43,8 @@ pub struct ContainerSpec<'a> {
     pub network: &'a str,
     /// A host directory to bind-mount at `/code`.
     pub code_mount: Option<&'a str>,
+    /// The agent binary (a host file or directory) and where it appears, mounted read-only.
+    pub agent_mount: Option<(&'a str, &'a str)>,
 }
 
 /// Where a codebase's host directory appears inside its workspace container.
@@ -108,6 +110,13 @@ impl Engine {
                     target: Some(CODE_DIR.into()),
                     source: Some(path.to_string()),
                     typ: Some(MountTypeEnum::BIND),
+                    ..Default::default()
+                }))
+                .chain(spec.agent_mount.map(|(host, target)| Mount {
+                    target: Some(target.into()),
+                    source: Some(host.to_string()),
+                    typ: Some(MountTypeEnum::BIND),
+                    read_only: Some(true),
                     ..Default::default()
                 }))
                 .collect(),

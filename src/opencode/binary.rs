@@ -15,6 +15,33 @@ const INTEGRITY: &str =
     "sha512-RTAMjCve4euxP2QKLuvRmdoW5J5DQK1DiZqt+7slfixyjAEi79QC2Df2oYKogibaAI4IEU8uzenoJeEl3k+UEw==";
 const PACKAGE: &str = "opencode-linux-x64";
 
+/// Where workspaces see the binary: its directory (or the given file) is bind-mounted read-only here,
+/// so no container needs a copy of its own.
+const MOUNT_POINT: &str = "/opt/berth/agent";
+
+/// The read-only bind mount that gives a workspace container the binary: `(host path, container path)`.
+/// A given binary is mounted as a file; otherwise the cache dir (created if missing, so a binary
+/// provisioned later appears in running containers too).
+pub fn mount(config: &crate::config::Config) -> Option<(PathBuf, String)> {
+    match &config.opencode_bin {
+        Some(bin) if bin.is_file() => Some((bin.clone(), format!("{MOUNT_POINT}/opencode"))),
+        Some(_) => None,
+        None => {
+            let dir = config.opencode_dir();
+            std::fs::create_dir_all(&dir).ok()?;
+            Some((dir, MOUNT_POINT.to_string()))
+        }
+    }
+}
+
+/// The binary's path inside a container that has the mount.
+pub fn mounted_path(config: &crate::config::Config) -> String {
+    match &config.opencode_bin {
+        Some(_) => format!("{MOUNT_POINT}/opencode"),
+        None => format!("{MOUNT_POINT}/{VERSION}/package/bin/opencode"),
+    }
+}
+
 /// Where the pinned binary lives under `cache_dir`.
 pub fn cached_path(cache_dir: &Path) -> PathBuf {
     cache_dir.join(VERSION).join("package/bin/opencode")

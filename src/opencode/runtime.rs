@@ -170,15 +170,26 @@ impl Runtime {
     async fn start(&self, ws: &Workspace, config_text: &str) -> Result<Client, String> {
         let engine = &self.inner.engine;
         let container = engine::container_name(&ws.id);
-        let target = container_binary();
-        // The binary goes in through the Docker API: the container needs no network to get it.
+        // The binary is on the host first; containers see it through their read-only mount.
+        let bin = self.binary_path().await?;
+        let mounted = binary::mounted_path(&self.inner.config);
+        let mut target = mounted.clone();
+        if self
+            .sh(&container, &format!("test -x {mounted}"))
+            .await?
+            .exit_code
+            != 0
+        {
+            target = container_binary();
+        }
+        // A container made before it had the mount gets a copy through the Docker API instead (it
+        // needs no network either way).
         if self
             .sh(&container, &format!("test -x {target}"))
             .await?
             .exit_code
             != 0
         {
-            let bin = self.binary_path().await?;
             let bytes = tokio::fs::read(&bin)
                 .await
                 .map_err(|e| format!("read {}: {e}", bin.display()))?;

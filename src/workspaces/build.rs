@@ -194,6 +194,10 @@ impl Workspaces {
                 engine.remove_container(&container_name).await?;
             }
             let config = &inner.config;
+            let agent = crate::opencode::binary::mount(config);
+            let agent_mount = agent
+                .as_ref()
+                .map(|(host, target)| (host.to_str().unwrap_or_default(), target.as_str()));
             let id = engine
                 .create_container(&ContainerSpec {
                     workspace_id: &ws.id,
@@ -204,6 +208,7 @@ impl Workspaces {
                     pids_limit: config.pids_limit,
                     network: &ws.network,
                     code_mount: ws.code_mount.as_deref(),
+                    agent_mount,
                 })
                 .await?;
             engine.start_container(&id).await?;

@@ -9,16 +9,17 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::fake_llm::FakeLlm;
-use crate::harness::{opencode_bin, Options, Server};
+use crate::harness::{opencode_dir, Options, Server};
 
 /// A server with the fake LLM, the pinned opencode, and `roots` as where codebases may live.
 async fn agent_server(llm: &FakeLlm, roots: &std::path::Path) -> (Server, Options) {
     let opts = Options {
         env: vec![
             ("BERTH_OPENCODE_CONFIG".into(), llm.opencode_config()),
+            // The provisioned-cache path (mounted as a directory); missions use a given binary.
             (
-                "BERTH_OPENCODE_BIN".into(),
-                opencode_bin().to_string_lossy().into(),
+                "BERTH_OPENCODE_DIR".into(),
+                opencode_dir().to_string_lossy().into(),
             ),
             (
                 "BERTH_CODEBASE_ROOTS".into(),
@@ -126,6 +127,15 @@ async fn the_seed_workflow_runs_the_real_agent_on_a_mounted_codebase() {
     let c = wait_codebase(&s, &cb, "idle").await;
     let ws = c["workspace_id"].as_str().unwrap().to_string();
     assert_eq!(s.sh(&ws, "cat /code/README.md").await["stdout"], "my app\n");
+    // The agent binary is a read-only mount, not a copy per workspace.
+    let (_, v) = s.get("/v1/opencode/status").await;
+    assert!(
+        v["opencode_binary"]
+            .as_str()
+            .unwrap()
+            .ends_with("package/bin/opencode"),
+        "{v}"
+    );
     let (_, list) = s.get("/v1/opencode/codebases").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 
@@ -170,6 +180,10 @@ async fn the_seed_workflow_runs_the_real_agent_on_a_mounted_codebase() {
     assert!(t["result"].as_str().unwrap().starts_with("DONE."), "{t}");
     assert_eq!(t["session_id"], session.as_str());
     assert_eq!(t["metadata"]["ticket"], "T-1");
+    let probe = s
+        .sh(&ws, "test -x /opt/berth/agent/*/package/bin/opencode && ! ls /opt/berth/opencode-* && ! touch /opt/berth/agent/x")
+        .await;
+    assert_eq!(probe["exit_code"], 0, "{probe}");
     // The agent's file is in the user's directory on the host.
     assert_eq!(
         std::fs::read_to_string(project.join("hello.txt")).unwrap(),

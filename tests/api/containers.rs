@@ -57,7 +57,19 @@ async fn build_init_log_rerun_rebuild_and_delete() {
     assert!(c["security"]["security_opt"]
         .to_string()
         .contains("no-new-privileges"));
-    assert_eq!(c["mounts"][0]["destination"], "/workspace");
+    // The workspace volume, and the agent binary read-only; nothing else of the host.
+    let mounts = c["mounts"].as_array().unwrap();
+    assert!(
+        mounts.iter().any(|m| m["destination"] == "/workspace"),
+        "{mounts:?}"
+    );
+    for m in mounts {
+        match m["destination"].as_str().unwrap() {
+            "/workspace" => assert_eq!(m["rw"], true),
+            "/opt/berth/agent" => assert_eq!(m["rw"], false, "{m}"),
+            other => panic!("unexpected mount {other}: {m}"),
+        }
+    }
     assert_eq!(d["init"]["last_exit_code"], 0);
     let first_container = c["id"].as_str().unwrap().to_string();
     // No Docker socket inside, and no privilege to regain.

@@ -453,6 +453,12 @@ async fn remove_instance_objects(instance: &str) {
 }
 
 /// The pinned opencode binary, provisioned once per checkout by berth's own installer.
+/// The cache dir `berth opencode install` fills (for `BERTH_OPENCODE_DIR`).
+pub fn opencode_dir() -> PathBuf {
+    opencode_bin();
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/opencode")
+}
+
 pub fn opencode_bin() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/opencode");
     let out = Command::new(env!("CARGO_BIN_EXE_berth"))

@@ -434,8 +434,7 @@ async fn messages_queue_in_order_cancel_aborts_and_errors_are_events() {
         .to_string();
     wait_event(&s, &m, "status", &doomed).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    s.sh(&ws, "pkill -9 -f '/opt/berth/opencode-' || true")
-        .await;
+    s.sh(&ws, "pkill -9 -f 'opencod[e] serve' || true").await;
     let err = wait_event(&s, &m, "error", &doomed).await;
     assert!(
         err["data"]["message"].as_str().unwrap().contains("stopped"),
