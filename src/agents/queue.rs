@@ -31,13 +31,7 @@ impl Agents {
         let Some(worker) = worker else {
             return Err(ApiError::invalid("worker_id is required"));
         };
-        let w = self
-            .inner
-            .store
-            .get_worker(worker)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("Worker {worker} not found")))?;
-        let listed: Vec<String> = serde_json::from_str(&w.codebases).unwrap_or_default();
+        let listed = self.listed_codebases(worker).await?;
         let serves = row.worker_id.as_deref() == Some(worker) || listed.contains(&row.id);
         if !serves {
             return Err(ApiError::conflict(format!(
@@ -48,15 +42,20 @@ impl Agents {
         Ok(())
     }
 
-    /// The codebases a worker may take tasks of.
-    async fn served_by(&self, worker: &str) -> ApiResult<Vec<String>> {
+    /// The codebases a worker listed as present on its machine (404 for an unknown worker).
+    async fn listed_codebases(&self, worker: &str) -> ApiResult<Vec<String>> {
         let w = self
             .inner
             .store
             .get_worker(worker)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("Worker {worker} not found")))?;
-        let listed: Vec<String> = serde_json::from_str(&w.codebases).unwrap_or_default();
+        Ok(serde_json::from_str(&w.codebases).unwrap_or_default())
+    }
+
+    /// The codebases a worker may take tasks of.
+    async fn served_by(&self, worker: &str) -> ApiResult<Vec<String>> {
+        let listed = self.listed_codebases(worker).await?;
         Ok(self
             .inner
             .store
