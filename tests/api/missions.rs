@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use crate::fake_llm::FakeLlm;
 use crate::harness::{docker, opencode_bin, Options, Seen, Server};
 
-/// A server wired to the fake LLM and the pinned opencode binary.
-async fn agent_server(llm: &FakeLlm) -> (Server, Options) {
+/// Options for a server wired to the fake LLM and the pinned opencode binary.
+fn agent_server_options(llm: &FakeLlm) -> Options {
     let opts = Options {
         env: vec![
             ("BERTH_OPENCODE_CONFIG".into(), llm.opencode_config()),
@@ -23,6 +23,12 @@ async fn agent_server(llm: &FakeLlm) -> (Server, Options) {
         ],
         ..Default::default()
     };
+    opts
+}
+
+/// A server wired to the fake LLM and the pinned opencode binary.
+async fn agent_server(llm: &FakeLlm) -> (Server, Options) {
+    let opts = agent_server_options(llm);
     let s = Server::start_with(Options {
         env: opts.env.clone(),
         password: opts.password.clone(),
@@ -678,4 +684,44 @@ async fn a_bridge_workspace_serves_opencode_on_loopback_and_its_sessions_survive
     s.call("DELETE", &format!("/api/workspaces/{ws}"), None)
         .await;
     s.assert_no_engine_objects().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workspace_built_without_the_agent_mount_gets_a_copy_of_the_binary() {
+    let llm = FakeLlm::start().await;
+    // Built while the configured binary did not exist yet: the container has no mount of it.
+    let missing = Options {
+        env: vec![
+            ("BERTH_OPENCODE_CONFIG".into(), llm.opencode_config()),
+            ("BERTH_OPENCODE_BIN".into(), "/nonexistent/opencode".into()),
+        ],
+        ..Default::default()
+    };
+    let mut s = Server::start_with(Options {
+        env: missing.env.clone(),
+        password: missing.password.clone(),
+    })
+    .await;
+    let ws = agent_workspace(&s, "agent-no-mount").await;
+    assert_eq!(s.sh(&ws, "test -e /opt/berth/agent").await["exit_code"], 1);
+    s.kill();
+
+    let opts = agent_server_options(&llm);
+    let s2 = Server::spawn(&s.data_dir.clone(), &opts).await;
+    let m = mission(&s2, &ws).await;
+    let id = send(&s2, "hello without a mount").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer = wait_event(&s2, &m, "assistant_message", &id).await;
+    assert_eq!(answer["data"]["content"], "Echo: hello without a mount");
+    assert_eq!(
+        s2.sh(&ws, "test -x /opt/berth/opencode-*").await["exit_code"],
+        0,
+        "the binary was copied in"
+    );
+    s2.call("DELETE", &format!("/api/workspaces/{ws}"), None)
+        .await;
+    s2.assert_no_engine_objects().await;
+    drop(s);
 }
