@@ -58,6 +58,23 @@ impl Agents {
         Ok(out)
     }
 
+    /// berth's own counts for `/api/stats`: codebases, tasks by status, agent servers running.
+    pub async fn counts(&self) -> ApiResult<Value> {
+        let mut tasks = serde_json::Map::new();
+        for status in super::tasks::TASK_STATUSES {
+            tasks.insert(status.to_string(), json!(0));
+        }
+        for (status, n) in self.inner.store.task_counts().await? {
+            tasks.insert(status, json!(n));
+        }
+        Ok(json!({
+            "codebases": self.inner.store.list_codebases().await?.len(),
+            "workers": self.inner.store.list_workers().await?.len(),
+            "tasks": tasks,
+            "agent_servers": self.missions().runtime().servers().len(),
+        }))
+    }
+
     pub async fn monitor_stats(&self) -> ApiResult<Value> {
         let (total, by_type, avg, tokens) = self.inner.store.monitor_totals().await?;
         let of = |k: &str| {

@@ -36,6 +36,7 @@ pub async fn stats(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             "ready": count(Status::Ready),
             "error": count(Status::Error),
         },
+        "agents": state.agents.counts().await?,
     });
     Ok(Json(host))
 }

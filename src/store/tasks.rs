@@ -83,6 +83,15 @@ impl Store {
         Ok(())
     }
 
+    /// How many tasks are in each status.
+    pub async fn task_counts(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn get_task(&self, id: &str) -> anyhow::Result<Option<TaskRow>> {
         Ok(
             sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"))

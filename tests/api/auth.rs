@@ -191,4 +191,7 @@ async fn stats_report_host_usage_and_berth_counts() {
     assert!(v["disk"]["total_bytes"].as_u64().unwrap() > 0, "{v}");
     assert!(v["network"]["rx_bytes"].is_u64(), "{v}");
     assert_eq!(v["berth"]["workspaces"]["total"], 0);
+    assert_eq!(v["berth"]["agents"]["codebases"], 0);
+    assert_eq!(v["berth"]["agents"]["tasks"]["pending"], 0);
+    assert_eq!(v["berth"]["agents"]["agent_servers"], 0);
 }

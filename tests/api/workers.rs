@@ -408,6 +408,9 @@ async fn two_workers_never_get_the_same_task_and_lapsed_leases_requeue() {
         "a removed worker's token is void: {v}"
     );
 
+    let (_, stats) = s.get("/api/stats").await;
+    assert_eq!(stats["berth"]["agents"]["tasks"]["completed"], 2, "{stats}");
+    assert_eq!(stats["berth"]["agents"]["codebases"], 1, "{stats}");
     // The monitor saw it all.
     let (_, workers) = s.get("/v1/monitor/workers").await;
     assert_eq!(workers.as_array().unwrap().len(), 1);
