@@ -272,6 +272,12 @@ impl Agents {
             }
         }
         self.inner.store.delete_codebase(id).await?;
+        // Its runs' missions and events go with it (its tasks stay, as history).
+        let owner = owner_of(id);
+        for m in self.missions().list(&owner).await? {
+            self.missions().delete(&owner, &m.id).await?;
+        }
+        self.inner.store.delete_events_of(&owner).await?;
         self.monitor(
             "system",
             &row.name,

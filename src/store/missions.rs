@@ -116,6 +116,15 @@ impl Store {
         Ok(())
     }
 
+    /// Every event of an owner (a deleted codebase's task events have no mission to go with).
+    pub async fn delete_events_of(&self, owner: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM mission_events WHERE owner = ?")
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn delete_mission(&self, id: &str) -> anyhow::Result<bool> {
         let mut tx = self.pool.begin().await?;
         for sql in [

@@ -390,9 +390,25 @@ async fn the_seed_workflow_runs_the_real_agent_on_a_mounted_codebase() {
     assert_eq!(status, StatusCode::OK, "{v}");
     let (status, _) = s.get(&format!("/v1/opencode/codebases/{cb}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    // The user's directory stays; berth's workspace goes.
+    // The user's directory stays; berth's workspace goes, and so do its runs' missions and events.
     assert!(project.join("hello.txt").exists());
     s.assert_no_engine_objects().await;
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        s.data_dir.join("berth.db").display()
+    ))
+    .await
+    .unwrap();
+    let owner = format!("codebase:{cb}");
+    for table in ["missions", "mission_events"] {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE owner = ?"))
+            .bind(&owner)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table} of a deleted codebase");
+    }
+    db.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
