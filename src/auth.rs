@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use argon2::password_hash::{
@@ -28,7 +27,7 @@ enum Mode {
     /// `username:hash` lines, re-read when the file changes so `berth users add` needs no restart.
     Multi {
         file: PathBuf,
-        cache: Mutex<Option<(SystemTime, HashMap<String, String>)>>,
+        cache: Mutex<Option<(FileStamp, HashMap<String, String>)>>,
     },
 }
 
@@ -188,18 +187,40 @@ impl Auth {
         let Mode::Multi { file, cache } = &*self.mode else {
             return Ok(HashMap::new());
         };
-        let modified = std::fs::metadata(file)
-            .and_then(|m| m.modified())
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let stamp = FileStamp::of(file);
         let mut cache = cache.lock().expect("users cache lock");
         if let Some((at, users)) = &*cache {
-            if *at == modified {
+            if stamp.is_some() && *at == stamp.unwrap_or_default() {
                 return Ok(users.clone());
             }
         }
         let users = read_users(file)?;
-        *cache = Some((modified, users.clone()));
+        *cache = Some((stamp.unwrap_or_default(), users.clone()));
         Ok(users)
+    }
+}
+
+/// What tells a changed users file from the cached one: a replaced file (new inode), a rewrite in
+/// place (ctime, length), or an edit (mtime). The modification time alone misses edits within one
+/// clock tick and files with fixed timestamps.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(file: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(file).ok()?;
+        Some(Self {
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+        })
     }
 }
 

@@ -1,63 +1,74 @@
-//! Slows password guessing: after a few failed logins for one account, each further attempt waits a
-//! doubling delay (capped), refused with 429 without checking the password. A success clears it. The
-//! delay, not a lockout, is the point: an attacker cannot lock the owner out for long.
+//! Slows password guessing: after a few failed logins from one client against one account, each
+//! further attempt waits a doubling delay (capped), refused with 429 without checking the password. A
+//! success clears it, and failures are forgotten after a quiet spell. Keyed by client address and
+//! account, so a guesser elsewhere cannot hold the owner off; attempts are counted when they start, so
+//! parallel requests cannot slip past the count.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Failures allowed before delays start.
 const FREE_FAILURES: u32 = 5;
 const MAX_DELAY: Duration = Duration::from_secs(60);
-/// Bound on tracked accounts, so guessing many names cannot grow memory without limit.
+/// Failures older than this, with none since, are forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Bound on tracked keys, so guessing from many addresses cannot grow memory without limit.
 const MAX_KEYS: usize = 10_000;
+/// Where keys go once the table is full of recent ones: they share one count.
+const OVERFLOW: &str = "*";
 
 #[derive(Default)]
 pub struct LoginThrottle {
-    accounts: Mutex<HashMap<String, Account>>,
+    keys: Mutex<HashMap<String, Record>>,
 }
 
-struct Account {
+struct Record {
     failures: u32,
+    last: Instant,
     blocked_until: Option<Instant>,
 }
 
 impl LoginThrottle {
-    /// `Err(wait)` while the account must wait before its next attempt.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let accounts = self.accounts.lock().expect("throttle lock");
-        match accounts.get(key).and_then(|a| a.blocked_until) {
-            Some(until) if until > Instant::now() => Err(until - Instant::now()),
-            _ => Ok(()),
+    /// Starts an attempt by `client` against `account`: counted as a failure until `succeeded` says
+    /// otherwise. `Err(wait)` while it must wait.
+    pub fn attempt(&self, client: IpAddr, account: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut keys = self.keys.lock().expect("throttle lock");
+        let mut key = format!("{client}|{account}");
+        if !keys.contains_key(&key) && keys.len() >= MAX_KEYS {
+            keys.retain(|_, r| now - r.last < FORGET_AFTER);
+            if keys.len() >= MAX_KEYS {
+                key = OVERFLOW.to_string();
+            }
         }
-    }
-
-    pub fn failed(&self, key: &str) {
-        let mut accounts = self.accounts.lock().expect("throttle lock");
-        if accounts.len() >= MAX_KEYS && !accounts.contains_key(key) {
-            let now = Instant::now();
-            accounts.retain(|_, a| a.blocked_until.is_some_and(|u| u > now));
-        }
-        // Still full: everyone unknown shares one account.
-        let key = if accounts.len() >= MAX_KEYS && !accounts.contains_key(key) {
-            "*"
-        } else {
-            key
-        };
-        let a = accounts.entry(key.to_string()).or_insert(Account {
+        let r = keys.entry(key).or_insert(Record {
             failures: 0,
+            last: now,
             blocked_until: None,
         });
-        a.failures += 1;
-        if a.failures > FREE_FAILURES {
-            let doublings = (a.failures - FREE_FAILURES - 1).min(16);
-            let delay = Duration::from_secs(1 << doublings).min(MAX_DELAY);
-            a.blocked_until = Some(Instant::now() + delay);
+        if now - r.last >= FORGET_AFTER {
+            r.failures = 0;
+            r.blocked_until = None;
         }
+        if let Some(until) = r.blocked_until.filter(|u| *u > now) {
+            return Err(until - now);
+        }
+        r.failures += 1;
+        r.last = now;
+        if r.failures > FREE_FAILURES {
+            let doublings = (r.failures - FREE_FAILURES - 1).min(16);
+            r.blocked_until = Some(now + Duration::from_secs(1 << doublings).min(MAX_DELAY));
+        }
+        Ok(())
     }
 
-    pub fn succeeded(&self, key: &str) {
-        self.accounts.lock().expect("throttle lock").remove(key);
+    pub fn succeeded(&self, client: IpAddr, account: &str) {
+        self.keys
+            .lock()
+            .expect("throttle lock")
+            .remove(&format!("{client}|{account}"));
     }
 }
 
@@ -65,29 +76,41 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
+    const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    const AWAY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
     #[test]
     fn delays_start_after_the_free_failures_and_a_success_clears_them() {
         let t = LoginThrottle::default();
-        for _ in 0..FREE_FAILURES {
-            assert!(t.check("admin").is_ok());
-            t.failed("admin");
+        for _ in 0..=FREE_FAILURES {
+            assert!(t.attempt(AWAY, "admin").is_ok());
         }
-        assert!(t.check("admin").is_ok());
-        t.failed("admin");
-        let wait = t.check("admin").unwrap_err();
+        let wait = t.attempt(AWAY, "admin").unwrap_err();
         assert!(wait <= Duration::from_secs(1) && wait > Duration::ZERO);
-        assert!(t.check("someone-else").is_ok());
-        t.succeeded("admin");
-        assert!(t.check("admin").is_ok());
+        // The owner, elsewhere, is not held off by a guesser.
+        assert!(t.attempt(HOME, "admin").is_ok());
+        t.succeeded(AWAY, "admin");
+        assert!(t.attempt(AWAY, "admin").is_ok());
     }
 
     #[test]
-    fn delays_double_up_to_a_cap() {
+    fn attempts_count_when_they_start_and_delays_double_up_to_a_cap() {
+        let t = LoginThrottle::default();
+        // Many at once, none finished: only the free ones and the first delayed one get through.
+        let through = (0..100).filter(|_| t.attempt(AWAY, "x").is_ok()).count();
+        assert_eq!(through, FREE_FAILURES as usize + 1);
         let t = LoginThrottle::default();
         for _ in 0..40 {
-            t.failed("x");
+            let mut r = t.keys.lock().unwrap();
+            let rec = r.entry(format!("{AWAY}|x")).or_insert(Record {
+                failures: 0,
+                last: Instant::now(),
+                blocked_until: None,
+            });
+            rec.failures += 1;
         }
-        let wait = t.check("x").unwrap_err();
+        t.attempt(AWAY, "x").unwrap();
+        let wait = t.attempt(AWAY, "x").unwrap_err();
         assert!(wait > Duration::from_secs(30) && wait <= MAX_DELAY);
     }
 }

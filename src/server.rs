@@ -123,7 +123,10 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "berth started");
 
-    axum::serve(listener, crate::router::build(state))
+    // The peer address feeds the login throttle.
+    let app =
+        crate::router::build(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(signal(shutdown.clone()))
         .await?;
 

@@ -265,6 +265,20 @@ impl Agents {
     pub async fn delete_codebase(&self, id: &str) -> ApiResult<()> {
         let row = self.codebase(id).await?;
         self.halt(&row, "codebase deleted").await;
+        // A cancelled turn still records its end: let it, so no event outlives its mission.
+        if let Some(m) = &row.mission_id {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            while self.missions().is_busy(m).await && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        // Its runs' missions and events go with it (its tasks stay, as history). The row goes last,
+        // so a failure here leaves something a retry can find.
+        let owner = owner_of(id);
+        for m in self.missions().list(&owner).await? {
+            self.missions().delete(&owner, &m.id).await?;
+        }
+        self.inner.store.delete_events_of(&owner).await?;
         if let Some(ws) = &row.workspace_id {
             match self.inner.workspaces.delete(ws, false).await {
                 Ok(()) | Err(ApiError::NotFound(_)) => {}
@@ -272,12 +286,6 @@ impl Agents {
             }
         }
         self.inner.store.delete_codebase(id).await?;
-        // Its runs' missions and events go with it (its tasks stay, as history).
-        let owner = owner_of(id);
-        for m in self.missions().list(&owner).await? {
-            self.missions().delete(&owner, &m.id).await?;
-        }
-        self.inner.store.delete_events_of(&owner).await?;
         self.monitor(
             "system",
             &row.name,

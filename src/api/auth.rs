@@ -1,6 +1,8 @@
 //! `/api/auth`: login and token verification, and the middleware that guards every other `/api` route.
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -19,13 +21,15 @@ pub struct LoginRequest {
 
 pub async fn login(
     State(auth): State<Auth>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Json<Value>> {
     if req.password.len() > 1024 || req.username.as_ref().is_some_and(|u| u.len() > 256) {
         return Err(ApiError::Unauthorized("invalid credentials".into()));
     }
     let account = auth.account(req.username.as_deref());
-    if let Err(wait) = auth.throttle().check(&account) {
+    let client = peer.ip();
+    if let Err(wait) = auth.throttle().attempt(client, &account) {
         return Err(ApiError::RateLimited(format!(
             "too many failed logins; try again in {} s",
             wait.as_secs() + 1
@@ -39,13 +43,12 @@ pub async fn login(
             .map_err(|e| ApiError::Internal(e.into()))??;
     match token {
         Some(t) => {
-            auth.throttle().succeeded(&account);
+            auth.throttle().succeeded(client, &account);
             Ok(Json(
                 json!({ "token": t.token, "expires_at": t.expires_at }),
             ))
         }
         None => {
-            auth.throttle().failed(&account);
             tracing::info!("failed login");
             Err(ApiError::Unauthorized("invalid credentials".into()))
         }

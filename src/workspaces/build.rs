@@ -195,9 +195,11 @@ impl Workspaces {
             }
             let config = &inner.config;
             let agent = crate::opencode::binary::mount(config);
+            // A host path that is not UTF-8 cannot be named to the engine: no mount, and the binary
+            // is copied in instead when an agent starts.
             let agent_mount = agent
                 .as_ref()
-                .map(|(host, target)| (host.to_str().unwrap_or_default(), target.as_str()));
+                .and_then(|(host, target)| Some((host.to_str()?, target.as_str())));
             let id = engine
                 .create_container(&ContainerSpec {
                     workspace_id: &ws.id,
