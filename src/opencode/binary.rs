@@ -19,27 +19,47 @@ const PACKAGE: &str = "opencode-linux-x64";
 /// so no container needs a copy of its own.
 const MOUNT_POINT: &str = "/opt/berth/agent";
 
-/// The read-only bind mount that gives a workspace container the binary: `(host path, container path)`.
-/// A given binary is mounted as a file; otherwise the cache dir (created if missing, so a binary
-/// provisioned later appears in running containers too).
-pub fn mount(config: &crate::config::Config) -> Option<(PathBuf, String)> {
-    match &config.opencode_bin {
-        Some(bin) if bin.is_file() => Some((bin.clone(), format!("{MOUNT_POINT}/opencode"))),
-        Some(_) => None,
-        None => {
-            let dir = config.opencode_dir();
-            std::fs::create_dir_all(&dir).ok()?;
-            Some((dir, MOUNT_POINT.to_string()))
-        }
-    }
+/// The read-only bind mount that gives a workspace container its binaries: berth's cache dir
+/// `(host path, container path)`, created if missing so a binary put there later (provisioned, or a
+/// given one's copy) appears in running containers too. Containers never depend on a path outside it.
+pub fn mount(cache_dir: &Path) -> Option<(PathBuf, String)> {
+    std::fs::create_dir_all(cache_dir).ok()?;
+    Some((cache_dir.to_path_buf(), MOUNT_POINT.to_string()))
 }
 
-/// The binary's path inside a container that has the mount.
-pub fn mounted_path(config: &crate::config::Config) -> String {
-    match &config.opencode_bin {
-        Some(_) => format!("{MOUNT_POINT}/opencode"),
-        None => format!("{MOUNT_POINT}/{VERSION}/package/bin/opencode"),
+/// Where a binary under `cache_dir` appears inside a container that has the mount.
+pub fn mounted_path(cache_dir: &Path, bin: &Path) -> Option<String> {
+    let rel = bin.strip_prefix(cache_dir).ok()?;
+    Some(format!("{MOUNT_POINT}/{}", rel.to_str()?))
+}
+
+/// A given binary's place in the cache dir, named by its content: a different binary given after a
+/// restart gets a new name (so no workspace silently keeps the old one), and the original path may
+/// go away without breaking any container. Linked when it can be, else copied.
+pub fn adopt(cache_dir: &Path, given: &Path) -> anyhow::Result<PathBuf> {
+    // Hashed as a stream: the binary is large.
+    let mut file =
+        std::fs::File::open(given).with_context(|| format!("read {}", given.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    let digest: String = hasher.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = cache_dir.join(format!("given-{digest}"));
+    let bin = dir.join("opencode");
+    if bin.is_file() {
+        return Ok(bin);
     }
+    std::fs::create_dir_all(&dir)?;
+    let staging = dir.join(format!(".opencode.{}", uuid::Uuid::new_v4().simple()));
+    if std::fs::hard_link(given, &staging).is_err() {
+        std::fs::copy(given, &staging)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::fs::rename(&staging, &bin)?;
+    Ok(bin)
 }
 
 /// Where the pinned binary lives under `cache_dir`.
@@ -99,4 +119,41 @@ pub async fn ensure(cache_dir: &Path, registry: &str) -> anyhow::Result<PathBuf>
         Err(e) => return Err(e).context("move the unpacked opencode into place"),
     }
     Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_binary_is_taken_in_by_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let given = dir.path().join("opencode");
+        std::fs::write(&given, b"first build").unwrap();
+        let a = adopt(&cache, &given).unwrap();
+        assert_eq!(
+            adopt(&cache, &given).unwrap(),
+            a,
+            "the same binary, the same place"
+        );
+        assert_eq!(std::fs::read(&a).unwrap(), b"first build");
+        assert_eq!(
+            mounted_path(&cache, &a).unwrap(),
+            format!(
+                "{MOUNT_POINT}/{}/opencode",
+                a.parent().unwrap().file_name().unwrap().to_str().unwrap()
+            )
+        );
+        // A different binary given later gets a new place; the old one stays for containers using it.
+        std::fs::remove_file(&given).unwrap();
+        std::fs::write(&given, b"second build").unwrap();
+        let b = adopt(&cache, &given).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(std::fs::read(&a).unwrap(), b"first build");
+        assert!(
+            mounted_path(&cache, &given).is_none(),
+            "outside the cache dir"
+        );
+    }
 }

@@ -39,6 +39,8 @@ struct Inner {
     engine: Engine,
     config: Config,
     servers: Mutex<HashMap<String, Arc<Server>>>,
+    /// The given binary's copy in the cache dir, once taken in (it is hashed once per process).
+    adopted: Mutex<Option<PathBuf>>,
     /// Serializes starts per workspace, so concurrent missions never start two servers.
     starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -50,6 +52,7 @@ impl Runtime {
                 engine,
                 config,
                 servers: Mutex::new(HashMap::new()),
+                adopted: Mutex::new(None),
                 starting: Mutex::new(HashMap::new()),
             }),
         }
@@ -148,7 +151,18 @@ impl Runtime {
 
     async fn binary_path(&self) -> Result<PathBuf, String> {
         match &self.inner.config.opencode_bin {
-            Some(p) if p.is_file() => Ok(p.clone()),
+            Some(p) if p.is_file() => {
+                if let Some(done) = self.inner.adopted.lock().expect("adopted lock").clone() {
+                    return Ok(done);
+                }
+                let (dir, given) = (self.inner.config.opencode_dir(), p.clone());
+                let bin = tokio::task::spawn_blocking(move || binary::adopt(&dir, &given))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("take in BERTH_OPENCODE_BIN {}: {e:#}", p.display()))?;
+                *self.inner.adopted.lock().expect("adopted lock") = Some(bin.clone());
+                Ok(bin)
+            }
             Some(p) => Err(format!("BERTH_OPENCODE_BIN {} does not exist", p.display())),
             None => binary::ensure(
                 &self.inner.config.opencode_dir(),
@@ -172,15 +186,16 @@ impl Runtime {
         let container = engine::container_name(&ws.id);
         // The binary is on the host first; containers see it through their read-only mount.
         let bin = self.binary_path().await?;
-        let mounted = binary::mounted_path(&self.inner.config);
-        let mut target = mounted.clone();
-        if self
-            .sh(&container, &format!("test -x {mounted}"))
-            .await?
-            .exit_code
-            != 0
-        {
-            target = container_binary();
+        let mut target = container_binary();
+        if let Some(mounted) = binary::mounted_path(&self.inner.config.opencode_dir(), &bin) {
+            if self
+                .sh(&container, &format!("test -x {mounted}"))
+                .await?
+                .exit_code
+                == 0
+            {
+                target = mounted;
+            }
         }
         // A container made before it had the mount gets a copy through the Docker API instead (it
         // needs no network either way).

@@ -194,7 +194,7 @@ impl Workspaces {
                 engine.remove_container(&container_name).await?;
             }
             let config = &inner.config;
-            let agent = crate::opencode::binary::mount(config);
+            let agent = crate::opencode::binary::mount(&config.opencode_dir());
             // A host path that is not UTF-8 cannot be named to the engine: no mount, and the binary
             // is copied in instead when an agent starts.
             let agent_mount = agent

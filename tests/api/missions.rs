@@ -687,13 +687,19 @@ async fn a_bridge_workspace_serves_opencode_on_loopback_and_its_sessions_survive
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_workspace_built_without_the_agent_mount_gets_a_copy_of_the_binary() {
+async fn a_workspace_built_under_other_settings_gets_a_copy_of_the_binary() {
     let llm = FakeLlm::start().await;
-    // Built while the configured binary did not exist yet: the container has no mount of it.
+    // Built while berth kept its binaries elsewhere (and had none yet): the container's mount does not
+    // hold the binary berth runs after the restart.
+    let old_dir = tempfile::tempdir().unwrap();
     let missing = Options {
         env: vec![
             ("BERTH_OPENCODE_CONFIG".into(), llm.opencode_config()),
             ("BERTH_OPENCODE_BIN".into(), "/nonexistent/opencode".into()),
+            (
+                "BERTH_OPENCODE_DIR".into(),
+                old_dir.path().to_string_lossy().into(),
+            ),
         ],
         ..Default::default()
     };
@@ -703,7 +709,6 @@ async fn a_workspace_built_without_the_agent_mount_gets_a_copy_of_the_binary() {
     })
     .await;
     let ws = agent_workspace(&s, "agent-no-mount").await;
-    assert_eq!(s.sh(&ws, "test -e /opt/berth/agent").await["exit_code"], 1);
     s.kill();
 
     let opts = agent_server_options(&llm);
@@ -716,7 +721,11 @@ async fn a_workspace_built_without_the_agent_mount_gets_a_copy_of_the_binary() {
     let answer = wait_event(&s2, &m, "assistant_message", &id).await;
     assert_eq!(answer["data"]["content"], "Echo: hello without a mount");
     assert_eq!(
-        s2.sh(&ws, "test -x /opt/berth/opencode-*").await["exit_code"],
+        s2.sh(
+            &ws,
+            "test -x /opt/berth/opencode-* && ! ls /opt/berth/agent/given-*"
+        )
+        .await["exit_code"],
         0,
         "the binary was copied in"
     );
