@@ -18,9 +18,6 @@ impl Agents {
                 )));
             }
         }
-        if !(1..=10_000).contains(&limit) {
-            return Err(ApiError::invalid("limit must be 1 to 10000"));
-        }
         let rows = self.inner.store.monitor_messages(kind, limit).await?;
         Ok(rows
             .into_iter()

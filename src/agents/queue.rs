@@ -75,27 +75,19 @@ impl Agents {
         codebase_id: Option<&str>,
     ) -> ApiResult<Option<TaskView>> {
         let worker = Self::acting_worker(caller, Some(worker_id))?;
-        let served = self.served_by(&worker).await?;
         let wanted = match codebase_id {
             Some(id) => {
                 let row = self.codebase(id).await?;
                 self.check_serves(Some(&worker), &row).await?;
                 vec![row.id]
             }
-            None => served,
+            None => self.served_by(&worker).await?,
         };
         // Codebases berth itself is running an agent on are not handed out meanwhile.
-        let busy = self.busy_codebases();
         let task = self
             .inner
             .store
-            .claim_task(
-                &worker,
-                &serde_json::to_string(&wanted).expect("ids serialize"),
-                &serde_json::to_string(&busy).expect("ids serialize"),
-                None,
-                self.lease(),
-            )
+            .claim_task(&worker, &wanted, &self.busy_codebases(), None, self.lease())
             .await?;
         self.inner.store.heartbeat(&worker, self.lease()).await?;
         if let Some(t) = &task {
@@ -137,13 +129,7 @@ impl Agents {
             let Some(task) = self
                 .inner
                 .store
-                .claim_task(
-                    LOCAL_WORKER,
-                    &serde_json::to_string(&ready).expect("ids serialize"),
-                    &serde_json::to_string(&busy).expect("ids serialize"),
-                    None,
-                    local_lease(),
-                )
+                .claim_task(LOCAL_WORKER, &ready, &busy, None, local_lease())
                 .await?
             else {
                 return Ok(());

@@ -2,11 +2,11 @@
 //! and status. A local run is a mission owned by the codebase, so it has the missions' stored events,
 //! queue, cancel and restart behaviour; a remote codebase's work goes to its worker as a task.
 
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::codebases::check_text;
+use super::tasks::{metadata_object, TaskSpec};
 use super::{owner_of, Agents};
 use crate::error::{ApiError, ApiResult};
 use crate::store::agents::CodebaseRow;
@@ -81,17 +81,20 @@ impl Agents {
             .model
             .clone()
             .or_else(|| config["default_model"].as_str().map(str::to_string));
-        let mut metadata = req.metadata.clone().unwrap_or_else(|| json!({}));
-        if !metadata.is_object() {
-            return Err(ApiError::invalid("metadata must be a JSON object"));
-        }
+        let mut metadata = metadata_object(req.metadata.clone())?;
         metadata["files"] = json!(req.files);
-        let title: String = req.prompt.chars().take(80).collect();
+        let spec = TaskSpec {
+            title: req.prompt.chars().take(80).collect(),
+            prompt,
+            agent,
+            model,
+            priority: 0,
+            metadata,
+        };
 
         if let Some(worker) = &row.worker_id {
-            let task = self
-                .queue_task(&row, &title, &prompt, &agent, model, 0, metadata)
-                .await?;
+            let task = self.new_task(&row.id, spec);
+            let task = self.queue_task(&row, task).await?;
             return Ok(json!({
                 "success": true,
                 // The worker opens the session when it starts the task; it reports it on the task.
@@ -101,31 +104,14 @@ impl Agents {
                 "message": format!("Task queued for worker {worker}"),
             }));
         }
-        self.missions().check_agent_name(&agent).await?;
+        self.missions().check_agent_name(&spec.agent).await?;
         self.ready_for_run(&row).await?;
-        let now = Utc::now();
-        let task = TaskRow {
-            id: uuid::Uuid::new_v4().to_string(),
-            codebase_id: row.id.clone(),
-            title,
-            prompt,
-            agent_type: agent,
-            model,
-            priority: 0,
-            metadata: metadata.to_string(),
-            status: "running".into(),
-            worker_id: Some(LOCAL_WORKER.into()),
-            lease_expires_at: None,
-            attempts: 1,
-            max_attempts: self.inner.config.task_max_attempts,
-            session_id: None,
-            mission_id: None,
-            result: None,
-            error: None,
-            created_at: now,
-            started_at: Some(now),
-            completed_at: None,
-        };
+        // Runs at once, held by berth itself.
+        let mut task = self.new_task(&row.id, spec);
+        task.status = "running".into();
+        task.worker_id = Some(LOCAL_WORKER.into());
+        task.attempts = 1;
+        task.started_at = Some(task.created_at);
         // The start goes on in its own task: if the client hangs up while the agent server boots, the
         // run still starts (or fails) and records it, instead of leaving the codebase marked busy.
         let this = self.clone();

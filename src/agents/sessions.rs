@@ -22,14 +22,8 @@ impl Agents {
             };
             let running = self.missions().is_busy(&m.id).await;
             let count = store
-                .mission_events(
-                    &m.id,
-                    &["user_message".into(), "assistant_message".into()],
-                    100_000,
-                    0,
-                )
-                .await?
-                .len();
+                .count_mission_events(&m.id, &["user_message", "assistant_message"])
+                .await?;
             let status = if running {
                 "running"
             } else {

@@ -11,7 +11,7 @@ use super::runs::check_model;
 use super::{owner_of, Agents, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::store::agents::CodebaseRow;
-use crate::store::tasks::{TaskRow, LOCAL_WORKER};
+use crate::store::tasks::{Report, TaskRow, LOCAL_WORKER};
 
 pub const TASK_STATUSES: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
 
@@ -43,6 +43,25 @@ pub struct StatusUpdate {
     /// The attempt the report is about (from the claim); a report about an earlier attempt is refused.
     #[serde(default)]
     pub attempt: Option<i64>,
+}
+
+/// What a new task asks for; the queue's bookkeeping starts fresh (`new_task`).
+pub(super) struct TaskSpec {
+    pub title: String,
+    pub prompt: String,
+    pub agent: String,
+    pub model: Option<String>,
+    pub priority: i64,
+    pub metadata: Value,
+}
+
+/// A task's metadata: a JSON object, empty when none is given.
+pub(super) fn metadata_object(given: Option<Value>) -> ApiResult<Value> {
+    let metadata = given.unwrap_or_else(|| json!({}));
+    if !metadata.is_object() {
+        return Err(ApiError::invalid("metadata must be a JSON object"));
+    }
+    Ok(metadata)
 }
 
 /// The seed's task object, with the queue's bookkeeping.
@@ -109,48 +128,36 @@ impl Agents {
         if row.worker_id.is_none() {
             self.missions().check_agent_name(&agent).await?;
         }
-        let metadata = req.metadata.clone().unwrap_or_else(|| json!({}));
-        if !metadata.is_object() {
-            return Err(ApiError::invalid("metadata must be a JSON object"));
-        }
+        let metadata = metadata_object(req.metadata.clone())?;
         let priority = req.priority.unwrap_or(0);
         if !(-1000..=1000).contains(&priority) {
             return Err(ApiError::invalid("priority must be between -1000 and 1000"));
         }
-        let task = self
-            .queue_task(
-                &row,
-                &req.title,
-                &req.prompt,
-                &agent,
-                req.model.clone(),
+        let task = self.new_task(
+            &row.id,
+            TaskSpec {
+                title: req.title.clone(),
+                prompt: req.prompt.clone(),
+                agent,
+                model: req.model.clone(),
                 priority,
                 metadata,
-            )
-            .await?;
-        Ok(task.into())
+            },
+        );
+        Ok(self.queue_task(&row, task).await?.into())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn queue_task(
-        &self,
-        row: &CodebaseRow,
-        title: &str,
-        prompt: &str,
-        agent: &str,
-        model: Option<String>,
-        priority: i64,
-        metadata: Value,
-    ) -> ApiResult<TaskRow> {
-        let task = TaskRow {
+    /// A pending task of the codebase, not yet stored.
+    pub(super) fn new_task(&self, codebase_id: &str, spec: TaskSpec) -> TaskRow {
+        TaskRow {
             id: uuid::Uuid::new_v4().to_string(),
-            codebase_id: row.id.clone(),
-            title: title.to_string(),
-            prompt: prompt.to_string(),
-            agent_type: agent.to_string(),
-            model,
-            priority,
-            metadata: metadata.to_string(),
+            codebase_id: codebase_id.to_string(),
+            title: spec.title,
+            prompt: spec.prompt,
+            agent_type: spec.agent,
+            model: spec.model,
+            priority: spec.priority,
+            metadata: spec.metadata.to_string(),
             status: "pending".into(),
             worker_id: None,
             lease_expires_at: None,
@@ -163,7 +170,11 @@ impl Agents {
             created_at: Utc::now(),
             started_at: None,
             completed_at: None,
-        };
+        }
+    }
+
+    /// Stores a new pending task and tells the queue.
+    pub(super) async fn queue_task(&self, row: &CodebaseRow, task: TaskRow) -> ApiResult<TaskRow> {
         self.inner.store.insert_task(&task).await?;
         self.task_event(
             &task,
@@ -174,8 +185,8 @@ impl Agents {
         self.monitor(
             "system",
             &row.name,
-            &format!("task {} queued: {title}", task.id),
-            json!({ "codebase_id": row.id, "task_id": task.id, "priority": priority }),
+            &format!("task {} queued: {}", task.id, task.title),
+            json!({ "codebase_id": row.id, "task_id": task.id, "priority": task.priority }),
         )
         .await;
         self.inner.wake.notify_one();
@@ -200,7 +211,7 @@ impl Agents {
         &self,
         codebase_id: Option<&str>,
         status: Option<&str>,
-        limit: Option<i64>,
+        limit: i64,
     ) -> ApiResult<Vec<TaskView>> {
         if let Some(s) = status {
             if !TASK_STATUSES.contains(&s) {
@@ -212,10 +223,6 @@ impl Agents {
         }
         if let Some(id) = codebase_id {
             self.codebase(id).await?;
-        }
-        let limit = limit.unwrap_or(100);
-        if !(1..=10_000).contains(&limit) {
-            return Err(ApiError::invalid("limit must be 1 to 10000"));
         }
         let rows = self
             .inner
@@ -287,10 +294,15 @@ impl Agents {
             "running" if task.status == "pending" => {
                 let row = self.codebase(&task.codebase_id).await?;
                 self.check_serves(Some(&worker), &row).await?;
-                let busy = serde_json::to_string(&self.busy_codebases()).expect("ids serialize");
-                let codebases = serde_json::to_string(&[&row.id]).expect("ids serialize");
+                let only_this = [row.id.clone()];
                 store
-                    .claim_task(&worker, &codebases, &busy, Some(id), self.lease())
+                    .claim_task(
+                        &worker,
+                        &only_this,
+                        &self.busy_codebases(),
+                        Some(id),
+                        self.lease(),
+                    )
                     .await?
                     .is_some()
             }
@@ -298,20 +310,14 @@ impl Agents {
             "running" => task.status == "running" && task.worker_id.as_deref() == Some(&worker),
             "pending" => store.release_task(id, &worker, false).await?,
             _ => {
-                // The session first: a final report may carry it too.
-                if let Some(sid) = req.session_id.as_deref() {
-                    store.set_task_session(id, &worker, Some(sid), None).await?;
-                }
-                store
-                    .finish_task_attempt(
-                        id,
-                        &worker,
-                        req.attempt,
-                        &req.status,
-                        req.result.as_deref(),
-                        req.error.as_deref(),
-                    )
-                    .await?
+                let report = Report {
+                    status: &req.status,
+                    result: req.result.as_deref(),
+                    error: req.error.as_deref(),
+                    session_id: req.session_id.as_deref(),
+                    attempt: req.attempt,
+                };
+                store.finish_task_attempt(id, &worker, report).await?
             }
         };
         if !ok {
@@ -324,7 +330,12 @@ impl Agents {
                 task.status, worker, req.status
             )));
         }
-        if let Some(sid) = req.session_id.as_deref() {
+        // A running report may name the session the worker opened (a final one recorded it already).
+        if let Some(sid) = req
+            .session_id
+            .as_deref()
+            .filter(|_| req.status == "running")
+        {
             store.set_task_session(id, &worker, Some(sid), None).await?;
         }
         let task = self.task(id).await?;

@@ -138,52 +138,33 @@ impl Agents {
             }
         };
         let secs = started.elapsed().as_secs_f64();
-        let outcome = match &end {
-            TurnEnd::Done(text) => {
-                self.monitor_entry(MonitorEntry {
-                    kind: "agent",
-                    agent_name: &row.name,
-                    content: text,
-                    metadata: json!({ "codebase_id": row.id, "task_id": task_id }),
-                    response_time: Some(secs),
-                    error: None,
-                })
-                .await;
-                store
-                    .finish_task(task_id, LOCAL_WORKER, "completed", Some(text), None)
-                    .await
-            }
-            TurnEnd::Failed(e) => {
-                self.monitor_entry(MonitorEntry {
-                    kind: "error",
-                    agent_name: &row.name,
-                    content: e,
-                    metadata: json!({ "codebase_id": row.id, "task_id": task_id }),
-                    response_time: Some(secs),
-                    error: Some(e),
-                })
-                .await;
-                store
-                    .finish_task(task_id, LOCAL_WORKER, "failed", None, Some(e))
-                    .await
-            }
-            TurnEnd::Cancelled => {
-                store
-                    .finish_task(
-                        task_id,
-                        LOCAL_WORKER,
-                        "cancelled",
-                        None,
-                        Some("interrupted"),
-                    )
-                    .await
-            }
-            TurnEnd::Interrupted => Ok(true),
+        // How the task ends; berth stopping leaves it running, to be queued again at the next start.
+        let finish = match &end {
+            TurnEnd::Done(text) => Some(("completed", Some(text.as_str()), None)),
+            TurnEnd::Failed(e) => Some(("failed", None, Some(e.as_str()))),
+            TurnEnd::Cancelled => Some(("cancelled", None, Some("interrupted"))),
+            TurnEnd::Interrupted => None,
         };
-        if let Err(e) = outcome {
-            tracing::error!(task.id = %task_id, error = %e, "recording the end of a run failed");
+        if let Some((status, result, error)) = finish {
+            if status != "cancelled" {
+                self.monitor_entry(MonitorEntry {
+                    kind: if error.is_some() { "error" } else { "agent" },
+                    agent_name: &row.name,
+                    content: result.or(error).unwrap_or_default(),
+                    metadata: json!({ "codebase_id": row.id, "task_id": task_id }),
+                    response_time: Some(secs),
+                    error,
+                })
+                .await;
+            }
+            if let Err(e) = store
+                .finish_task(task_id, LOCAL_WORKER, status, result, error)
+                .await
+            {
+                tracing::error!(task.id = %task_id, error = %e, "recording the end of a run failed");
+            }
         }
-        self.log_tools(row, mission, message).await;
+        self.log_tools(row, mission).await;
         self.end_run(&row.id);
     }
 
@@ -227,7 +208,7 @@ impl Agents {
     }
 
     /// The run's tool calls, for the monitor.
-    async fn log_tools(&self, row: &CodebaseRow, mission: &str, _message: &str) {
+    async fn log_tools(&self, row: &CodebaseRow, mission: &str) {
         let types = ["tool_call".to_string()];
         let Ok(calls) = self
             .inner

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::event_stream::{self, StreamQuery};
-use super::{Json, Path, Query};
+use super::{Json, Page, Path, Query};
 use crate::auth::Claims;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::missions::{CreateMission, Event, MissionView, Missions};
 
 pub async fn create_mission(
@@ -134,13 +134,11 @@ pub async fn list_mission_events(
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect();
-    let limit = q.limit.unwrap_or(100);
-    let offset = q.offset.unwrap_or(0);
-    if !(1..=10_000).contains(&limit) || offset < 0 {
-        return Err(ApiError::invalid(
-            "limit must be 1 to 10000 and offset at least 0",
-        ));
+    let (limit, offset) = Page {
+        limit: q.limit,
+        offset: q.offset,
     }
+    .get(100)?;
     Ok(Json(m.events(&c.sub, &id, &types, limit, offset).await?))
 }
 

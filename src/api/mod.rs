@@ -63,3 +63,36 @@ pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> R
     }
     serde_json::from_slice(body).map_err(|e| ApiError::Invalid(format!("invalid JSON body: {e}")))
 }
+
+/// The largest page any listing answers.
+const MAX_LIMIT: i64 = 10_000;
+
+/// A listing's `?limit=`: `default` when absent, else 1 to 10000.
+pub fn limit_or(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid("limit must be 1 to 10000"));
+    }
+    Ok(limit)
+}
+
+/// A listing's `?limit=&offset=`.
+#[derive(serde::Deserialize)]
+pub struct Page {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+impl Page {
+    /// `(limit, offset)`: `default` and 0 when absent.
+    pub fn get(&self, default: i64) -> Result<(i64, i64), ApiError> {
+        let limit = self.limit.unwrap_or(default);
+        let offset = self.offset.unwrap_or(0);
+        if !(1..=MAX_LIMIT).contains(&limit) || offset < 0 {
+            return Err(ApiError::invalid(
+                "limit must be 1 to 10000 and offset at least 0",
+            ));
+        }
+        Ok((limit, offset))
+    }
+}

@@ -181,41 +181,53 @@ impl Runtime {
             .map_err(|e| e.to_string())
     }
 
+    async fn is_executable(&self, container: &str, path: &str) -> Result<bool, String> {
+        Ok(self
+            .sh(container, &format!("test -x {path}"))
+            .await?
+            .exit_code
+            == 0)
+    }
+
+    async fn upload_binary(
+        &self,
+        ws: &Workspace,
+        container: &str,
+        bin: &std::path::Path,
+        target: &str,
+    ) -> Result<(), String> {
+        let bytes = tokio::fs::read(bin)
+            .await
+            .map_err(|e| format!("read {}: {e}", bin.display()))?;
+        let tar = engine::tar_of(std::iter::once((&target[1..], bytes.as_slice(), 0o755)))
+            .map_err(|e| e.to_string())?;
+        self.inner
+            .engine
+            .upload_tar(container, "/", tar)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(workspace.id = %ws.id, "opencode uploaded into the workspace");
+        Ok(())
+    }
+
     async fn start(&self, ws: &Workspace, config_text: &str) -> Result<Client, String> {
         let engine = &self.inner.engine;
         let container = engine::container_name(&ws.id);
         // The binary is on the host first; containers see it through their read-only mount.
         let bin = self.binary_path().await?;
-        let mut target = container_binary();
-        if let Some(mounted) = binary::mounted_path(&self.inner.config.opencode_dir(), &bin) {
-            if self
-                .sh(&container, &format!("test -x {mounted}"))
-                .await?
-                .exit_code
-                == 0
-            {
-                target = mounted;
+        let mounted = binary::mounted_path(&self.inner.config.opencode_dir(), &bin);
+        let target = match mounted {
+            Some(m) if self.is_executable(&container, &m).await? => m,
+            // A container whose mount lacks this binary (built under other settings) gets a copy
+            // through the Docker API instead; it needs no network either way.
+            _ => {
+                let copy = container_binary();
+                if !self.is_executable(&container, &copy).await? {
+                    self.upload_binary(ws, &container, &bin, &copy).await?;
+                }
+                copy
             }
-        }
-        // A container made before it had the mount gets a copy through the Docker API instead (it
-        // needs no network either way).
-        if self
-            .sh(&container, &format!("test -x {target}"))
-            .await?
-            .exit_code
-            != 0
-        {
-            let bytes = tokio::fs::read(&bin)
-                .await
-                .map_err(|e| format!("read {}: {e}", bin.display()))?;
-            let tar = engine::tar_of(std::iter::once((&target[1..], bytes.as_slice(), 0o755)))
-                .map_err(|e| e.to_string())?;
-            engine
-                .upload_tar(&container, "/", tar)
-                .await
-                .map_err(|e| e.to_string())?;
-            tracing::info!(workspace.id = %ws.id, "opencode uploaded into the workspace");
-        }
+        };
         engine.kill_tree(&container, &marker(&ws.id)).await;
 
         let (bind, port) = match ws.network.as_str() {

@@ -189,6 +189,23 @@ impl Store {
         Ok(q.bind(limit).bind(offset).fetch_all(&self.pool).await?)
     }
 
+    /// How many of a mission's events are of one of `types`.
+    pub async fn count_mission_events(
+        &self,
+        mission_id: &str,
+        types: &[&str],
+    ) -> anyhow::Result<i64> {
+        let marks = vec!["?"; types.len()].join(", ");
+        let sql = format!(
+            "SELECT COUNT(*) FROM mission_events WHERE mission_id = ? AND event_type IN ({marks})"
+        );
+        let mut q = sqlx::query_scalar(&sql).bind(mission_id);
+        for t in types {
+            q = q.bind(*t);
+        }
+        Ok(q.fetch_one(&self.pool).await?)
+    }
+
     /// A user's events after `after` (a global id), oldest first.
     pub async fn events_after(
         &self,

@@ -42,6 +42,17 @@ pub struct OutputRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// How a holder ends a task.
+#[derive(Debug, Default)]
+pub struct Report<'a> {
+    pub status: &'a str,
+    pub result: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    /// The attempt the report is about, when the holder says.
+    pub attempt: Option<i64>,
+}
+
 /// What a lease sweep did.
 #[derive(Debug, Default)]
 pub struct Expired {
@@ -119,18 +130,21 @@ impl Store {
         .await?)
     }
 
-    /// Atomically takes the next pending task of one of `codebases` (a JSON array of ids), skipping
-    /// `busy` ones (also a JSON array), for `worker_id` until `lease_until`; only the task `only` when
-    /// given (a worker's `PUT status running`). One statement: SQLite runs it under its write lock, so
-    /// two claimers never get the same task.
+    /// Atomically takes the next pending task of one of `codebases`, skipping `busy` ones, for
+    /// `worker_id` until `lease_until`; only the task `only` when given (a worker's `PUT status
+    /// running`). One statement: SQLite runs it under its write lock, so two claimers never get the
+    /// same task.
     pub async fn claim_task(
         &self,
         worker_id: &str,
-        codebases: &str,
-        busy: &str,
+        codebases: &[String],
+        busy: &[String],
         only: Option<&str>,
         lease_until: DateTime<Utc>,
     ) -> anyhow::Result<Option<TaskRow>> {
+        // The id lists go in as JSON arrays, read back with `json_each`.
+        let codebases = serde_json::to_string(codebases)?;
+        let busy = serde_json::to_string(busy)?;
         Ok(sqlx::query_as(&format!(
             "UPDATE tasks SET status = 'running', worker_id = ?1, lease_expires_at = ?2,
                attempts = attempts + 1, started_at = COALESCE(started_at, ?3), error = NULL
@@ -145,8 +159,8 @@ impl Store {
         .bind(worker_id)
         .bind(lease_until)
         .bind(Utc::now())
-        .bind(codebases)
-        .bind(busy)
+        .bind(&codebases)
+        .bind(&busy)
         .bind(only)
         .fetch_optional(&self.pool)
         .await?)
@@ -205,33 +219,38 @@ impl Store {
         result: Option<&str>,
         error: Option<&str>,
     ) -> anyhow::Result<bool> {
-        self.finish_task_attempt(id, worker_id, None, status, result, error)
-            .await
+        let report = Report {
+            status,
+            result,
+            error,
+            ..Default::default()
+        };
+        self.finish_task_attempt(id, worker_id, report).await
     }
 
-    /// As `finish_task`, and when `attempt` is given only if the task is still on that attempt (a
+    /// As `finish_task`, and when the report names an attempt only if the task is still on it (a
     /// worker whose lease lapsed and who took the task again cannot finish it with a stale report).
+    /// A session in the report is recorded in the same statement.
     pub async fn finish_task_attempt(
         &self,
         id: &str,
         worker_id: &str,
-        attempt: Option<i64>,
-        status: &str,
-        result: Option<&str>,
-        error: Option<&str>,
+        r: Report<'_>,
     ) -> anyhow::Result<bool> {
         Ok(sqlx::query(
-            "UPDATE tasks SET status = ?, result = ?, error = ?, completed_at = ?, lease_expires_at = NULL
+            "UPDATE tasks SET status = ?, result = ?, error = ?, completed_at = ?, lease_expires_at = NULL,
+               session_id = COALESCE(?, session_id)
              WHERE id = ? AND worker_id = ? AND status = 'running' AND (? IS NULL OR attempts = ?)",
         )
-        .bind(status)
-        .bind(result)
-        .bind(error)
+        .bind(r.status)
+        .bind(r.result)
+        .bind(r.error)
         .bind(Utc::now())
+        .bind(r.session_id)
         .bind(id)
         .bind(worker_id)
-        .bind(attempt)
-        .bind(attempt)
+        .bind(r.attempt)
+        .bind(r.attempt)
         .execute(&self.pool)
         .await?
         .rows_affected()

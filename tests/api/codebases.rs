@@ -28,11 +28,7 @@ async fn agent_server(llm: &FakeLlm, roots: &std::path::Path) -> (Server, Option
         ],
         ..Default::default()
     };
-    let s = Server::start_with(Options {
-        env: opts.env.clone(),
-        password: opts.password.clone(),
-    })
-    .await;
+    let s = Server::start_with(opts.clone()).await;
     (s, opts)
 }
 
@@ -460,11 +456,7 @@ async fn a_registration_cut_off_before_its_workspace_is_finished_at_restart() {
         )],
         ..Default::default()
     };
-    let mut s = Server::start_with(Options {
-        env: opts.env.clone(),
-        password: opts.password.clone(),
-    })
-    .await;
+    let mut s = Server::start_with(opts.clone()).await;
     let (status, v) = s
         .post(
             "/v1/opencode/codebases",

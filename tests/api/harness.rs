@@ -33,6 +33,7 @@ pub struct Server {
 /// SSE frames `(id, event, data)` as a client saw them.
 pub type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
 
+#[derive(Clone)]
 pub struct Options {
     pub env: Vec<(String, String)>,
     pub password: Option<String>,

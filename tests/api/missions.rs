@@ -29,11 +29,7 @@ fn agent_server_options(llm: &FakeLlm) -> Options {
 /// A server wired to the fake LLM and the pinned opencode binary.
 async fn agent_server(llm: &FakeLlm) -> (Server, Options) {
     let opts = agent_server_options(llm);
-    let s = Server::start_with(Options {
-        env: opts.env.clone(),
-        password: opts.password.clone(),
-    })
-    .await;
+    let s = Server::start_with(opts.clone()).await;
     (s, opts)
 }
 
@@ -703,11 +699,7 @@ async fn a_workspace_built_under_other_settings_gets_a_copy_of_the_binary() {
         ],
         ..Default::default()
     };
-    let mut s = Server::start_with(Options {
-        env: missing.env.clone(),
-        password: missing.password.clone(),
-    })
-    .await;
+    let mut s = Server::start_with(missing.clone()).await;
     let ws = agent_workspace(&s, "agent-no-mount").await;
     s.kill();
 

@@ -12,14 +12,13 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::Page;
 use crate::agents::events::seed_events;
 use crate::agents::{
     Agents, Caller, CodebaseView, MessageRequest, RegisterCodebase, TriggerRequest,
 };
 use crate::api::event_stream::{self, StreamQuery};
-use crate::api::{optional_json, Json, Path, Query};
-use crate::error::{ApiError, ApiResult};
+use crate::api::{limit_or, optional_json, Json, Page, Path, Query};
+use crate::error::ApiResult;
 
 pub async fn list_codebases(State(a): State<Agents>) -> ApiResult<Json<Vec<CodebaseView>>> {
     Ok(Json(a.list_codebases().await?))
@@ -137,10 +136,7 @@ pub async fn list_session_messages(
     Path(id): Path<String>,
     Query(q): Query<MessagesQuery>,
 ) -> ApiResult<Json<Value>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::invalid("limit must be 1 to 10000"));
-    }
+    let limit = limit_or(q.limit, 100)?;
     Ok(Json(a.session_messages(&id, q.session_id, limit).await?))
 }
 

@@ -13,7 +13,6 @@ use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::Json;
@@ -94,23 +93,4 @@ pub async fn get_opencode_status(State(a): State<Agents>) -> ApiResult<Json<Valu
 
 pub async fn list_models(State(a): State<Agents>) -> ApiResult<Json<Vec<Value>>> {
     Ok(Json(a.models().await?))
-}
-
-#[derive(Deserialize)]
-pub struct Page {
-    limit: Option<i64>,
-    offset: Option<i64>,
-}
-
-impl Page {
-    fn get(&self, default: i64) -> ApiResult<(i64, i64)> {
-        let limit = self.limit.unwrap_or(default);
-        let offset = self.offset.unwrap_or(0);
-        if !(1..=10_000).contains(&limit) || offset < 0 {
-            return Err(ApiError::invalid(
-                "limit must be 1 to 10000 and offset at least 0",
-            ));
-        }
-        Ok((limit, offset))
-    }
 }

@@ -4,10 +4,9 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Page;
 use crate::agents::Agents;
-use crate::api::{Json, Path, Query};
-use crate::error::{ApiError, ApiResult};
+use crate::api::{limit_or, Json, Page, Path, Query};
+use crate::error::ApiResult;
 
 pub async fn get_runtime_status(State(a): State<Agents>) -> ApiResult<Json<Value>> {
     Ok(Json(a.runtime_status().await?))
@@ -66,10 +65,7 @@ pub async fn list_runtime_parts(
     Path(id): Path<String>,
     Query(q): Query<PartsQuery>,
 ) -> ApiResult<Json<Value>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::invalid("limit must be 1 to 10000"));
-    }
+    let limit = limit_or(q.limit, 100)?;
     Ok(Json(
         a.runtime_parts(&id, q.message_id.as_deref(), limit).await?,
     ))
@@ -91,7 +87,7 @@ pub async fn list_monitor_messages(
     Query(q): Query<MonitorQuery>,
 ) -> ApiResult<Json<Vec<Value>>> {
     Ok(Json(
-        a.monitor_messages(q.kind.as_deref(), q.limit.unwrap_or(100))
+        a.monitor_messages(q.kind.as_deref(), limit_or(q.limit, 100)?)
             .await?,
     ))
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::agents::{
     Agents, Caller, CreateTask, RegisterWorker, StatusUpdate, TaskView, WorkerView,
 };
-use crate::api::{optional_json, Json, Path, Query};
+use crate::api::{limit_or, optional_json, Json, Path, Query};
 use crate::error::ApiResult;
 
 pub async fn create_task(
@@ -35,7 +35,11 @@ pub async fn list_tasks(
     Query(f): Query<TaskFilter>,
 ) -> ApiResult<Json<Value>> {
     let tasks = a
-        .list_tasks(f.codebase_id.as_deref(), f.status.as_deref(), f.limit)
+        .list_tasks(
+            f.codebase_id.as_deref(),
+            f.status.as_deref(),
+            limit_or(f.limit, 100)?,
+        )
         .await?;
     Ok(Json(json!({ "tasks": tasks })))
 }
@@ -46,7 +50,7 @@ pub async fn list_codebase_tasks(
     Query(f): Query<TaskFilter>,
 ) -> ApiResult<Json<Value>> {
     let tasks = a
-        .list_tasks(Some(&id), f.status.as_deref(), f.limit)
+        .list_tasks(Some(&id), f.status.as_deref(), limit_or(f.limit, 100)?)
         .await?;
     Ok(Json(json!({ "tasks": tasks })))
 }
