@@ -1,5 +1,6 @@
 //! Authentication: single-password or multi-user logins checked against argon2 hashes, and the HS256
 //! tokens they yield. Only hashes are ever stored; plaintext passwords live just long enough to be checked.
+//! Single-password mode is one admin; a users file gives each user a role (`name:hash[:admin]`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::login_throttle::LoginThrottle;
+use crate::principal::{Principal, Role};
 use crate::secrets;
 
 const ADMIN_HASH_FILE: &str = "admin-password.argon2";
@@ -24,12 +26,28 @@ const ADMIN_HASH_FILE: &str = "admin-password.argon2";
 enum Mode {
     /// One password; every login is the user `admin`. `version` changes when the password does.
     Single { hash: String, version: String },
-    /// `username:hash` lines, re-read when the file changes so `berth users add` needs no restart.
+    /// `username:hash[:admin]` lines, re-read when the file changes so `berth users add` needs no
+    /// restart.
     Multi {
         file: PathBuf,
-        cache: Mutex<Option<(FileStamp, HashMap<String, String>)>>,
+        cache: Mutex<Option<(FileStamp, Users)>>,
     },
 }
+
+/// A user of the users file: their password hash and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEntry {
+    pub hash: String,
+    pub role: Role,
+}
+
+type Users = HashMap<String, UserEntry>;
+
+/// The single-password mode's one user.
+const ADMIN: &str = "admin";
+/// How many password hashes run at once: argon2 takes ~19 MiB and a core each, so a flood of logins
+/// queues here instead of exhausting memory and CPU.
+const HASHING_PERMITS: usize = 2;
 
 #[derive(Clone)]
 pub struct Auth {
@@ -41,6 +59,7 @@ pub struct Auth {
     /// usernames exist.
     decoy_hash: Arc<String>,
     throttle: Arc<LoginThrottle>,
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +71,9 @@ pub struct Claims {
     /// the tokens issued before.
     #[serde(default)]
     pub pwv: String,
+    /// Names this token, so a logout can void it alone.
+    #[serde(default)]
+    pub jti: String,
 }
 
 pub struct Token {
@@ -70,10 +92,10 @@ impl Auth {
                 secrets::random_hex(32)
             })?,
         };
-        let mode = if let Some(file) = &config.users_file {
-            read_users(file).with_context(|| format!("users file {}", file.display()))?;
+        let mode = if let Some(file) = config.users_file() {
+            read_users(&file).with_context(|| format!("users file {}", file.display()))?;
             Mode::Multi {
-                file: file.clone(),
+                file,
                 cache: Mutex::new(None),
             }
         } else if let Some(pw) = &config.password {
@@ -108,6 +130,7 @@ impl Auth {
             ttl: Duration::hours(config.token_ttl_hours.max(1) as i64),
             decoy_hash: Arc::new(hash_password(&secrets::random_hex(8))?),
             throttle: Arc::new(LoginThrottle::default()),
+            hashing: Arc::new(tokio::sync::Semaphore::new(HASHING_PERMITS)),
         };
         Ok((auth, generated))
     }
@@ -121,7 +144,7 @@ impl Auth {
                 if !verify_password(password, hash) {
                     return Ok(None);
                 }
-                ("admin".to_string(), version.clone())
+                (ADMIN.to_string(), version.clone())
             }
             Mode::Multi { .. } => {
                 let users = self.users()?;
@@ -130,8 +153,8 @@ impl Auth {
                     return Ok(None);
                 };
                 match users.get(name) {
-                    Some(hash) if verify_password(password, hash) => {
-                        (name.to_string(), version_of(hash))
+                    Some(u) if verify_password(password, &u.hash) => {
+                        (name.to_string(), version_of(&u.hash))
                     }
                     Some(_) => return Ok(None),
                     None => {
@@ -148,42 +171,72 @@ impl Auth {
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
             pwv,
+            jti: secrets::random_hex(12),
         };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)?;
         Ok(Some(Token { token, expires_at }))
     }
 
-    /// Guards against password guessing, per account (see `account`).
+    /// Guards against password guessing, per client and per account (see `account`).
     pub fn throttle(&self) -> &LoginThrottle {
         &self.throttle
+    }
+
+    /// A turn at password hashing; hold it while `login` runs.
+    pub async fn hashing_permit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.hashing
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the hashing semaphore is never closed")
+    }
+
+    /// The user `name` as berth knows them now: `None` once they left the users file.
+    pub fn user(&self, name: &str) -> Option<Principal> {
+        match &*self.mode {
+            Mode::Single { .. } => (name == ADMIN).then(|| Principal::new(ADMIN, Role::Admin)),
+            Mode::Multi { .. } => {
+                let users = self.users().ok()?;
+                users.get(name).map(|u| Principal::new(name, u.role))
+            }
+        }
     }
 
     /// The account a login attempt is against: in single-password mode always the admin, whatever
     /// username a client sends (so varying it does not dodge the throttle).
     pub fn account(&self, username: Option<&str>) -> String {
         match &*self.mode {
-            Mode::Single { .. } => "admin".into(),
+            Mode::Single { .. } => ADMIN.into(),
             Mode::Multi { .. } => username.unwrap_or_default().to_string(),
         }
     }
 
-    /// The token's claims if it is signed by us, unexpired, and its user's password is still the one
-    /// it was issued under (a removed user or a changed password voids it).
-    pub fn verify(&self, token: &str) -> Option<Claims> {
+    /// The token's claims and user if it is signed by us, unexpired, and its user's password is still
+    /// the one it was issued under (a removed user or a changed password voids it). Revocation by
+    /// logout is the caller's to check (it is in the store).
+    pub fn verify(&self, token: &str) -> Option<(Claims, Principal)> {
         let mut validation = Validation::default();
         validation.leeway = 0;
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .ok()?
             .claims;
-        let current = match &*self.mode {
-            Mode::Single { version, .. } => version.clone(),
-            Mode::Multi { .. } => version_of(self.users().ok()?.get(&claims.sub)?),
+        let (current, role) = match &*self.mode {
+            Mode::Single { version, .. } => (version.clone(), Role::Admin),
+            Mode::Multi { .. } => {
+                let users = self.users().ok()?;
+                let u = users.get(&claims.sub)?;
+                (version_of(&u.hash), u.role)
+            }
         };
-        (claims.pwv == current).then_some(claims)
+        if claims.pwv != current {
+            return None;
+        }
+        let who = Principal::new(claims.sub.clone(), role);
+        Some((claims, who))
     }
 
     /// The users file, read again only when it changed.
-    fn users(&self) -> anyhow::Result<HashMap<String, String>> {
+    fn users(&self) -> anyhow::Result<Users> {
         let Mode::Multi { file, cache } = &*self.mode else {
             return Ok(HashMap::new());
         };
@@ -247,8 +300,9 @@ fn verify_password(password: &str, hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Parses a users file: `username:argon2-hash` per line, `#` comments and blank lines ignored.
-fn read_users(file: &Path) -> anyhow::Result<HashMap<String, String>> {
+/// Parses a users file: `username:argon2-hash[:admin]` per line (a missing role is `user`), `#`
+/// comments and blank lines ignored.
+fn read_users(file: &Path) -> anyhow::Result<Users> {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -260,17 +314,30 @@ fn read_users(file: &Path) -> anyhow::Result<HashMap<String, String>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let Some((name, hash)) = line.split_once(':') else {
-            bail!("line {}: expected username:hash", n + 1);
+        let Some((name, rest)) = line.split_once(':') else {
+            bail!("line {}: expected username:hash[:admin]", n + 1);
+        };
+        // argon2's PHC strings never contain ':', so a last field is a role.
+        let (hash, role) = match rest.rsplit_once(':') {
+            Some((hash, "admin")) => (hash, Role::Admin),
+            Some((hash, "user")) => (hash, Role::User),
+            Some((_, other)) => bail!("line {}: unknown role {other:?} (admin or user)", n + 1),
+            None => (rest, Role::User),
         };
         PasswordHash::new(hash).map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
-        users.insert(name.to_string(), hash.to_string());
+        users.insert(
+            name.to_string(),
+            UserEntry {
+                hash: hash.to_string(),
+                role,
+            },
+        );
     }
     Ok(users)
 }
 
-/// `berth users add`: adds or replaces one user's hash in the users file.
-pub fn add_user(file: &Path, name: &str, password: &str) -> anyhow::Result<()> {
+/// `berth users add`: adds or replaces one user's hash (and role) in the users file.
+pub fn add_user(file: &Path, name: &str, password: &str, role: Role) -> anyhow::Result<()> {
     if name.is_empty()
         || name.len() > 64
         || !name
@@ -283,19 +350,28 @@ pub fn add_user(file: &Path, name: &str, password: &str) -> anyhow::Result<()> {
         bail!("passwords need at least 8 characters");
     }
     let mut users = read_users(file)?;
-    users.insert(name.to_string(), hash_password(password)?);
+    users.insert(
+        name.to_string(),
+        UserEntry {
+            hash: hash_password(password)?,
+            role,
+        },
+    );
     let mut names: Vec<_> = users.keys().cloned().collect();
     names.sort();
     let body: String = names
         .iter()
-        .map(|n| format!("{n}:{}\n", users[n]))
+        .map(|n| match users[n].role {
+            Role::Admin => format!("{n}:{}:admin\n", users[n].hash),
+            Role::User => format!("{n}:{}\n", users[n].hash),
+        })
         .collect();
     if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
     secrets::write_private(
         file,
-        &format!("# berth users: username:argon2 hash\n{body}"),
+        &format!("# berth users: username:argon2 hash[:admin]\n{body}"),
     )
 }
 
@@ -307,14 +383,29 @@ mod tests {
     fn users_file_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("users");
-        add_user(&file, "alice", "alice-password").unwrap();
-        add_user(&file, "bob", "bob-password").unwrap();
+        add_user(&file, "alice", "alice-password", Role::Admin).unwrap();
+        add_user(&file, "bob", "bob-password", Role::User).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(!text.contains("alice-password"));
         let users = read_users(&file).unwrap();
-        assert!(verify_password("alice-password", &users["alice"]));
-        assert!(!verify_password("bob-password", &users["alice"]));
-        assert!(add_user(&file, "a/b", "long-enough").is_err());
-        assert!(add_user(&file, "carol", "short").is_err());
+        assert!(verify_password("alice-password", &users["alice"].hash));
+        assert!(!verify_password("bob-password", &users["alice"].hash));
+        assert_eq!(users["alice"].role, Role::Admin);
+        assert_eq!(users["bob"].role, Role::User);
+        assert!(add_user(&file, "a/b", "long-enough", Role::User).is_err());
+        assert!(add_user(&file, "carol", "short", Role::User).is_err());
+    }
+
+    #[test]
+    fn old_users_files_without_roles_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users");
+        let hash = hash_password("long-enough").unwrap();
+        std::fs::write(&file, format!("old:{hash}\nboss:{hash}:admin\n")).unwrap();
+        let users = read_users(&file).unwrap();
+        assert_eq!(users["old"].role, Role::User);
+        assert_eq!(users["boss"].role, Role::Admin);
+        std::fs::write(&file, format!("x:{hash}:root\n")).unwrap();
+        assert!(read_users(&file).is_err());
     }
 }

@@ -21,9 +21,20 @@ pub struct Config {
     #[arg(long, env = "BERTH_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
 
-    /// Multi-user mode: a file of `username:argon2-hash` lines (see `berth users add`).
+    /// Multi-user mode: a file of `username:argon2-hash[:admin]` lines (see `berth users add`);
+    /// `<data-dir>/users` is used when it exists and no file is named.
     #[arg(long, env = "BERTH_USERS_FILE")]
     pub users_file: Option<PathBuf>,
+
+    /// Whether host workspaces (commands run as berth's own user on the host) may be created, by
+    /// admins only. Off by default.
+    #[arg(long, env = "BERTH_HOST_WORKSPACES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub host_workspaces: bool,
+
+    /// Who may write the library: `admins` (default; a skill's setup commands run in every user's
+    /// workspace that lists it) or `all`.
+    #[arg(long, env = "BERTH_LIBRARY_WRITERS", default_value = "admins", value_parser = ["admins", "all"])]
+    pub library_writers: String,
 
     /// HMAC secret for tokens; generated into the data dir when absent.
     #[arg(long, env = "BERTH_JWT_SECRET", hide_env_values = true)]
@@ -37,17 +48,30 @@ pub struct Config {
     #[arg(long, env = "BERTH_DEFAULT_DISTRO", default_value = "debian-bookworm")]
     pub default_distro: String,
 
-    /// Memory limit of each workspace container, in MiB.
+    /// Memory limit of a workspace container that sets none, in MiB.
     #[arg(long, env = "BERTH_MEMORY_MB", default_value_t = 4096)]
     pub memory_mb: u64,
 
-    /// CPU limit of each workspace container, in cores.
-    #[arg(long, env = "BERTH_CPUS", default_value_t = 2.0)]
-    pub cpus: f64,
+    /// CPU limit of a workspace container that sets none, in cores; default half the host's cores
+    /// (at least 0.5, at most 2), so one workspace cannot take the whole host.
+    #[arg(long, env = "BERTH_CPUS")]
+    pub cpus: Option<f64>,
 
-    /// Maximum number of processes in each workspace container.
+    /// Maximum number of processes of a workspace container that sets none.
     #[arg(long, env = "BERTH_PIDS_LIMIT", default_value_t = 2048)]
     pub pids_limit: i64,
+
+    /// The most memory (MiB) a workspace may ask for.
+    #[arg(long, env = "BERTH_MAX_MEMORY_MB", default_value_t = 16384)]
+    pub max_memory_mb: u64,
+
+    /// The most CPUs a workspace may ask for; default the host's cores.
+    #[arg(long, env = "BERTH_MAX_CPUS")]
+    pub max_cpus: Option<f64>,
+
+    /// The most processes a workspace may ask for.
+    #[arg(long, env = "BERTH_MAX_PIDS", default_value_t = 8192)]
+    pub max_pids: i64,
 
     /// Upper bound on one run of a workspace's init script.
     #[arg(long, env = "BERTH_INIT_TIMEOUT_SECS", default_value_t = 1800)]
@@ -145,7 +169,34 @@ pub struct Config {
     pub catalog_dir: Option<PathBuf>,
 }
 
+fn host_cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
 impl Config {
+    /// The users file of multi-user mode: the one named, else `<data-dir>/users` when it exists.
+    pub fn users_file(&self) -> Option<PathBuf> {
+        self.users_file.clone().or_else(|| {
+            let default = self.data_dir.join("users");
+            default.exists().then_some(default)
+        })
+    }
+
+    /// Whether only admins may write the library.
+    pub fn library_admin_only(&self) -> bool {
+        self.library_writers != "all"
+    }
+
+    pub fn default_cpus(&self) -> f64 {
+        self.cpus
+            .unwrap_or_else(|| (host_cores() / 2.0).clamp(0.5, 2.0))
+            .min(self.max_cpus())
+    }
+
+    pub fn max_cpus(&self) -> f64 {
+        self.max_cpus.unwrap_or_else(host_cores)
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("berth.db")
     }

@@ -22,11 +22,17 @@ pub enum ApiError {
     /// Authenticated, but not allowed this (e.g. a worker token on a user's action).
     #[error("{0}")]
     Forbidden(String),
+    /// A refusal clients handle by kind (e.g. `host_workspaces_disabled`), so it carries its own code.
+    #[error("{message}")]
+    ForbiddenCode { code: &'static str, message: String },
     #[error("{0}")]
     PayloadTooLarge(String),
-    /// Too many attempts; try again later.
-    #[error("{0}")]
-    RateLimited(String),
+    /// Too many attempts; try again in `retry_after_secs` (sent as `Retry-After`).
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// The agent (its OpenCode server) cannot be reached or started now.
     #[error("{0}")]
     Unavailable(String),
@@ -59,8 +65,9 @@ impl ApiError {
             Self::ConflictCode { code, .. } => (StatusCode::CONFLICT, code),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::ForbiddenCode { code, .. } => (StatusCode::FORBIDDEN, code),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Engine(_) => (StatusCode::BAD_GATEWAY, "engine_error"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -88,6 +95,16 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (status, Json(json!({ "error": message, "code": code }))).into_response()
+        let mut resp = (status, Json(json!({ "error": message, "code": code }))).into_response();
+        if let Self::RateLimited {
+            retry_after_secs, ..
+        } = &self
+        {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*retry_after_secs),
+            );
+        }
+        resp
     }
 }

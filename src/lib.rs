@@ -12,7 +12,7 @@
 //! - `missions/`: agent missions: queue, turns, stored events and their stream.
 //! - `agents/`: the `/v1` agent API: codebases, runs, the task queue with workers and leases, monitor.
 //! - `store/`: SQLite queries per domain. `auth`, `login_throttle`, `secrets`: logins, tokens, secrets
-//!   at rest.
+//!   at rest. `principal`: who acts (a user and their role) and what they may act on.
 
 pub mod agents;
 pub mod api;
@@ -27,6 +27,7 @@ pub mod library;
 pub mod login_throttle;
 pub mod missions;
 pub mod opencode;
+pub mod principal;
 pub mod router;
 pub mod secrets;
 pub mod server;

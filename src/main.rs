@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use berth::catalog::Catalog;
 use berth::config::Config;
+use berth::principal::Role;
 
 #[derive(Parser)]
 #[command(
@@ -39,15 +40,25 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// Print every path the HTTP API serves, one per line.
+    #[command(hide = true)]
+    Routes,
 }
 
 #[derive(Subcommand)]
 enum UsersCommand {
-    /// Add a user (or reset their password). The password is read from stdin.
+    /// Add a user (or reset their password and role). The password is read without echo from the
+    /// terminal, or as one line from stdin.
     Add {
         name: String,
-        #[arg(long, env = "BERTH_USERS_FILE", default_value = "berth-data/users")]
-        file: PathBuf,
+        /// Give the user the admin role (they see and act on everything).
+        #[arg(long)]
+        admin: bool,
+        /// The users file; default `<data-dir>/users`, which `berth serve` reads from the same data dir.
+        #[arg(long, env = "BERTH_USERS_FILE")]
+        file: Option<PathBuf>,
+        #[arg(long, env = "BERTH_DATA_DIR", default_value = "berth-data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -98,14 +109,29 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(config) => berth::server::serve(*config).await,
         Command::Users {
-            command: UsersCommand::Add { name, file },
+            command:
+                UsersCommand::Add {
+                    name,
+                    admin,
+                    file,
+                    data_dir,
+                },
         } => {
-            eprintln!("password for {name} (one line on stdin):");
-            let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line)?;
-            let password = line.trim_end_matches(['\n', '\r']);
-            berth::auth::add_user(&file, &name, password)?;
-            println!("user {name} written to {}", file.display());
+            let file = file.unwrap_or_else(|| data_dir.join("users"));
+            let password = read_password(&format!("password for {name}: "))?;
+            let role = if admin { Role::Admin } else { Role::User };
+            berth::auth::add_user(&file, &name, &password, role)?;
+            println!(
+                "user {name} ({}) written to {}",
+                role.as_str(),
+                file.display()
+            );
+            Ok(())
+        }
+        Command::Routes => {
+            for path in berth::router::paths() {
+                println!("{path}");
+            }
             Ok(())
         }
         Command::Opencode {
@@ -149,4 +175,25 @@ async fn main() -> anyhow::Result<()> {
             berth::images::bootstrap(&engine, &distro, &opts).await
         }
     }
+}
+
+/// One line of password: from the terminal without echo when stdin is one, else from stdin as is.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).ok();
+    if let Some(t) = &saved {
+        eprint!("{prompt}");
+        let mut quiet = t.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        quiet.local_flags.insert(LocalFlags::ECHONL);
+        tcsetattr(&stdin, SetArg::TCSANOW, &quiet)?;
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(t) = &saved {
+        tcsetattr(&stdin, SetArg::TCSANOW, t)?;
+    }
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }

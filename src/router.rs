@@ -5,21 +5,95 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::IntoResponse;
-use axum::routing::{any, get, post, put};
+use axum::routing::{any, delete, get, post, put, MethodRouter};
 use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{auth, library, missions, opencode_proxy, providers, system, v1, workspaces};
+use crate::api::{
+    auth, library, missions, opencode_proxy, providers, system, tokens, v1, workspaces,
+};
 use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Bodies carry init scripts (up to 1 MiB) and env vars; nothing legitimate is bigger.
 const BODY_LIMIT: usize = 4 << 20;
 
+/// A route table that remembers its paths, so `berth routes` (and the ownership test that walks
+/// every route taking an object id) sees exactly what the router serves.
+struct Table {
+    router: Router<AppState>,
+    paths: Vec<String>,
+}
+
+impl Table {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    fn route(mut self, path: &str, handler: MethodRouter<AppState>) -> Self {
+        self.paths.push(path.to_string());
+        self.router = self.router.route(path, handler);
+        self
+    }
+}
+
+/// Every path the API serves (axum's `{param}` syntax), public ones included.
+pub fn paths() -> Vec<String> {
+    let mut all: Vec<String> = PUBLIC.iter().map(|p| p.to_string()).collect();
+    all.extend(protected_routes().paths);
+    all.extend(v1_routes().paths);
+    all
+}
+
+/// Routes that need no token.
+const PUBLIC: [&str; 3] = ["/api/health", "/health", "/api/auth/login"];
+
 pub fn build(state: AppState) -> Router {
-    let protected = Router::new()
+    let protected = protected_routes()
+        .router
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+
+    let v1_routes = v1_routes()
+        .router
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            v1::require_caller,
+        ));
+
+    Router::new()
+        .route(PUBLIC[0], get(system::health))
+        .route(PUBLIC[1], get(v1::get_health))
+        .merge(v1_routes)
+        .route(PUBLIC[2], post(auth::login))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(refuse_oversized))
+        .layer(CatchPanicLayer::custom(panic_response))
+        // Outside the panic catcher, so even a panic's 500 has the seed's `{"detail"}` under /v1.
+        .layer(middleware::from_fn(v1::detail_errors))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// `/api` routes behind a user's token.
+fn protected_routes() -> Table {
+    Table::new()
         .route("/api/auth/verify", get(auth::verify))
+        .route("/api/auth/logout", post(auth::logout))
+        .route(
+            "/api/auth/tokens",
+            get(tokens::list_tokens).post(tokens::create_token),
+        )
+        .route("/api/auth/tokens/{id}", delete(tokens::delete_token))
         .route("/api/stats", get(system::stats))
         .route(
             "/api/workspaces",
@@ -111,38 +185,13 @@ pub fn build(state: AppState) -> Router {
                 .put(library::save_skill_file)
                 .delete(library::delete_skill_file),
         )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
-
-    let v1_routes = v1_routes().route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        v1::require_caller,
-    ));
-
-    Router::new()
-        .route("/api/health", get(system::health))
-        .route("/health", get(v1::get_health))
-        .merge(v1_routes)
-        .route("/api/auth/login", post(auth::login))
-        .merge(protected)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(refuse_oversized))
-        .layer(CatchPanicLayer::custom(panic_response))
-        // Outside the panic catcher, so even a panic's 500 has the seed's `{"detail"}` under /v1.
-        .layer(middleware::from_fn(v1::detail_errors))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 /// The seed's CodeTether API: `/v1/opencode` (codebases, agent runs, tasks, workers, runtime) and
 /// `/v1/monitor`.
-fn v1_routes() -> Router<AppState> {
+fn v1_routes() -> Table {
     const CB: &str = "/v1/opencode/codebases/{id}";
-    Router::new()
+    Table::new()
         .route("/v1/opencode/status", get(v1::get_opencode_status))
         .route("/v1/opencode/models", get(v1::list_models))
         .route(

@@ -39,6 +39,34 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))
 }
 
+/// Restricts a file to 0600 or a directory to 0700 (symlinks are left alone).
+pub fn make_private(path: &Path) -> anyhow::Result<()> {
+    restrict(path, false)
+}
+
+/// `make_private` for a directory and everything under it.
+pub fn make_private_tree(path: &Path) -> anyhow::Result<()> {
+    restrict(path, true)
+}
+
+fn restrict(path: &Path, recurse: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+    if meta.permissions().mode() & 0o777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    if recurse && meta.is_dir() {
+        for entry in std::fs::read_dir(path)?.flatten() {
+            restrict(&entry.path(), true)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)

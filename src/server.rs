@@ -23,8 +23,13 @@ use crate::store::Store;
 use crate::workspaces::{Deps, Workspaces};
 
 pub async fn serve(mut config: Config) -> anyhow::Result<()> {
+    // Everything berth writes (the store, logs, keys, host workspaces) is its own: 0600 files in 0700
+    // directories, whatever the caller's umask.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+    secrets::make_private(&config.data_dir)
+        .with_context(|| format!("restrict data dir {}", config.data_dir.display()))?;
     // Paths reach the engine as bind-mount sources, which must be absolute.
     config.data_dir = config.data_dir.canonicalize()?;
     for path in [&mut config.opencode_bin, &mut config.opencode_cache]
@@ -42,6 +47,15 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         );
     }
     let store = Store::open(&config.db_path()).await?;
+    // Data dirs made before berth restricted them: the store, its journal and the logs.
+    for entry in std::fs::read_dir(&config.data_dir)?.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("berth.db") {
+            secrets::make_private(&entry.path())?;
+        } else if name == "logs" {
+            secrets::make_private_tree(&entry.path())?;
+        }
+    }
     let secrets_box = SecretBox::open(&config.data_dir)?;
     let (auth, generated_password) = Auth::init(&config)?;
     // Each data dir is one berth instance; its id labels every engine object, so two berth servers on one

@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{owner_of, Agents, Caller};
+use super::{owner_of, runs_principal, Agents, Caller};
 use crate::error::{ApiError, ApiResult};
+use crate::principal::{Principal, Role};
 use crate::store::agents::CodebaseRow;
 use crate::workspaces::model::Status as WsStatus;
 use crate::workspaces::CreateWorkspace;
@@ -30,6 +31,7 @@ pub struct RegisterCodebase {
 #[derive(Debug, Serialize)]
 pub struct CodebaseView {
     pub id: String,
+    pub owner: String,
     pub name: String,
     pub path: String,
     pub description: String,
@@ -93,20 +95,36 @@ impl Agents {
         let agent_config = req.agent_config.clone().unwrap_or_else(|| json!({}));
         check_config(&agent_config)?;
         let worker_id = match (caller, req.worker_id.as_deref()) {
-            (Caller::Worker(me), Some(w)) if w != me => {
-                return Err(ApiError::conflict(format!(
+            (Caller::Worker { id: me, .. }, Some(w)) if w != me => {
+                return Err(ApiError::Forbidden(format!(
                     "a worker registers codebases for itself, not for {w}"
                 )))
             }
-            (Caller::Worker(me), _) => Some(me.clone()),
-            (Caller::User(_), Some(w)) => {
-                if self.inner.store.get_worker(w).await?.is_none() {
-                    return Err(ApiError::not_found(format!("no worker with id {w}")));
-                }
-                Some(w.to_string())
-            }
+            (Caller::Worker { id: me, .. }, _) => Some(me.clone()),
+            // A user assigns a codebase to one of their own workers.
+            (Caller::User(_), Some(w)) => match self.inner.store.get_worker(w).await? {
+                Some(worker) if caller.may_act_on(&worker.owner) => Some(w.to_string()),
+                _ => return Err(ApiError::not_found(format!("no worker with id {w}"))),
+            },
             (Caller::User(_), None) => None,
         };
+        // The codebase is the caller's; a worker's codebase is its owner's, even when an admin
+        // assigns it.
+        let owner = match &worker_id {
+            Some(w) => self
+                .inner
+                .store
+                .get_worker(w)
+                .await?
+                .map(|w| w.owner)
+                .unwrap_or_else(|| caller.owner().to_string()),
+            None => caller.owner().to_string(),
+        };
+        if let (Caller::User(p), None) = (caller, &worker_id) {
+            if agent_config["network"] == "host" {
+                p.require_admin("network \"host\" (it exposes the host's loopback services)")?;
+            }
+        }
         let path = match &worker_id {
             // The worker vouches for a path on its own machine.
             Some(_) => normalize(&req.path),
@@ -119,6 +137,11 @@ impl Agents {
             .codebase_by_path(&path_text, worker_id.as_deref())
             .await?
         {
+            if existing.owner != owner {
+                return Err(ApiError::conflict(format!(
+                    "{path_text} is registered as a codebase by another user"
+                )));
+            }
             existing.name = req.name.clone();
             existing.description = req.description.clone().unwrap_or_default();
             existing.agent_config = agent_config.to_string();
@@ -128,6 +151,7 @@ impl Agents {
         let id = format!("cb_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let mut row = CodebaseRow {
             id: id.clone(),
+            owner: owner.clone(),
             name: req.name.clone(),
             path: path_text.clone(),
             description: req.description.clone().unwrap_or_default(),
@@ -148,7 +172,10 @@ impl Agents {
             return Ok(self.codebase_view(existing).await);
         }
         if worker_id.is_none() {
-            match self.create_workspace(&id, &path_text, &agent_config).await {
+            match self
+                .create_workspace(&owner, &id, &path_text, &agent_config)
+                .await
+            {
                 Ok(ws) => {
                     store.set_codebase_workspace(&id, &ws).await?;
                     row.workspace_id = Some(ws);
@@ -205,10 +232,13 @@ impl Agents {
                 let config: Value = serde_json::from_str(&row.agent_config).unwrap_or_default();
                 // The cut may have come after the workspace was made: adopt it then.
                 let name = workspace_name(&row.id);
-                let existing = self.inner.workspaces.list().await?;
-                let ws = match existing.into_iter().find(|w| w.name == name) {
+                let existing = self.inner.workspaces.owned_named(&row.owner, &name).await?;
+                let ws = match existing {
                     Some(w) => w.id,
-                    None => self.create_workspace(&row.id, &row.path, &config).await?,
+                    None => {
+                        self.create_workspace(&row.owner, &row.id, &row.path, &config)
+                            .await?
+                    }
                 };
                 self.inner
                     .store
@@ -220,31 +250,67 @@ impl Agents {
         Ok(())
     }
 
-    /// The container workspace a local codebase's agent runs in, its directory mounted at `/code`.
-    async fn create_workspace(&self, id: &str, path: &str, config: &Value) -> ApiResult<String> {
+    /// The container workspace a local codebase's agent runs in, its directory mounted at `/code`;
+    /// it belongs to the codebase's owner, who was checked at registration for what the
+    /// configuration asks (so a restart's repair is not refused for it).
+    async fn create_workspace(
+        &self,
+        owner: &str,
+        id: &str,
+        path: &str,
+        config: &Value,
+    ) -> ApiResult<String> {
         let s = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
+        let acting = Principal::new(owner, Role::Admin);
         let ws = self
             .inner
             .workspaces
-            .create(CreateWorkspace {
-                name: workspace_name(id),
-                workspace_type: Some("container".into()),
-                template: Some(s("template").unwrap_or_else(|| "debian".into())),
-                distro: s("distro"),
-                network: s("network"),
-                code_mount: Some(path.to_string()),
-                ..Default::default()
-            })
+            .create(
+                &acting,
+                CreateWorkspace {
+                    name: workspace_name(id),
+                    workspace_type: Some("container".into()),
+                    template: Some(s("template").unwrap_or_else(|| "debian".into())),
+                    distro: s("distro"),
+                    network: s("network"),
+                    code_mount: Some(path.to_string()),
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(ws.id)
     }
 
-    pub async fn list_codebases(&self) -> ApiResult<Vec<CodebaseView>> {
+    /// The caller's codebases (everyone's for an admin; a worker's own for a worker).
+    pub async fn list_codebases(&self, caller: &Caller) -> ApiResult<Vec<CodebaseView>> {
+        let rows = match caller.worker() {
+            Some(me) => self.inner.store.codebases_of_worker(me).await?,
+            None => {
+                self.inner
+                    .store
+                    .codebases_of(caller.listing_owner())
+                    .await?
+            }
+        };
         let mut out = Vec::new();
-        for row in self.inner.store.list_codebases().await? {
+        for row in rows {
             out.push(self.codebase_view(row).await);
         }
         Ok(out)
+    }
+
+    /// A codebase the caller may act on, or 404 as if it did not exist: a user's own (any for an
+    /// admin); for a worker, one registered with its id.
+    pub async fn codebase_for(&self, caller: &Caller, id: &str) -> ApiResult<CodebaseRow> {
+        let row = self.codebase(id).await?;
+        let visible = match caller {
+            Caller::User(p) => p.may_act_on(&row.owner),
+            Caller::Worker { id: me, .. } => row.worker_id.as_deref() == Some(me.as_str()),
+        };
+        if !visible {
+            return Err(ApiError::not_found(format!("Codebase {id} not found")));
+        }
+        Ok(row)
     }
 
     pub(super) async fn codebase(&self, id: &str) -> ApiResult<CodebaseRow> {
@@ -255,8 +321,8 @@ impl Agents {
             .ok_or_else(|| ApiError::not_found(format!("Codebase {id} not found")))
     }
 
-    pub async fn get_codebase(&self, id: &str) -> ApiResult<CodebaseView> {
-        let row = self.codebase(id).await?;
+    pub async fn get_codebase(&self, caller: &Caller, id: &str) -> ApiResult<CodebaseView> {
+        let row = self.codebase_for(caller, id).await?;
         Ok(self.codebase_view(row).await)
     }
 
@@ -275,8 +341,8 @@ impl Agents {
         // Its runs' missions and events go with it (its tasks stay, as history). The row goes last,
         // so a failure here leaves something a retry can find.
         let owner = owner_of(id);
-        for m in self.missions().list(&owner).await? {
-            self.missions().delete(&owner, &m.id).await?;
+        for m in self.inner.store.list_missions(Some(&owner)).await? {
+            self.missions().delete(&runs_principal(id), &m.id).await?;
         }
         self.inner.store.delete_events_of(&owner).await?;
         if let Some(ws) = &row.workspace_id {
@@ -314,6 +380,7 @@ impl Agents {
             status,
             session_id,
             id: row.id,
+            owner: row.owner,
             name: row.name,
             path: row.path,
             description: row.description,

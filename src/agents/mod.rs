@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::missions::Missions;
+use crate::principal::{Principal, Role};
 use crate::store::agents::MonitorEntry;
 use crate::store::Store;
 use crate::workspaces::Workspaces;
@@ -31,32 +32,57 @@ use crate::workspaces::Workspaces;
 pub use codebases::{CodebaseView, RegisterCodebase};
 pub use runs::{MessageRequest, TriggerRequest};
 pub use tasks::{CreateTask, StatusUpdate, TaskView};
-pub use workers::{RegisterWorker, WorkerView};
+pub use workers::{RegisterWorker, WorkerView, TOKEN_PREFIX};
 
-/// Who is calling: a user (any `/api` token) or a worker with the token issued at its registration.
+/// Who is calling: a user (a login or API token) or a worker with the token issued at its
+/// registration. A worker acts for the user who registered it, and only on its own work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    User(String),
-    Worker(String),
+    User(Principal),
+    Worker { id: String, owner: String },
 }
 
 impl Caller {
     /// Actions on behalf of people (triggering agents, deleting codebases, queueing and cancelling
     /// work) need a user's token; a worker's token is for reporting on its own work.
-    pub fn require_user(&self) -> crate::error::ApiResult<()> {
+    pub fn require_user(&self) -> crate::error::ApiResult<&Principal> {
         match self {
-            Self::User(_) => Ok(()),
-            Self::Worker(w) => Err(crate::error::ApiError::Forbidden(format!(
-                "worker {w}'s token is for its own work; this needs a user's token"
+            Self::User(p) => Ok(p),
+            Self::Worker { id, .. } => Err(crate::error::ApiError::Forbidden(format!(
+                "worker {id}'s token is for its own work; this needs a user's token"
             ))),
         }
     }
 
-    /// From a token's subject: worker tokens carry `worker:<id>`.
-    pub fn from_subject(sub: &str) -> Self {
-        match sub.strip_prefix("worker:") {
-            Some(id) => Self::Worker(id.to_string()),
-            None => Self::User(sub.to_string()),
+    /// The user whose objects this caller works with.
+    pub fn owner(&self) -> &str {
+        match self {
+            Self::User(p) => &p.name,
+            Self::Worker { owner, .. } => owner,
+        }
+    }
+
+    /// Listings: the owner to filter by, `None` for an admin.
+    pub fn listing_owner(&self) -> Option<&str> {
+        match self {
+            Self::User(p) => p.listing_owner(),
+            Self::Worker { owner, .. } => Some(owner),
+        }
+    }
+
+    /// Whether a user may act on an object of `owner` (a worker's own work is checked apart).
+    pub fn may_act_on(&self, owner: &str) -> bool {
+        match self {
+            Self::User(p) => p.may_act_on(owner),
+            Self::Worker { owner: mine, .. } => mine == owner,
+        }
+    }
+
+    /// The worker id when a worker calls.
+    pub fn worker(&self) -> Option<&str> {
+        match self {
+            Self::Worker { id, .. } => Some(id),
+            Self::User(_) => None,
         }
     }
 }
@@ -91,6 +117,13 @@ pub struct Deps {
 /// The owner of a codebase's missions and events (never a user name: those have no colon).
 fn owner_of(codebase_id: &str) -> String {
     format!("codebase:{codebase_id}")
+}
+
+/// Who acts on a codebase's missions: berth itself, as their owner, with the reach to use the
+/// codebase's workspace (whose owner is the codebase's user). Never a request's principal; never used
+/// for listings, which would then span every user.
+fn runs_principal(codebase_id: &str) -> Principal {
+    Principal::new(owner_of(codebase_id), Role::Admin)
 }
 
 /// One page of a listing.
@@ -156,8 +189,30 @@ impl Agents {
         .await;
     }
 
+    /// Whose work a monitor entry is about, from the codebase, task or worker it names.
+    async fn owner_of_entry(&self, metadata: &Value) -> Option<String> {
+        let store = &self.inner.store;
+        if let Some(id) = metadata["codebase_id"].as_str() {
+            if let Ok(Some(c)) = store.get_codebase(id).await {
+                return Some(c.owner);
+            }
+        }
+        if let Some(id) = metadata["task_id"].as_str() {
+            if let Ok(Some(t)) = store.get_task(id).await {
+                return Some(t.owner);
+            }
+        }
+        if let Some(id) = metadata["worker_id"].as_str() {
+            if let Ok(Some(w)) = store.get_worker(id).await {
+                return Some(w.owner);
+            }
+        }
+        None
+    }
+
     async fn monitor_entry(&self, e: MonitorEntry<'_>) {
-        if let Err(err) = self.inner.store.log_monitor(e).await {
+        let owner = self.owner_of_entry(&e.metadata).await;
+        if let Err(err) = self.inner.store.log_monitor(e, owner.as_deref()).await {
             tracing::warn!(error = %err, "writing the monitor log failed");
         }
     }

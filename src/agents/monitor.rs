@@ -3,13 +3,20 @@
 
 use serde_json::{json, Value};
 
-use super::Agents;
+use super::{Agents, Caller};
 use crate::error::{ApiError, ApiResult};
 
 pub const MONITOR_TYPES: [&str; 5] = ["agent", "human", "system", "tool", "error"];
 
 impl Agents {
-    pub async fn monitor_messages(&self, kind: Option<&str>, limit: i64) -> ApiResult<Vec<Value>> {
+    /// The caller's part of the log (all of it for an admin, berth's own entries included).
+    pub async fn monitor_messages(
+        &self,
+        caller: &Caller,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> ApiResult<Vec<Value>> {
+        let owner = caller.require_user()?.listing_owner();
         if let Some(k) = kind {
             if !MONITOR_TYPES.contains(&k) {
                 return Err(ApiError::invalid(format!(
@@ -18,7 +25,11 @@ impl Agents {
                 )));
             }
         }
-        let rows = self.inner.store.monitor_messages(kind, limit).await?;
+        let rows = self
+            .inner
+            .store
+            .monitor_messages(kind, owner, limit)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -38,10 +49,15 @@ impl Agents {
     }
 
     /// One agent per codebase: its status, how much it has said and done, when it last worked.
-    pub async fn monitor_agents(&self) -> ApiResult<Vec<Value>> {
-        let log = self.inner.store.monitor_messages(None, 100_000).await?;
+    pub async fn monitor_agents(&self, caller: &Caller) -> ApiResult<Vec<Value>> {
+        let owner = caller.require_user()?.listing_owner();
+        let log = self
+            .inner
+            .store
+            .monitor_messages(None, owner, 100_000)
+            .await?;
         let mut out = Vec::new();
-        for row in self.inner.store.list_codebases().await? {
+        for row in self.inner.store.codebases_of(owner).await? {
             let count = log.iter().filter(|m| m.agent_name == row.name).count();
             let status = self.status_of(&row).await;
             out.push(json!({
@@ -55,25 +71,33 @@ impl Agents {
         Ok(out)
     }
 
-    /// berth's own counts for `/api/stats`: codebases, tasks by status, agent servers running.
-    pub async fn counts(&self) -> ApiResult<Value> {
+    /// berth's own counts for `/api/stats` (of one owner's objects, with `Some`): codebases, workers,
+    /// tasks by status, agent servers running.
+    pub async fn counts(&self, owner: Option<&str>) -> ApiResult<Value> {
         let mut tasks = serde_json::Map::new();
         for status in super::tasks::TASK_STATUSES {
             tasks.insert(status.to_string(), json!(0));
         }
-        for (status, n) in self.inner.store.task_counts().await? {
+        for (status, n) in self.inner.store.task_counts(owner).await? {
             tasks.insert(status, json!(n));
         }
+        let mut servers = 0;
+        for (ws, _) in self.missions().runtime().servers() {
+            if owner.is_none() || self.inner.store.workspace_owner(&ws).await?.as_deref() == owner {
+                servers += 1;
+            }
+        }
         Ok(json!({
-            "codebases": self.inner.store.list_codebases().await?.len(),
-            "workers": self.inner.store.list_workers().await?.len(),
+            "codebases": self.inner.store.codebases_of(owner).await?.len(),
+            "workers": self.inner.store.list_workers(owner).await?.len(),
             "tasks": tasks,
-            "agent_servers": self.missions().runtime().servers().len(),
+            "agent_servers": servers,
         }))
     }
 
-    pub async fn monitor_stats(&self) -> ApiResult<Value> {
-        let (total, by_type, avg, tokens) = self.inner.store.monitor_totals().await?;
+    pub async fn monitor_stats(&self, caller: &Caller) -> ApiResult<Value> {
+        let owner = caller.require_user()?.listing_owner();
+        let (total, by_type, avg, tokens) = self.inner.store.monitor_totals(owner).await?;
         let of = |k: &str| {
             by_type
                 .iter()
@@ -82,7 +106,7 @@ impl Agents {
                 .unwrap_or(0)
         };
         let mut active = 0;
-        for row in self.inner.store.list_codebases().await? {
+        for row in self.inner.store.codebases_of(owner).await? {
             if self.status_of(&row).await == "running" {
                 active += 1;
             }

@@ -21,8 +21,8 @@ fn local_lease() -> DateTime<Utc> {
 }
 
 impl Agents {
-    /// Whether `worker` may work on the codebase: its own, or one it lists (at registration or in a
-    /// heartbeat) as present on its machine too.
+    /// Whether `worker` may work on the codebase: only one registered with its id (by the worker, or
+    /// by its owner naming it). Listing a codebase in a heartbeat grants nothing.
     pub(super) async fn check_serves(
         &self,
         worker: Option<&str>,
@@ -31,9 +31,7 @@ impl Agents {
         let Some(worker) = worker else {
             return Err(ApiError::invalid("worker_id is required"));
         };
-        let listed = self.listed_codebases(worker).await?;
-        let serves = row.worker_id.as_deref() == Some(worker) || listed.contains(&row.id);
-        if !serves {
+        if row.worker_id.as_deref() != Some(worker) {
             return Err(ApiError::conflict(format!(
                 "worker {worker} does not serve codebase {}",
                 row.id
@@ -42,27 +40,14 @@ impl Agents {
         Ok(())
     }
 
-    /// The codebases a worker listed as present on its machine (404 for an unknown worker).
-    async fn listed_codebases(&self, worker: &str) -> ApiResult<Vec<String>> {
-        let w = self
-            .inner
-            .store
-            .get_worker(worker)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("Worker {worker} not found")))?;
-        Ok(serde_json::from_str(&w.codebases).unwrap_or_default())
-    }
-
     /// The codebases a worker may take tasks of.
     async fn served_by(&self, worker: &str) -> ApiResult<Vec<String>> {
-        let listed = self.listed_codebases(worker).await?;
         Ok(self
             .inner
             .store
-            .list_codebases()
+            .codebases_of_worker(worker)
             .await?
             .into_iter()
-            .filter(|c| c.worker_id.as_deref() == Some(worker) || listed.contains(&c.id))
             .map(|c| c.id)
             .collect())
     }
@@ -74,10 +59,10 @@ impl Agents {
         worker_id: &str,
         codebase_id: Option<&str>,
     ) -> ApiResult<Option<TaskView>> {
-        let worker = Self::acting_worker(caller, Some(worker_id))?;
+        let worker = self.acting_worker(caller, Some(worker_id)).await?;
         let wanted = match codebase_id {
             Some(id) => {
-                let row = self.codebase(id).await?;
+                let row = self.codebase_for(caller, id).await?;
                 self.check_serves(Some(&worker), &row).await?;
                 vec![row.id]
             }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::codebases::check_text;
 use super::tasks::{metadata_object, TaskSpec};
-use super::{owner_of, Agents};
+use super::{runs_principal, Agents};
 use crate::error::{ApiError, ApiResult};
 use crate::store::agents::CodebaseRow;
 use crate::store::tasks::{TaskRow, LOCAL_WORKER};
@@ -93,7 +93,7 @@ impl Agents {
         };
 
         if let Some(worker) = &row.worker_id {
-            let task = self.new_task(&row.id, spec);
+            let task = self.new_task(&row, spec);
             let task = self.queue_task(&row, task).await?;
             return Ok(json!({
                 "success": true,
@@ -107,7 +107,7 @@ impl Agents {
         self.missions().check_agent_name(&spec.agent).await?;
         self.ready_for_run(&row).await?;
         // Runs at once, held by berth itself.
-        let mut task = self.new_task(&row.id, spec);
+        let mut task = self.new_task(&row, spec);
         task.status = "running".into();
         task.worker_id = Some(LOCAL_WORKER.into());
         task.attempts = 1;
@@ -210,7 +210,7 @@ impl Agents {
                 row.name
             ))
         })?;
-        let owner = owner_of(&row.id);
+        let owner = runs_principal(&row.id);
         let missions = self.missions();
         if missions.get(&owner, &mission).await?.status == "interrupted" {
             missions.resume(&owner, &mission).await?;
@@ -274,7 +274,7 @@ impl Agents {
             if self.missions().is_busy(m).await
                 && self
                     .missions()
-                    .cancel(&owner_of(&row.id), Some(m))
+                    .cancel(&runs_principal(&row.id), Some(m))
                     .await
                     .is_ok()
             {
@@ -287,7 +287,14 @@ impl Agents {
     pub(super) async fn running_task(&self, codebase_id: &str) -> Option<TaskRow> {
         self.inner
             .store
-            .list_tasks(Some(codebase_id), Some("running"), 1)
+            .list_tasks(
+                crate::store::tasks::TaskFilter {
+                    codebase_id: Some(codebase_id),
+                    status: Some("running"),
+                    ..Default::default()
+                },
+                1,
+            )
             .await
             .ok()?
             .into_iter()

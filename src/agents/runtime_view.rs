@@ -1,13 +1,14 @@
 //! `/v1/opencode/status`, `/models` and `/runtime/*`: read from the OpenCode servers berth runs (one
 //! per workspace), not from files on the host. A server that does not answer is skipped, so one dead
-//! workspace never breaks the listing.
+//! workspace never breaks the listing. A user sees only the servers of their own workspaces (an admin
+//! all); workers see none: conversations are people's.
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
 use super::sessions::ms_time;
-use super::{page, Agents};
+use super::{page, Agents, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::opencode::Client;
 
@@ -15,22 +16,26 @@ use crate::opencode::Client;
 const STORAGE_PATH: &str = "/workspace/.berth/opencode/data/opencode/storage";
 
 impl Agents {
-    /// The servers that answer now, by workspace id.
-    async fn live_servers(&self) -> Vec<(String, Client)> {
+    /// The servers of the caller's workspaces that answer now, by workspace id.
+    async fn live_servers(&self, caller: &Caller) -> ApiResult<Vec<(String, Client)>> {
+        let who = caller.require_user()?;
         let mut out = Vec::new();
         for (ws, client) in self.missions().runtime().servers() {
-            if client.healthy().await {
+            if self.inner.workspaces.visible_to(who, &ws).await && client.healthy().await {
                 out.push((ws, client));
             }
         }
-        out
+        Ok(out)
     }
 
-    pub async fn status(&self) -> ApiResult<Value> {
+    pub async fn status(&self, caller: &Caller) -> ApiResult<Value> {
         let oc = self.missions().runtime();
         let on_disk = oc.binary_on_disk().is_some();
-        let codebases = self.inner.store.list_codebases().await?.len();
-        let runtime = self.runtime_status().await?;
+        let codebases = self.list_codebases(caller).await?.len();
+        let runtime = match caller {
+            Caller::User(_) => self.runtime_status(caller).await?,
+            Caller::Worker { .. } => Value::Null,
+        };
         Ok(json!({
             "available": true,
             "message": if on_disk {
@@ -46,7 +51,7 @@ impl Agents {
     }
 
     /// `[{id, name, provider}]`: the configured providers' models, then what running servers report.
-    pub async fn models(&self) -> ApiResult<Vec<Value>> {
+    pub async fn models(&self, caller: &Caller) -> ApiResult<Vec<Value>> {
         let mut models: BTreeMap<String, Value> = BTreeMap::new();
         let fragment = self.missions().fragment();
         if let Some(providers) = fragment["provider"].as_object() {
@@ -61,7 +66,11 @@ impl Agents {
                 }
             }
         }
-        for (_, client) in self.live_servers().await {
+        let servers = match caller {
+            Caller::User(_) => self.live_servers(caller).await?,
+            Caller::Worker { .. } => Vec::new(),
+        };
+        for (_, client) in servers {
             let Ok(v) = client.get("/config/providers").await else {
                 continue;
             };
@@ -79,8 +88,8 @@ impl Agents {
         Ok(models.into_values().collect())
     }
 
-    pub async fn runtime_status(&self) -> ApiResult<Value> {
-        let servers = self.live_servers().await;
+    pub async fn runtime_status(&self, caller: &Caller) -> ApiResult<Value> {
+        let servers = self.live_servers(caller).await?;
         let projects = self.projects_of(&servers).await.len();
         let sessions = self.sessions_of(&servers).await.len();
         Ok(json!({
@@ -137,18 +146,19 @@ impl Agents {
         out
     }
 
-    pub async fn runtime_projects(&self) -> ApiResult<Value> {
-        let servers = self.live_servers().await;
+    pub async fn runtime_projects(&self, caller: &Caller) -> ApiResult<Value> {
+        let servers = self.live_servers(caller).await?;
         Ok(json!({ "projects": self.projects_of(&servers).await }))
     }
 
     pub async fn runtime_sessions(
         &self,
+        caller: &Caller,
         project_id: Option<&str>,
         limit: i64,
         offset: i64,
     ) -> ApiResult<Value> {
-        let servers = self.live_servers().await;
+        let servers = self.live_servers(caller).await?;
         let all: Vec<Value> = self
             .sessions_of(&servers)
             .await
@@ -160,8 +170,8 @@ impl Agents {
         Ok(json!({ "sessions": page, "total": total, "limit": limit, "offset": offset }))
     }
 
-    /// The server that holds a session, and the session.
-    async fn find_session(&self, sid: &str) -> ApiResult<(Client, Value)> {
+    /// The server (of the caller's) that holds a session, and the session.
+    async fn find_session(&self, caller: &Caller, sid: &str) -> ApiResult<(Client, Value)> {
         if sid.is_empty()
             || sid.len() > 256
             || !sid
@@ -170,7 +180,7 @@ impl Agents {
         {
             return Err(ApiError::invalid(format!("{sid:?} is not a session id")));
         }
-        for (_, client) in self.live_servers().await {
+        for (_, client) in self.live_servers(caller).await? {
             if let Ok(s) = client.get(&format!("/session/{sid}")).await {
                 return Ok((client, s));
             }
@@ -178,13 +188,19 @@ impl Agents {
         Err(ApiError::not_found(format!("Session {sid} not found")))
     }
 
-    pub async fn runtime_session(&self, sid: &str) -> ApiResult<Value> {
-        let (_, s) = self.find_session(sid).await?;
+    pub async fn runtime_session(&self, caller: &Caller, sid: &str) -> ApiResult<Value> {
+        let (_, s) = self.find_session(caller, sid).await?;
         Ok(json!({ "session": session_view(&s) }))
     }
 
-    pub async fn runtime_messages(&self, sid: &str, limit: i64, offset: i64) -> ApiResult<Value> {
-        let (client, _) = self.find_session(sid).await?;
+    pub async fn runtime_messages(
+        &self,
+        caller: &Caller,
+        sid: &str,
+        limit: i64,
+        offset: i64,
+    ) -> ApiResult<Value> {
+        let (client, _) = self.find_session(caller, sid).await?;
         let raw = client
             .messages(sid)
             .await
@@ -217,11 +233,12 @@ impl Agents {
 
     pub async fn runtime_parts(
         &self,
+        caller: &Caller,
         sid: &str,
         message_id: Option<&str>,
         limit: i64,
     ) -> ApiResult<Value> {
-        let (client, _) = self.find_session(sid).await?;
+        let (client, _) = self.find_session(caller, sid).await?;
         let raw = client
             .messages(sid)
             .await

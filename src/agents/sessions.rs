@@ -16,7 +16,7 @@ impl Agents {
         let store = &self.inner.store;
         let mut sessions: Vec<Value> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for m in store.list_missions(&owner_of(&row.id)).await? {
+        for m in store.list_missions(Some(&owner_of(&row.id))).await? {
             let Some(sid) = m.opencode_session_id.clone() else {
                 continue;
             };
@@ -83,7 +83,7 @@ impl Agents {
         let (list, from) = match sessions {
             Some(list) => {
                 let worker = match caller {
-                    Caller::Worker(me) => Some(me.clone()),
+                    Caller::Worker { id: me, .. } => Some(me.clone()),
                     Caller::User(_) => worker_id,
                 };
                 self.check_serves(worker.as_deref(), &row).await?;

@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 
 use super::codebases::check_text;
 use super::runs::check_model;
-use super::{owner_of, Agents, Caller};
+use super::{owner_of, runs_principal, Agents, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::store::agents::CodebaseRow;
-use crate::store::tasks::{Report, TaskRow, LOCAL_WORKER};
+use crate::store::tasks::{Report, TaskFilter, TaskRow, LOCAL_WORKER};
 
 pub const TASK_STATUSES: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
 
@@ -119,8 +119,14 @@ impl Agents {
         Utc::now() + chrono::Duration::seconds(self.inner.config.task_lease_secs as i64)
     }
 
-    pub async fn create_task(&self, codebase_id: &str, req: CreateTask) -> ApiResult<TaskView> {
-        let row = self.codebase(codebase_id).await?;
+    pub async fn create_task(
+        &self,
+        caller: &Caller,
+        codebase_id: &str,
+        req: CreateTask,
+    ) -> ApiResult<TaskView> {
+        caller.require_user()?;
+        let row = self.codebase_for(caller, codebase_id).await?;
         check_text("title", &req.title, 1000)?;
         check_text("prompt", &req.prompt, 1024 * 1024)?;
         check_model(req.model.as_deref())?;
@@ -134,7 +140,7 @@ impl Agents {
             return Err(ApiError::invalid("priority must be between -1000 and 1000"));
         }
         let task = self.new_task(
-            &row.id,
+            &row,
             TaskSpec {
                 title: req.title.clone(),
                 prompt: req.prompt.clone(),
@@ -148,10 +154,11 @@ impl Agents {
     }
 
     /// A pending task of the codebase, not yet stored.
-    pub(super) fn new_task(&self, codebase_id: &str, spec: TaskSpec) -> TaskRow {
+    pub(super) fn new_task(&self, codebase: &CodebaseRow, spec: TaskSpec) -> TaskRow {
         TaskRow {
             id: uuid::Uuid::new_v4().to_string(),
-            codebase_id: codebase_id.to_string(),
+            owner: codebase.owner.clone(),
+            codebase_id: codebase.id.clone(),
             title: spec.title,
             prompt: spec.prompt,
             agent_type: spec.agent,
@@ -207,8 +214,10 @@ impl Agents {
             .await;
     }
 
+    /// Tasks the caller may see: a user's own (all for an admin), a worker's own work.
     pub async fn list_tasks(
         &self,
+        caller: &Caller,
         codebase_id: Option<&str>,
         status: Option<&str>,
         limit: i64,
@@ -222,13 +231,15 @@ impl Agents {
             }
         }
         if let Some(id) = codebase_id {
-            self.codebase(id).await?;
+            self.codebase_for(caller, id).await?;
         }
-        let rows = self
-            .inner
-            .store
-            .list_tasks(codebase_id, status, limit)
-            .await?;
+        let filter = TaskFilter {
+            codebase_id,
+            status,
+            owner: caller.listing_owner(),
+            worker: caller.worker(),
+        };
+        let rows = self.inner.store.list_tasks(filter, limit).await?;
         Ok(rows.into_iter().map(TaskView::from).collect())
     }
 
@@ -240,18 +251,45 @@ impl Agents {
             .ok_or_else(|| ApiError::not_found(format!("Task {id} not found")))
     }
 
-    pub async fn get_task(&self, id: &str) -> ApiResult<TaskView> {
-        Ok(self.task(id).await?.into())
+    /// A task the caller may see, or 404: a user's own (any for an admin); for a worker, one it
+    /// holds or one of a codebase registered with its id.
+    pub(super) async fn task_for(&self, caller: &Caller, id: &str) -> ApiResult<TaskRow> {
+        let task = self.task(id).await?;
+        let visible = match caller {
+            Caller::User(p) => p.may_act_on(&task.owner),
+            Caller::Worker { id: me, .. } => {
+                task.worker_id.as_deref() == Some(me.as_str())
+                    || self
+                        .inner
+                        .store
+                        .get_codebase(&task.codebase_id)
+                        .await?
+                        .is_some_and(|c| c.worker_id.as_deref() == Some(me.as_str()))
+            }
+        };
+        if !visible {
+            return Err(ApiError::not_found(format!("Task {id} not found")));
+        }
+        Ok(task)
     }
 
-    /// The worker a call acts for: a worker token speaks for itself; a user names one.
-    pub(super) fn acting_worker(caller: &Caller, named: Option<&str>) -> ApiResult<String> {
+    pub async fn get_task(&self, caller: &Caller, id: &str) -> ApiResult<TaskView> {
+        Ok(self.task_for(caller, id).await?.into())
+    }
+
+    /// The worker a call acts for: a worker token speaks for itself; a user names one of their own
+    /// (any, for an admin).
+    pub(super) async fn acting_worker(
+        &self,
+        caller: &Caller,
+        named: Option<&str>,
+    ) -> ApiResult<String> {
         match (caller, named) {
-            (Caller::Worker(me), Some(w)) if w != me => Err(ApiError::conflict(format!(
-                "this token belongs to worker {me}, not {w}"
-            ))),
-            (Caller::Worker(me), _) => Ok(me.clone()),
-            (Caller::User(_), Some(w)) => Ok(w.to_string()),
+            (Caller::Worker { id: me, .. }, Some(w)) if w != me => Err(ApiError::Forbidden(
+                format!("this token belongs to worker {me}, not {w}"),
+            )),
+            (Caller::Worker { id: me, .. }, _) => Ok(me.clone()),
+            (Caller::User(_), Some(w)) => Ok(self.check_worker(caller, w).await?.id),
             (Caller::User(_), None) => Err(ApiError::invalid("worker_id is required")),
         }
     }
@@ -271,19 +309,19 @@ impl Agents {
                 TASK_STATUSES.join(", ")
             )));
         }
-        let task = self.task(id).await?;
+        let task = self.task_for(caller, id).await?;
         if req.status == "cancelled" {
-            if let Caller::Worker(me) = caller {
-                if task.worker_id.as_deref() != Some(me) {
+            if let Caller::Worker { id: me, .. } = caller {
+                if task.worker_id.as_deref() != Some(me.as_str()) {
                     return Err(ApiError::Forbidden(format!(
                         "worker {me} does not hold task {id}"
                     )));
                 }
             }
-            self.cancel_task(id).await?;
-            return self.get_task(id).await;
+            self.cancel(id).await?;
+            return self.get_task(caller, id).await;
         }
-        let worker = Self::acting_worker(caller, req.worker_id.as_deref())?;
+        let worker = self.acting_worker(caller, req.worker_id.as_deref()).await?;
         if worker == LOCAL_WORKER {
             return Err(ApiError::conflict(
                 "tasks berth runs itself are reported by berth",
@@ -306,8 +344,12 @@ impl Agents {
                     .await?
                     .is_some()
             }
-            // Running again (e.g. with its session id now) by the holder.
-            "running" => task.status == "running" && task.worker_id.as_deref() == Some(&worker),
+            // Running again (e.g. with its session id now) by the holder; the report renews its lease.
+            "running" => {
+                task.status == "running"
+                    && task.worker_id.as_deref() == Some(&worker)
+                    && store.renew_lease(id, &worker, self.lease()).await?
+            }
             "pending" => store.release_task(id, &worker, false).await?,
             _ => {
                 let report = Report {
@@ -399,8 +441,8 @@ impl Agents {
         attempt: Option<i64>,
         output: &str,
     ) -> ApiResult<i64> {
-        let task = self.task(id).await?;
-        let worker = Self::acting_worker(caller, worker_id)?;
+        let task = self.task_for(caller, id).await?;
+        let worker = self.acting_worker(caller, worker_id).await?;
         if output.len() > 1024 * 1024 {
             return Err(ApiError::invalid("output chunks are at most 1 MiB"));
         }
@@ -419,6 +461,11 @@ impl Agents {
                         .unwrap_or_default()
                 ))
             })?;
+        // Output is a sign of life: the holder keeps its lease.
+        self.inner
+            .store
+            .renew_lease(id, &worker, self.lease())
+            .await?;
         self.task_event(
             &task,
             "output",
@@ -428,8 +475,8 @@ impl Agents {
         Ok(seq)
     }
 
-    pub async fn task_output(&self, id: &str, since: i64) -> ApiResult<Value> {
-        self.task(id).await?;
+    pub async fn task_output(&self, caller: &Caller, id: &str, since: i64) -> ApiResult<Value> {
+        self.task_for(caller, id).await?;
         let rows = self.inner.store.task_output(id, since).await?;
         let outputs: Vec<Value> = rows
             .iter()
@@ -438,9 +485,15 @@ impl Agents {
         Ok(json!({ "task_id": id, "outputs": outputs, "total": outputs.len() }))
     }
 
-    /// Cancels a pending or running task; a run of berth's own is aborted, a worker finds out at its
-    /// next report (409).
-    pub async fn cancel_task(&self, id: &str) -> ApiResult<()> {
+    /// Cancels a pending or running task of the caller's; a run of berth's own is aborted, a worker
+    /// finds out at its next report (409).
+    pub async fn cancel_task(&self, caller: &Caller, id: &str) -> ApiResult<()> {
+        caller.require_user()?;
+        self.task_for(caller, id).await?;
+        self.cancel(id).await
+    }
+
+    async fn cancel(&self, id: &str) -> ApiResult<()> {
         let task = self.task(id).await?;
         let Some(before) = self.inner.store.cancel_task(id).await? else {
             return Err(ApiError::conflict(format!(
@@ -452,7 +505,7 @@ impl Agents {
             if let Some(m) = &before.mission_id {
                 let _ = self
                     .missions()
-                    .cancel(&owner_of(&before.codebase_id), Some(m))
+                    .cancel(&runs_principal(&before.codebase_id), Some(m))
                     .await;
             }
         }

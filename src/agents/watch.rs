@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::{owner_of, Agents};
+use super::{runs_principal, Agents};
 use crate::error::{ApiError, ApiResult};
 use crate::missions::CreateMission;
 use crate::store::agents::{CodebaseRow, MonitorEntry};
@@ -57,7 +57,7 @@ impl Agents {
         row: &mut CodebaseRow,
         task: &TaskRow,
     ) -> ApiResult<(String, String, String)> {
-        let owner = owner_of(&row.id);
+        let owner = runs_principal(&row.id);
         let missions = self.missions();
         let mission = missions
             .create(
@@ -124,7 +124,7 @@ impl Agents {
                 }
                 let _ = self
                     .missions()
-                    .cancel(&owner_of(&row.id), Some(mission))
+                    .cancel(&runs_principal(&row.id), Some(mission))
                     .await;
             }
             if Instant::now() > deadline {

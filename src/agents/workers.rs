@@ -1,6 +1,6 @@
-//! Agent workers: machines that run tasks themselves. Registration issues the worker's own API token
-//! (answered once, stored as a hash); heartbeats keep the worker online and its task leases alive;
-//! unregistering puts the tasks it held back in the queue.
+//! Agent workers: machines that run tasks themselves. A worker belongs to the user who registered it.
+//! Registration issues the worker's own API token (answered once, stored as a hash); heartbeats keep
+//! the worker online and its task leases alive; unregistering puts the tasks it held back in the queue.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,7 @@ pub struct RegisterWorker {
 #[derive(Debug, Serialize)]
 pub struct WorkerView {
     pub worker_id: String,
+    pub owner: String,
     pub name: String,
     pub capabilities: Vec<String>,
     pub hostname: Option<String>,
@@ -52,16 +53,19 @@ fn check_list(field: &str, items: &[String]) -> ApiResult<()> {
 impl Agents {
     /// Registers a worker; the answer carries its token, the only time it is shown.
     pub async fn register_worker(&self, caller: &Caller, req: RegisterWorker) -> ApiResult<Value> {
-        caller.require_user()?;
+        let who = caller.require_user()?;
         check_text("name", &req.name, 128)?;
         if let Some(h) = &req.hostname {
             check_text("hostname", h, 256)?;
         }
         check_list("capabilities", &req.capabilities)?;
         check_list("codebases", &req.codebases)?;
+        let id = format!("wk_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        self.check_own_codebases(&id, &req.codebases).await?;
         let now = Utc::now();
         let row = WorkerRow {
-            id: format!("wk_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            id,
+            owner: who.name.clone(),
             name: req.name.clone(),
             hostname: req.hostname.clone(),
             capabilities: json!(req.capabilities).to_string(),
@@ -94,6 +98,7 @@ impl Agents {
             capabilities: serde_json::from_str(&w.capabilities).unwrap_or_default(),
             codebases: serde_json::from_str(&w.codebases).unwrap_or_default(),
             worker_id: w.id,
+            owner: w.owner,
             name: w.name,
             hostname: w.hostname,
             registered_at: w.registered_at,
@@ -102,25 +107,59 @@ impl Agents {
         }
     }
 
-    pub async fn list_workers(&self) -> ApiResult<Vec<WorkerView>> {
+    /// The caller's workers (everyone's for an admin; a worker sees its owner's).
+    pub async fn list_workers(&self, caller: &Caller) -> ApiResult<Vec<WorkerView>> {
         Ok(self
             .inner
             .store
-            .list_workers()
+            .list_workers(caller.listing_owner())
             .await?
             .into_iter()
             .map(|w| self.worker_view(w))
             .collect())
     }
 
-    /// A worker acts only for itself; users may act for any worker.
-    fn check_self(caller: &Caller, id: &str) -> ApiResult<()> {
-        match caller {
-            Caller::Worker(me) if me != id => Err(ApiError::conflict(format!(
-                "this token belongs to worker {me}, not {id}"
-            ))),
-            _ => Ok(()),
+    /// A worker acts only for itself; users for their own workers (an admin for any). Another
+    /// user's worker is 404, as if it did not exist.
+    pub(super) async fn check_worker(&self, caller: &Caller, id: &str) -> ApiResult<WorkerRow> {
+        if let Caller::Worker { id: me, .. } = caller {
+            if me != id {
+                return Err(ApiError::conflict(format!(
+                    "this token belongs to worker {me}, not {id}"
+                )));
+            }
         }
+        match self.inner.store.get_worker(id).await? {
+            Some(w) if caller.may_act_on(&w.owner) => Ok(w),
+            _ => Err(ApiError::not_found(format!(
+                "Worker {id} not found; register again"
+            ))),
+        }
+    }
+
+    /// A worker may list only codebases registered with its own id: listing one cannot hand it
+    /// another worker's, another user's or berth's own tasks.
+    async fn check_own_codebases(&self, worker: &str, ids: &[String]) -> ApiResult<()> {
+        let own: Vec<String> = self
+            .inner
+            .store
+            .codebases_of_worker(worker)
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let foreign: Vec<&str> = ids
+            .iter()
+            .filter(|id| !own.contains(id))
+            .map(String::as_str)
+            .collect();
+        if !foreign.is_empty() {
+            return Err(ApiError::Forbidden(format!(
+                "worker {worker} may list only codebases registered with its id; not: {}",
+                foreign.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     pub async fn heartbeat(
@@ -129,7 +168,11 @@ impl Agents {
         id: &str,
         codebases: Option<Vec<String>>,
     ) -> ApiResult<Value> {
-        Self::check_self(caller, id)?;
+        self.check_worker(caller, id).await?;
+        if let Some(list) = &codebases {
+            check_list("codebases", list)?;
+            self.check_own_codebases(id, list).await?;
+        }
         let store = &self.inner.store;
         if !store.heartbeat(id, self.lease()).await? {
             return Err(ApiError::not_found(format!(
@@ -137,7 +180,6 @@ impl Agents {
             )));
         }
         if let Some(list) = codebases {
-            check_list("codebases", &list)?;
             store
                 .set_worker_codebases(id, &json!(list).to_string())
                 .await?;
@@ -146,7 +188,7 @@ impl Agents {
     }
 
     pub async fn unregister_worker(&self, caller: &Caller, id: &str) -> ApiResult<Value> {
-        Self::check_self(caller, id)?;
+        self.check_worker(caller, id).await?;
         let requeued = self
             .inner
             .store
@@ -169,8 +211,8 @@ impl Agents {
         )
     }
 
-    /// The worker id behind a worker token, if it is one.
-    pub async fn worker_for_token(&self, token: &str) -> ApiResult<Option<String>> {
+    /// `(worker id, owner)` behind a worker token, if it is one.
+    pub async fn worker_for_token(&self, token: &str) -> ApiResult<Option<(String, String)>> {
         if !token.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }

@@ -1,4 +1,5 @@
-//! `/api/auth`: login and token verification, and the middleware that guards every other `/api` route.
+//! `/api/auth`: login, logout and token verification, and the middleware that guards every other `/api`
+//! route with a login token or an API token.
 
 use std::net::SocketAddr;
 
@@ -6,12 +7,19 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
+use axum::Extension;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::tokens::API_TOKEN_PREFIX;
 use super::Json;
-use crate::auth::{Auth, Claims};
+use crate::agents::TOKEN_PREFIX as WORKER_TOKEN_PREFIX;
+use crate::app::AppState;
+use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
+use crate::principal::Principal;
+use crate::secrets;
 
 #[derive(Deserialize)]
 pub struct LoginRequest {
@@ -30,23 +38,30 @@ pub async fn login(
     let account = auth.account(req.username.as_deref());
     let client = peer.ip();
     if let Err(wait) = auth.throttle().attempt(client, &account) {
-        return Err(ApiError::RateLimited(format!(
-            "too many failed logins; try again in {} s",
-            wait.as_secs() + 1
-        )));
+        let secs = wait.as_secs() + 1;
+        return Err(ApiError::RateLimited {
+            message: format!("too many failed logins; try again in {secs} s"),
+            retry_after_secs: secs,
+        });
     }
-    // argon2 is deliberately slow: keep it off the async workers.
+    // argon2 is deliberately slow: keep it off the async workers, and only a few at a time.
+    let permit = auth.hashing_permit().await;
     let checker = auth.clone();
-    let token =
-        tokio::task::spawn_blocking(move || checker.login(req.username.as_deref(), &req.password))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))??;
+    let token = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        checker.login(req.username.as_deref(), &req.password)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))??;
     match token {
         Some(t) => {
             auth.throttle().succeeded(client, &account);
-            Ok(Json(
-                json!({ "token": t.token, "expires_at": t.expires_at }),
-            ))
+            Ok(Json(json!({
+                "token": t.token,
+                "expires_at": t.expires_at,
+                // Unix seconds, for clients that keep the token until then.
+                "exp": t.expires_at.timestamp(),
+            })))
         }
         None => {
             tracing::info!("failed login");
@@ -55,28 +70,108 @@ pub async fn login(
     }
 }
 
-pub async fn verify(claims: axum::Extension<Claims>) -> Json<Value> {
-    Json(json!({ "valid": true, "user": claims.sub, "expires_at": claims.exp }))
+/// How a request proved who it is.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Login { jti: String, exp: DateTime<Utc> },
+    ApiToken { id: String },
 }
 
-/// Requires `Authorization: Bearer <token>`; the claims go into the request for handlers that want them.
-pub async fn require_token(
-    State(auth): State<Auth>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+pub async fn verify(
+    Extension(who): Extension<Principal>,
+    Extension(cred): Extension<Credential>,
+) -> Json<Value> {
+    let expires_at = match cred {
+        Credential::Login { exp, .. } => json!(exp.timestamp()),
+        Credential::ApiToken { .. } => Value::Null,
+    };
+    Json(json!({
+        "valid": true,
+        "user": who.name,
+        "role": who.role,
+        "expires_at": expires_at,
+    }))
+}
+
+/// Voids the token it is called with: a login token at once (until it would have expired), an API
+/// token for good.
+pub async fn logout(
+    State(s): State<AppState>,
+    Extension(cred): Extension<Credential>,
+) -> ApiResult<Json<Value>> {
+    match cred {
+        Credential::Login { jti, exp } => {
+            if jti.is_empty() {
+                return Err(ApiError::conflict(
+                    "this token predates logout support; it expires on its own",
+                ));
+            }
+            s.store.revoke_login(&jti, exp).await?;
+        }
+        Credential::ApiToken { id } => {
+            s.store.delete_api_token(&id).await?;
+        }
+    }
+    Ok(Json(json!({ "success": true })))
+}
+
+/// The bearer token of a request.
+pub fn bearer(req: &Request) -> Result<&str, ApiError> {
     let header = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
-    let token = header
+    header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
-        .ok_or_else(|| ApiError::Unauthorized("expected a Bearer token".into()))?;
-    let claims = auth
-        .verify(token.trim())
-        .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
-    req.extensions_mut().insert(claims);
+        .map(str::trim)
+        .ok_or_else(|| ApiError::Unauthorized("expected a Bearer token".into()))
+}
+
+/// The user behind a login token or an API token; 401 for anything else (unknown, expired, revoked,
+/// or its user gone).
+pub async fn authenticate(s: &AppState, token: &str) -> ApiResult<(Principal, Credential)> {
+    let void = || ApiError::Unauthorized("invalid or expired token".into());
+    if token.starts_with(API_TOKEN_PREFIX) {
+        let row = s
+            .store
+            .use_api_token(&secrets::sha256_hex(token.as_bytes()), Utc::now())
+            .await?
+            .ok_or_else(void)?;
+        let who = s.auth.user(&row.owner).ok_or_else(void)?;
+        return Ok((who, Credential::ApiToken { id: row.id }));
+    }
+    let (claims, who) = s.auth.verify(token).ok_or_else(void)?;
+    if !claims.jti.is_empty() && s.store.login_revoked(&claims.jti).await? {
+        return Err(void());
+    }
+    let exp = DateTime::from_timestamp(claims.exp, 0).unwrap_or_default();
+    Ok((
+        who,
+        Credential::Login {
+            jti: claims.jti,
+            exp,
+        },
+    ))
+}
+
+/// Requires `Authorization: Bearer <token>` of a user; the principal and credential go into the
+/// request. A worker's token is refused here (403): it is for `/v1` alone.
+pub async fn require_token(
+    State(s): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = bearer(&req)?.to_string();
+    if token.starts_with(WORKER_TOKEN_PREFIX) && s.agents.worker_for_token(&token).await?.is_some()
+    {
+        return Err(ApiError::Forbidden(
+            "a worker's token is only valid under /v1".into(),
+        ));
+    }
+    let (who, cred) = authenticate(&s, &token).await?;
+    req.extensions_mut().insert(who);
+    req.extensions_mut().insert(cred);
     Ok(next.run(req).await)
 }

@@ -9,9 +9,9 @@ use axum::Extension;
 use serde::Deserialize;
 
 use super::{Json, Path};
-use crate::auth::Claims;
 use crate::error::ApiResult;
 use crate::library::{Item, ItemSummary, ItemType, LibraryStatus, SyncOutcome};
+use crate::principal::Principal;
 use crate::workspaces::Workspaces;
 
 pub async fn list_items(
@@ -41,14 +41,15 @@ pub struct SaveItem {
 
 pub async fn save_item(
     State(ws): State<Workspaces>,
-    Extension(claims): Extension<Claims>,
+    Extension(who): Extension<Principal>,
     Path((t, name)): Path<(String, String)>,
     Json(req): Json<SaveItem>,
 ) -> ApiResult<Json<Item>> {
+    check_writer(&ws, &who)?;
     let t = ItemType::parse(&t)?;
     let item = ws
         .library()
-        .save(t, &name, &req.content, &req.files, &claims.sub)
+        .save(t, &name, &req.content, &req.files, &who.name)
         .await?;
     ws.resync_users_of(&[(t, name)]).await?;
     Ok(Json(item))
@@ -56,11 +57,12 @@ pub async fn save_item(
 
 pub async fn delete_item(
     State(ws): State<Workspaces>,
-    Extension(claims): Extension<Claims>,
+    Extension(who): Extension<Principal>,
     Path((t, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    check_writer(&ws, &who)?;
     let t = ItemType::parse(&t)?;
-    ws.library().delete(t, &name, &claims.sub).await?;
+    ws.library().delete(t, &name, &who.name).await?;
     ws.resync_users_of(&[(t, name)]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -83,15 +85,16 @@ pub struct SaveFile {
 
 pub async fn save_skill_file(
     State(ws): State<Workspaces>,
-    Extension(claims): Extension<Claims>,
+    Extension(who): Extension<Principal>,
     Path((name, file)): Path<(String, String)>,
     Json(req): Json<SaveFile>,
 ) -> ApiResult<Json<Item>> {
+    check_writer(&ws, &who)?;
     let library = ws.library();
     let skill = library.get(ItemType::Skill, &name).await?;
     let files = BTreeMap::from([(file, req.content)]);
     let item = library
-        .save(ItemType::Skill, &name, &skill.content, &files, &claims.sub)
+        .save(ItemType::Skill, &name, &skill.content, &files, &who.name)
         .await?;
     ws.resync_users_of(&[(ItemType::Skill, name)]).await?;
     Ok(Json(item))
@@ -99,11 +102,12 @@ pub async fn save_skill_file(
 
 pub async fn delete_skill_file(
     State(ws): State<Workspaces>,
-    Extension(claims): Extension<Claims>,
+    Extension(who): Extension<Principal>,
     Path((name, file)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    check_writer(&ws, &who)?;
     ws.library()
-        .delete_skill_file(&name, &file, &claims.sub)
+        .delete_skill_file(&name, &file, &who.name)
         .await?;
     ws.resync_users_of(&[(ItemType::Skill, name)]).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -113,8 +117,24 @@ pub async fn library_status(State(ws): State<Workspaces>) -> ApiResult<Json<Libr
     Ok(Json(ws.library().status().await?))
 }
 
-pub async fn sync_library(State(ws): State<Workspaces>) -> ApiResult<Json<SyncOutcome>> {
+pub async fn sync_library(
+    State(ws): State<Workspaces>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<SyncOutcome>> {
+    check_writer(&ws, &who)?;
     let mut outcome = ws.library().pull().await?;
     outcome.workspaces_synced = ws.resync_users_of(&outcome.changed_items).await?;
     Ok(Json(outcome))
+}
+
+/// The library is the team's: everyone reads it, and writing needs the admin role unless the operator
+/// opened it to all (`BERTH_LIBRARY_WRITERS=all`), since a skill's setup commands run inside every
+/// workspace that lists it.
+fn check_writer(ws: &Workspaces, who: &Principal) -> ApiResult<()> {
+    if ws.config().library_admin_only() {
+        who.require_admin(
+            "writing the library (BERTH_LIBRARY_WRITERS=all opens it to every user)",
+        )?;
+    }
+    Ok(())
 }

@@ -13,49 +13,49 @@ use serde_json::{json, Value};
 
 use super::event_stream::{self, StreamQuery};
 use super::{Json, Page, Path, Query};
-use crate::auth::Claims;
 use crate::error::ApiResult;
 use crate::missions::{CreateMission, Event, MissionView, Missions};
+use crate::principal::Principal;
 
 pub async fn create_mission(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<MissionView>)> {
     let req: CreateMission = super::optional_json(&body)?;
-    Ok((StatusCode::CREATED, Json(m.create(&c.sub, req).await?)))
+    Ok((StatusCode::CREATED, Json(m.create(&c, req).await?)))
 }
 
 pub async fn list_missions(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
 ) -> ApiResult<Json<Vec<MissionView>>> {
-    Ok(Json(m.list(&c.sub).await?))
+    Ok(Json(m.list(&c).await?))
 }
 
 pub async fn get_mission(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<MissionView>> {
-    Ok(Json(m.get(&c.sub, &id).await?))
+    Ok(Json(m.get(&c, &id).await?))
 }
 
 pub async fn delete_mission(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    m.delete(&c.sub, &id).await?;
+    m.delete(&c, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn load_mission(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<MissionView>> {
-    Ok(Json(m.load(&c.sub, &id).await?))
+    Ok(Json(m.load(&c, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -66,28 +66,26 @@ pub struct MessageRequest {
 
 pub async fn send_message(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
     Json(req): Json<MessageRequest>,
 ) -> ApiResult<Json<Value>> {
-    let (id, queued) = m
-        .message(&c.sub, &req.content, req.agent.as_deref())
-        .await?;
+    let (id, queued) = m.message(&c, &req.content, req.agent.as_deref()).await?;
     Ok(Json(json!({ "id": id, "queued": queued })))
 }
 
 pub async fn cancel_current(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(m.cancel(&c.sub, None).await?))
+    Ok(Json(m.cancel(&c, None).await?))
 }
 
 pub async fn cancel_mission(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(m.cancel(&c.sub, Some(&id)).await?))
+    Ok(Json(m.cancel(&c, Some(&id)).await?))
 }
 
 #[derive(Deserialize)]
@@ -97,19 +95,19 @@ pub struct StatusRequest {
 
 pub async fn set_mission_status(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
     Path(id): Path<String>,
     Json(req): Json<StatusRequest>,
 ) -> ApiResult<Json<MissionView>> {
-    Ok(Json(m.set_status(&c.sub, &id, &req.status).await?))
+    Ok(Json(m.set_status(&c, &id, &req.status).await?))
 }
 
 pub async fn resume_mission(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<MissionView>> {
-    Ok(Json(m.resume(&c.sub, &id).await?))
+    Ok(Json(m.resume(&c, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -121,7 +119,7 @@ pub struct EventsQuery {
 
 pub async fn list_mission_events(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Json<Vec<Event>>> {
@@ -139,24 +137,24 @@ pub async fn list_mission_events(
         offset: q.offset,
     }
     .get(100)?;
-    Ok(Json(m.events(&c.sub, &id, &types, limit, offset).await?))
+    Ok(Json(m.events(&c, &id, &types, limit, offset).await?))
 }
 
 pub async fn mission_tree(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(m.tree(&c.sub).await?))
+    Ok(Json(m.tree(&c).await?))
 }
 
 /// The user's events as SSE, each with `id:` (its global id) and `event:` (its type).
 pub async fn stream_mission_events(
     State(m): State<Missions>,
-    Extension(c): Extension<Claims>,
+    Extension(c): Extension<Principal>,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    event_stream::stream(&m, &c.sub, &headers, q, as_is)
+    event_stream::stream(&m, &c.name, &headers, q, as_is)
 }
 
 fn as_is(ev: &Event) -> Vec<SseEvent> {

@@ -8,6 +8,7 @@ pub mod missions;
 pub mod opencode_proxy;
 pub mod providers;
 pub mod system;
+pub mod tokens;
 pub mod v1;
 pub mod workspaces;
 

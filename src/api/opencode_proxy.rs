@@ -5,11 +5,13 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use futures::TryStreamExt;
 
 use super::Path;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::principal::Principal;
 
 /// Request headers worth forwarding; berth's own Authorization is not one of them.
 const FORWARD: [&str; 4] = [
@@ -21,10 +23,11 @@ const FORWARD: [&str; 4] = [
 
 pub async fn proxy_to_opencode(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path((id, path)): Path<(String, String)>,
     req: Request,
 ) -> ApiResult<Response> {
-    let ws = s.workspaces.get(&id).await?;
+    let ws = s.workspaces.owned(&who, &id).await?;
     let client = s.missions.agent_client(&ws).await?;
     let query = req
         .uri()

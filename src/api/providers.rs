@@ -2,12 +2,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use serde::Deserialize;
 
 use super::{Json, Path};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::missions::providers::{self, ProviderView};
+use crate::principal::Principal;
 
 pub async fn list_providers(State(s): State<AppState>) -> ApiResult<Json<Vec<ProviderView>>> {
     Ok(Json(
@@ -23,11 +25,14 @@ pub struct AuthRequest {
     kind: Option<String>,
 }
 
+/// Provider keys are the server's: admins set and remove them, every user's agents use them.
 pub async fn set_provider_auth(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Json(req): Json<AuthRequest>,
 ) -> ApiResult<StatusCode> {
+    who.require_admin("setting a provider key")?;
     providers::check_provider_id(&id)?;
     if req.kind.as_deref() == Some("oauth") {
         return Err(ApiError::invalid(format!(
@@ -50,8 +55,10 @@ pub async fn set_provider_auth(
 
 pub async fn delete_provider_auth(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    who.require_admin("removing a provider key")?;
     providers::check_provider_id(&id)?;
     if !s.store.delete_provider_key(&id).await? {
         return Err(ApiError::not_found(format!("provider {id} has no key set")));

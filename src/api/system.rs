@@ -1,11 +1,13 @@
 //! `/api/health` and `/api/stats`.
 
 use axum::extract::State;
+use axum::Extension;
 use serde_json::{json, Value};
 
 use super::Json;
 use crate::app::AppState;
 use crate::error::ApiResult;
+use crate::principal::Principal;
 use crate::workspaces::model::Status;
 
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
@@ -20,12 +22,16 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-pub async fn stats(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Host usage, and berth's counts of what the caller may see (everything, for an admin).
+pub async fn stats(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
     let stats = state.stats.clone();
     let mut host = tokio::task::spawn_blocking(move || stats.lock().expect("stats lock").sample())
         .await
         .map_err(|e| anyhow::anyhow!("stats sampler: {e}"))?;
-    let workspaces = state.workspaces.list().await?;
+    let workspaces = state.workspaces.list_for(&who).await?;
     let count = |s: Status| workspaces.iter().filter(|w| w.status == s).count();
     host["berth"] = json!({
         "uptime_secs": state.started.elapsed().as_secs(),
@@ -36,7 +42,7 @@ pub async fn stats(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             "ready": count(Status::Ready),
             "error": count(Status::Error),
         },
-        "agents": state.agents.counts().await?,
+        "agents": state.agents.counts(who.listing_owner()).await?,
     });
     Ok(Json(host))
 }

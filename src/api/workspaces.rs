@@ -1,7 +1,9 @@
-//! `/api/workspaces`: CRUD, build, exec, init-log, rerun-init, debug.
+//! `/api/workspaces`: CRUD, build, exec, init-log, rerun-init, debug. Every route that names a
+//! workspace acts only on one the caller may act on (their own; any for an admin); others are 404.
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -9,39 +11,50 @@ use axum::body::Bytes;
 
 use super::{optional_json, Json, Path, Query};
 use crate::error::ApiResult;
+use crate::principal::Principal;
 use crate::workspaces::model::WorkspaceView;
 use crate::workspaces::{
     CreateWorkspace, ExecResult, ExecSpec, InitLog, RerunInitResult, SyncReport, UpdateWorkspace,
     Workspaces,
 };
 
-pub async fn list_workspaces(State(ws): State<Workspaces>) -> ApiResult<Json<Vec<WorkspaceView>>> {
+pub async fn list_workspaces(
+    State(ws): State<Workspaces>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<Vec<WorkspaceView>>> {
     Ok(Json(
-        ws.list().await?.iter().map(WorkspaceView::from).collect(),
+        ws.list_for(&who)
+            .await?
+            .iter()
+            .map(WorkspaceView::from)
+            .collect(),
     ))
 }
 
 pub async fn create_workspace(
     State(ws): State<Workspaces>,
+    Extension(who): Extension<Principal>,
     Json(req): Json<CreateWorkspace>,
 ) -> ApiResult<(StatusCode, Json<WorkspaceView>)> {
-    let created = ws.create(req).await?;
+    let created = ws.create(&who, req).await?;
     Ok((StatusCode::CREATED, Json(WorkspaceView::from(&created))))
 }
 
 pub async fn get_workspace(
     State(ws): State<Workspaces>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WorkspaceView>> {
-    Ok(Json(WorkspaceView::from(&ws.get(&id).await?)))
+    Ok(Json(WorkspaceView::from(&ws.owned(&who, &id).await?)))
 }
 
 pub async fn update_workspace(
     State(ws): State<Workspaces>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Json(req): Json<UpdateWorkspace>,
 ) -> ApiResult<Json<WorkspaceView>> {
-    Ok(Json(WorkspaceView::from(&ws.update(&id, req).await?)))
+    Ok(Json(WorkspaceView::from(&ws.update(&who, &id, req).await?)))
 }
 
 #[derive(Deserialize)]
@@ -52,14 +65,16 @@ pub struct DeleteQuery {
 
 pub async fn delete_workspace(
     State(ws): State<Workspaces>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    ws.delete(&id, q.keep_volume).await?;
+    ws.delete_for(&who, &id, q.keep_volume).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct BuildRequest {
     distro: Option<String>,
     #[serde(default)]
@@ -68,9 +83,11 @@ pub struct BuildRequest {
 
 pub async fn build_workspace(
     State(ws): State<Workspaces>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<WorkspaceView>)> {
+    ws.owned(&who, &id).await?;
     let req: BuildRequest = optional_json(&body)?;
     let w = ws
         .start_build(&id, req.distro.as_deref(), req.rebuild)
@@ -80,9 +97,11 @@ pub async fn build_workspace(
 
 pub async fn exec_in_workspace(
     State(ws): State<Workspaces>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Json(spec): Json<ExecSpec>,
 ) -> ApiResult<Json<ExecResult>> {
+    ws.owned(&who, &id).await?;
     Ok(Json(ws.exec(&id, spec).await?))
 }
 
@@ -93,9 +112,11 @@ pub struct InitLogQuery {
 
 pub async fn get_init_log(
     State(ws): State<Workspaces>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<InitLogQuery>,
 ) -> ApiResult<Json<InitLog>> {
+    ws.owned(&who, &id).await?;
     let lines = q.lines.unwrap_or(500).clamp(1, 100_000);
     Ok(Json(ws.init_log(&id, lines).await?))
 }
@@ -107,23 +128,29 @@ pub struct RerunInitRequest {
 
 pub async fn rerun_init(
     State(ws): State<Workspaces>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<RerunInitResult>> {
+    ws.owned(&who, &id).await?;
     let req: RerunInitRequest = optional_json(&body)?;
     Ok(Json(ws.rerun_init(&id, req.timeout_secs).await?))
 }
 
 pub async fn debug_workspace(
     State(ws): State<Workspaces>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    ws.owned(&who, &id).await?;
     Ok(Json(ws.debug(&id).await?))
 }
 
 pub async fn sync_workspace(
     State(ws): State<Workspaces>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SyncReport>> {
+    ws.owned(&who, &id).await?;
     Ok(Json(ws.sync_skills(&id).await?))
 }

@@ -20,10 +20,11 @@ use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::library::ItemType;
 use crate::opencode::{Client, Runtime};
+use crate::principal::Principal;
 use crate::secrets::SecretBox;
 use crate::store::missions::MissionRow;
 use crate::store::Store;
-use crate::workspaces::model::Status as WsStatus;
+use crate::workspaces::model::{Status as WsStatus, WorkspaceType};
 use crate::workspaces::{CreateWorkspace, Workspaces};
 pub use hub::{Event, Hub};
 
@@ -56,6 +57,8 @@ struct Inner {
 #[derive(Debug, Serialize)]
 pub struct MissionView {
     pub id: String,
+    /// Whose mission it is (admins list everyone's).
+    pub owner: String,
     pub status: String,
     pub title: Option<String>,
     pub workspace_id: String,
@@ -152,6 +155,7 @@ impl Missions {
             .map(|w| w.name);
         MissionView {
             id: m.id,
+            owner: m.owner,
             status: m.status,
             title: m.title,
             workspace_id: m.workspace_id,
@@ -164,15 +168,15 @@ impl Missions {
         }
     }
 
-    /// The user's mission, or 404 (another user's missions do not exist for them).
-    async fn owned(&self, owner: &str, id: &str) -> ApiResult<MissionRow> {
+    /// The user's mission (any, for an admin), or 404: another user's missions do not exist for them.
+    async fn owned(&self, who: &Principal, id: &str) -> ApiResult<MissionRow> {
         match self.inner.store.get_mission(id).await? {
-            Some(m) if m.owner == owner => Ok(m),
+            Some(m) if who.may_act_on(&m.owner) => Ok(m),
             _ => Err(ApiError::not_found(format!("no mission with id {id}"))),
         }
     }
 
-    pub async fn create(&self, owner: &str, req: CreateMission) -> ApiResult<MissionView> {
+    pub async fn create(&self, who: &Principal, req: CreateMission) -> ApiResult<MissionView> {
         if let Some(e) = &req.model_effort {
             if !EFFORTS.contains(&e.as_str()) {
                 return Err(ApiError::invalid(format!(
@@ -190,17 +194,23 @@ impl Missions {
             return Err(ApiError::invalid("title is over 1000 characters"));
         }
         let workspace_id = match &req.workspace_id {
-            Some(id) => match self.inner.workspaces.get(id).await {
+            Some(id) => match self.inner.workspaces.owned(who, id).await {
+                Ok(ws) if ws.workspace_type == WorkspaceType::Host => {
+                    return Err(ApiError::invalid(format!(
+                        "workspace {} is a host workspace; missions run the agent in container workspaces",
+                        ws.name
+                    )))
+                }
                 Ok(ws) => ws.id,
                 Err(ApiError::NotFound(m)) => return Err(ApiError::invalid(m)),
                 Err(e) => return Err(e),
             },
-            None => self.default_workspace().await?,
+            None => self.default_workspace(who).await?,
         };
         let now = Utc::now();
         let row = MissionRow {
             id: uuid::Uuid::new_v4().to_string(),
-            owner: owner.to_string(),
+            owner: who.name.clone(),
             title: req.title,
             status: "pending".into(),
             workspace_id,
@@ -214,41 +224,49 @@ impl Missions {
         self.inner.store.insert_mission(&row).await?;
         self.inner
             .hub
-            .emit(&row.id, owner, "status", json!({ "status": "pending" }))
+            .emit(
+                &row.id,
+                &row.owner,
+                "status",
+                json!({ "status": "pending" }),
+            )
             .await;
         Ok(self.view(row).await)
     }
 
-    async fn workspace_named(&self, name: &str) -> ApiResult<Option<String>> {
+    /// The caller's own workspace of that name.
+    async fn workspace_named(&self, who: &Principal, name: &str) -> ApiResult<Option<String>> {
         Ok(self
             .inner
             .workspaces
-            .list()
+            .owned_named(&who.name, name)
             .await?
-            .into_iter()
-            .find(|w| w.name == name)
             .map(|w| w.id))
     }
 
-    /// The configured default workspace, created (and built from the `debian` template) when missing.
-    async fn default_workspace(&self) -> ApiResult<String> {
+    /// The caller's own default workspace (never one shared by users), created (and built from the
+    /// `debian` template) when missing.
+    async fn default_workspace(&self, who: &Principal) -> ApiResult<String> {
         let name = &self.inner.config.default_workspace;
-        if let Some(id) = self.workspace_named(name).await? {
+        if let Some(id) = self.workspace_named(who, name).await? {
             return Ok(id);
         }
         let created = self
             .inner
             .workspaces
-            .create(CreateWorkspace {
-                name: name.clone(),
-                template: Some("debian".into()),
-                ..Default::default()
-            })
+            .create(
+                who,
+                CreateWorkspace {
+                    name: name.clone(),
+                    template: Some("debian".into()),
+                    ..Default::default()
+                },
+            )
             .await;
         match created {
             Ok(ws) => Ok(ws.id),
             // Another request created it first.
-            Err(ApiError::Conflict(_)) => self.workspace_named(name).await?.ok_or_else(|| {
+            Err(ApiError::Conflict(_)) => self.workspace_named(who, name).await?.ok_or_else(|| {
                 ApiError::conflict("the default workspace is being replaced; retry")
             }),
             Err(e) => Err(e),
@@ -298,60 +316,66 @@ impl Missions {
         )))
     }
 
-    pub async fn list(&self, owner: &str) -> ApiResult<Vec<MissionView>> {
+    /// The caller's missions; an admin's listing has every user's.
+    pub async fn list(&self, who: &Principal) -> ApiResult<Vec<MissionView>> {
         let mut out = Vec::new();
-        for m in self.inner.store.list_missions(owner).await? {
+        for m in self.inner.store.list_missions(who.listing_owner()).await? {
             out.push(self.view(m).await);
         }
         Ok(out)
     }
 
-    pub async fn get(&self, owner: &str, id: &str) -> ApiResult<MissionView> {
-        let m = self.owned(owner, id).await?;
+    pub async fn get(&self, who: &Principal, id: &str) -> ApiResult<MissionView> {
+        let m = self.owned(who, id).await?;
         Ok(self.view(m).await)
     }
 
-    pub async fn delete(&self, owner: &str, id: &str) -> ApiResult<()> {
-        self.owned(owner, id).await?;
-        let _ = self.cancel(owner, Some(id)).await;
+    pub async fn delete(&self, who: &Principal, id: &str) -> ApiResult<()> {
+        self.owned(who, id).await?;
+        let _ = self.cancel(who, Some(id)).await;
         self.inner.store.delete_mission(id).await?;
         Ok(())
     }
 
-    pub async fn load(&self, owner: &str, id: &str) -> ApiResult<MissionView> {
-        let m = self.owned(owner, id).await?;
-        self.inner.store.load_mission(owner, id).await?;
+    pub async fn load(&self, who: &Principal, id: &str) -> ApiResult<MissionView> {
+        let m = self.owned(who, id).await?;
+        self.inner.store.load_mission(&who.name, id).await?;
         Ok(self.view(m).await)
     }
 
-    pub async fn set_status(&self, owner: &str, id: &str, status: &str) -> ApiResult<MissionView> {
+    pub async fn set_status(
+        &self,
+        who: &Principal,
+        id: &str,
+        status: &str,
+    ) -> ApiResult<MissionView> {
         if !STATUSES.contains(&status) {
             return Err(ApiError::invalid(format!(
                 "invalid status {status:?}; valid: {}",
                 STATUSES.join(", ")
             )));
         }
-        let m = self.owned(owner, id).await?;
+        let m = self.owned(who, id).await?;
         self.inner
             .store
             .transition_mission(&m.id, &[], status)
             .await?;
         self.inner
             .hub
-            .emit(&m.id, owner, "status", json!({ "status": status }))
+            .emit(&m.id, &m.owner, "status", json!({ "status": status }))
             .await;
-        self.get(owner, id).await
+        self.get(who, id).await
     }
 
     pub async fn events(
         &self,
-        owner: &str,
+        who: &Principal,
         id: &str,
         types: &[String],
         limit: i64,
         offset: i64,
     ) -> ApiResult<Vec<Event>> {
-        self.owned(owner, id).await?;
+        self.owned(who, id).await?;
         let rows = self
             .inner
             .store
@@ -392,18 +416,18 @@ impl Missions {
 
     /// Starts the mission's OpenCode session now (rather than at its first turn), so callers can name it
     /// at once; the session id.
-    pub async fn open_session(&self, owner: &str, id: &str) -> ApiResult<String> {
-        let m = self.owned(owner, id).await?;
+    pub async fn open_session(&self, who: &Principal, id: &str) -> ApiResult<String> {
+        let m = self.owned(who, id).await?;
         let ws = self.inner.workspaces.get(&m.workspace_id).await?;
         let client = self.agent_client(&ws).await?;
         self.session(&m, &client).await.map_err(ApiError::Engine)
     }
 
     /// The live agent tree: the user's missions that are active, each with its running turn and queue.
-    pub async fn tree(&self, owner: &str) -> ApiResult<Value> {
+    pub async fn tree(&self, who: &Principal) -> ApiResult<Value> {
         let runners = self.inner.runners.lock().await.clone();
         let mut nodes = Vec::new();
-        for m in self.inner.store.list_missions(owner).await? {
+        for m in self.inner.store.list_missions(Some(&who.name)).await? {
             if m.status != "active" && !runners.contains_key(&m.id) {
                 continue;
             }

@@ -5,13 +5,14 @@ use serde_json::{json, Value};
 
 use super::{MissionView, Missions, MAX_MESSAGE};
 use crate::error::{ApiError, ApiResult};
+use crate::principal::Principal;
 use crate::workspaces::model::Status as WsStatus;
 
 impl Missions {
     /// Queues a message on the user's loaded mission; `(message id, queued)`.
     pub async fn message(
         &self,
-        owner: &str,
+        who: &Principal,
         content: &str,
         agent: Option<&str>,
     ) -> ApiResult<(String, bool)> {
@@ -29,14 +30,14 @@ impl Missions {
         let mission_id = self
             .inner
             .store
-            .loaded_mission(owner)
+            .loaded_mission(&who.name)
             .await?
             .ok_or_else(|| {
                 ApiError::conflict(
                     "no mission is loaded; POST /api/control/missions/:id/load first",
                 )
             })?;
-        let m = self.owned(owner, &mission_id).await?;
+        let m = self.owned(who, &mission_id).await?;
         match m.status.as_str() {
             "pending" | "active" => {}
             "interrupted" => {
@@ -74,7 +75,7 @@ impl Missions {
             .hub
             .emit(
                 &m.id,
-                owner,
+                &m.owner,
                 "user_message",
                 json!({ "message_id": id, "content": content, "agent": agent, "queued": queued }),
             )
@@ -133,17 +134,17 @@ impl Missions {
     }
 
     /// Aborts the running turn and drops queued messages of the mission (the loaded one when `None`).
-    pub async fn cancel(&self, owner: &str, mission_id: Option<&str>) -> ApiResult<Value> {
+    pub async fn cancel(&self, who: &Principal, mission_id: Option<&str>) -> ApiResult<Value> {
         let id = match mission_id {
             Some(id) => id.to_string(),
             None => self
                 .inner
                 .store
-                .loaded_mission(owner)
+                .loaded_mission(&who.name)
                 .await?
                 .ok_or_else(|| ApiError::conflict("no mission is loaded"))?,
         };
-        let m = self.owned(owner, &id).await?;
+        let m = self.owned(who, &id).await?;
         let dropped = self
             .inner
             .store
@@ -167,8 +168,8 @@ impl Missions {
         Ok(json!({ "cancelled": true, "running_turn": running, "dropped_messages": dropped }))
     }
 
-    pub async fn resume(&self, owner: &str, id: &str) -> ApiResult<MissionView> {
-        let m = self.owned(owner, id).await?;
+    pub async fn resume(&self, who: &Principal, id: &str) -> ApiResult<MissionView> {
+        let m = self.owned(who, id).await?;
         if !self
             .inner
             .store
@@ -189,13 +190,13 @@ impl Missions {
             .hub
             .emit(
                 &m.id,
-                owner,
+                &m.owner,
                 "status",
                 json!({ "status": "active", "resumed": true, "requeued_messages": requeued }),
             )
             .await;
         self.kick(&m.id).await;
-        self.get(owner, id).await
+        self.get(who, id).await
     }
 
     /// Whether a turn of the mission runs or is about to.

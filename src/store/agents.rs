@@ -9,6 +9,7 @@ use super::Store;
 #[derive(Debug, Clone, FromRow)]
 pub struct WorkerRow {
     pub id: String,
+    pub owner: String,
     pub name: String,
     pub hostname: Option<String>,
     pub capabilities: String,
@@ -20,6 +21,7 @@ pub struct WorkerRow {
 #[derive(Debug, Clone, FromRow)]
 pub struct CodebaseRow {
     pub id: String,
+    pub owner: String,
     pub name: String,
     pub path: String,
     pub description: String,
@@ -60,8 +62,9 @@ impl Store {
 
     pub async fn insert_worker(&self, w: &WorkerRow, token_hash: &str) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO workers (id, name, hostname, capabilities, codebases, token_hash, registered_at, last_seen)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO workers (id, name, hostname, capabilities, codebases, token_hash, registered_at, last_seen,
+               owner)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&w.id)
         .bind(&w.name)
@@ -71,14 +74,19 @@ impl Store {
         .bind(token_hash)
         .bind(w.registered_at)
         .bind(w.last_seen)
+        .bind(&w.owner)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn worker_by_token(&self, token_hash: &str) -> anyhow::Result<Option<String>> {
+    /// `(worker id, owner)` of a worker token.
+    pub async fn worker_by_token(
+        &self,
+        token_hash: &str,
+    ) -> anyhow::Result<Option<(String, String)>> {
         Ok(
-            sqlx::query_scalar("SELECT id FROM workers WHERE token_hash = ?")
+            sqlx::query_as("SELECT id, owner FROM workers WHERE token_hash = ?")
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -87,18 +95,21 @@ impl Store {
 
     pub async fn get_worker(&self, id: &str) -> anyhow::Result<Option<WorkerRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, name, hostname, capabilities, codebases, registered_at, last_seen FROM workers WHERE id = ?",
+            "SELECT id, owner, name, hostname, capabilities, codebases, registered_at, last_seen FROM workers WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?)
     }
 
-    pub async fn list_workers(&self) -> anyhow::Result<Vec<WorkerRow>> {
+    /// The owner's workers (everyone's with `None`).
+    pub async fn list_workers(&self, owner: Option<&str>) -> anyhow::Result<Vec<WorkerRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, name, hostname, capabilities, codebases, registered_at, last_seen FROM workers
-             ORDER BY registered_at",
+            "SELECT id, owner, name, hostname, capabilities, codebases, registered_at, last_seen FROM workers
+             WHERE (? IS NULL OR owner = ?) ORDER BY registered_at",
         )
+        .bind(owner)
+        .bind(owner)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -162,7 +173,7 @@ impl Store {
     pub async fn insert_codebase(&self, c: &CodebaseRow) -> anyhow::Result<bool> {
         let res = sqlx::query(
             "INSERT INTO codebases (id, name, path, description, agent_config, worker_id, workspace_id,
-               mission_id, created_at, last_activity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               mission_id, created_at, last_activity, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -174,6 +185,7 @@ impl Store {
         .bind(&c.mission_id)
         .bind(c.created_at)
         .bind(c.last_activity)
+        .bind(&c.owner)
         .execute(&self.pool)
         .await;
         match res {
@@ -204,9 +216,27 @@ impl Store {
         )
     }
 
+    /// Every codebase (berth's own bookkeeping).
     pub async fn list_codebases(&self) -> anyhow::Result<Vec<CodebaseRow>> {
+        self.codebases_of(None).await
+    }
+
+    /// The owner's codebases (everyone's with `None`).
+    pub async fn codebases_of(&self, owner: Option<&str>) -> anyhow::Result<Vec<CodebaseRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM codebases WHERE (? IS NULL OR owner = ?) ORDER BY created_at",
+        )
+        .bind(owner)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The codebases a worker works on: those registered with its id.
+    pub async fn codebases_of_worker(&self, worker_id: &str) -> anyhow::Result<Vec<CodebaseRow>> {
         Ok(
-            sqlx::query_as("SELECT * FROM codebases ORDER BY created_at")
+            sqlx::query_as("SELECT * FROM codebases WHERE worker_id = ? ORDER BY created_at")
+                .bind(worker_id)
                 .fetch_all(&self.pool)
                 .await?,
         )
@@ -311,10 +341,15 @@ impl Store {
 
     // Monitor.
 
-    pub async fn log_monitor(&self, e: MonitorEntry<'_>) -> anyhow::Result<()> {
+    pub async fn log_monitor(
+        &self,
+        e: MonitorEntry<'_>,
+        owner: Option<&str>,
+    ) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO monitor_messages (timestamp, type, agent_name, content, metadata, response_time, error)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO monitor_messages (timestamp, type, agent_name, content, metadata, response_time, error,
+               owner)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(Utc::now())
         .bind(e.kind)
@@ -323,21 +358,26 @@ impl Store {
         .bind(e.metadata.to_string())
         .bind(e.response_time)
         .bind(e.error)
+        .bind(owner)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// The newest monitor messages, newest first.
+    /// The newest monitor messages (of one owner's work, with `Some`), newest first.
     pub async fn monitor_messages(
         &self,
         kind: Option<&str>,
+        owner: Option<&str>,
         limit: i64,
     ) -> anyhow::Result<Vec<MonitorRow>> {
         Ok(sqlx::query_as(
-            "SELECT * FROM monitor_messages WHERE (?1 IS NULL OR type = ?1) ORDER BY id DESC LIMIT ?2",
+            "SELECT id, timestamp, type, agent_name, content, metadata, response_time, tokens, error
+             FROM monitor_messages WHERE (?1 IS NULL OR type = ?1) AND (?2 IS NULL OR owner = ?2)
+             ORDER BY id DESC LIMIT ?3",
         )
         .bind(kind)
+        .bind(owner)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
@@ -346,18 +386,27 @@ impl Store {
     /// `(total, by type, average response time, tokens)` over the whole log.
     pub async fn monitor_totals(
         &self,
+        owner: Option<&str>,
     ) -> anyhow::Result<(i64, Vec<(String, i64)>, Option<f64>, i64)> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM monitor_messages")
-            .fetch_one(&self.pool)
-            .await?;
-        let by_type: Vec<(String, i64)> =
-            sqlx::query_as("SELECT type, COUNT(*) FROM monitor_messages GROUP BY type")
-                .fetch_all(&self.pool)
-                .await?;
-        let (avg, tokens): (Option<f64>, Option<i64>) =
-            sqlx::query_as("SELECT AVG(response_time), SUM(tokens) FROM monitor_messages")
-                .fetch_one(&self.pool)
-                .await?;
+        const MINE: &str = "(?1 IS NULL OR owner = ?1)";
+        let total: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM monitor_messages WHERE {MINE}"
+        ))
+        .bind(owner)
+        .fetch_one(&self.pool)
+        .await?;
+        let by_type: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT type, COUNT(*) FROM monitor_messages WHERE {MINE} GROUP BY type"
+        ))
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        let (avg, tokens): (Option<f64>, Option<i64>) = sqlx::query_as(&format!(
+            "SELECT AVG(response_time), SUM(tokens) FROM monitor_messages WHERE {MINE}"
+        ))
+        .bind(owner)
+        .fetch_one(&self.pool)
+        .await?;
         Ok((total, by_type, avg, tokens.unwrap_or(0)))
     }
 }

@@ -70,13 +70,16 @@ impl Store {
             .await?)
     }
 
-    pub async fn list_missions(&self, owner: &str) -> anyhow::Result<Vec<MissionRow>> {
-        Ok(
-            sqlx::query_as("SELECT * FROM missions WHERE owner = ? ORDER BY created_at, id")
-                .bind(owner)
-                .fetch_all(&self.pool)
-                .await?,
+    /// The owner's missions; with `None`, every user's (not the codebases' runs, which `/v1` shows).
+    pub async fn list_missions(&self, owner: Option<&str>) -> anyhow::Result<Vec<MissionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM missions WHERE (? IS NULL AND owner NOT LIKE 'codebase:%') OR owner = ?
+             ORDER BY created_at, id",
         )
+        .bind(owner)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn missions_with_status(&self, status: &str) -> anyhow::Result<Vec<MissionRow>> {

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod missions;
 pub mod tasks;
+pub mod tokens;
 pub mod workspaces;
 
 use std::path::Path;

@@ -13,6 +13,8 @@ pub const LOCAL_WORKER: &str = "berth";
 #[derive(Debug, Clone, FromRow)]
 pub struct TaskRow {
     pub id: String,
+    /// The user whose codebase it is for.
+    pub owner: String,
     pub codebase_id: String,
     pub title: String,
     pub prompt: String,
@@ -53,6 +55,16 @@ pub struct Report<'a> {
     pub attempt: Option<i64>,
 }
 
+/// Which tasks a listing shows.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TaskFilter<'a> {
+    pub codebase_id: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub owner: Option<&'a str>,
+    /// Only tasks this worker holds or whose codebase is its own.
+    pub worker: Option<&'a str>,
+}
+
 /// What a lease sweep did.
 #[derive(Debug, Default)]
 pub struct Expired {
@@ -60,16 +72,17 @@ pub struct Expired {
     pub failed: Vec<TaskRow>,
 }
 
-const TASK_COLUMNS: &str = "id, codebase_id, title, prompt, agent_type, model, priority, metadata, status,
+const TASK_COLUMNS: &str = "id, owner, codebase_id, title, prompt, agent_type, model, priority, metadata, status,
     worker_id, lease_expires_at, attempts, max_attempts, session_id, mission_id, result, error, created_at,
     started_at, completed_at";
 
 impl Store {
     pub async fn insert_task(&self, t: &TaskRow) -> anyhow::Result<()> {
         sqlx::query(&format!(
-            "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&t.id)
+        .bind(&t.owner)
         .bind(&t.codebase_id)
         .bind(&t.title)
         .bind(&t.prompt)
@@ -94,13 +107,34 @@ impl Store {
         Ok(())
     }
 
-    /// How many tasks are in each status.
-    pub async fn task_counts(&self) -> anyhow::Result<Vec<(String, i64)>> {
-        Ok(
-            sqlx::query_as("SELECT status, COUNT(*) FROM tasks GROUP BY status")
-                .fetch_all(&self.pool)
-                .await?,
+    /// Extends the lease of a running task its holder reported on; false if it does not hold it.
+    pub async fn renew_lease(
+        &self,
+        id: &str,
+        worker_id: &str,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND worker_id = ? AND status = 'running'",
         )
+        .bind(until)
+        .bind(id)
+        .bind(worker_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// How many tasks (of one owner's, with `Some`) are in each status.
+    pub async fn task_counts(&self, owner: Option<&str>) -> anyhow::Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT status, COUNT(*) FROM tasks WHERE (? IS NULL OR owner = ?) GROUP BY status",
+        )
+        .bind(owner)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn get_task(&self, id: &str) -> anyhow::Result<Option<TaskRow>> {
@@ -112,19 +146,24 @@ impl Store {
         )
     }
 
-    /// Tasks in queue order (priority, then oldest first), optionally of one codebase and one status.
+    /// Tasks in queue order (priority, then oldest first), optionally of one owner, one codebase,
+    /// one status, and only of codebases `worker` works on.
     pub async fn list_tasks(
         &self,
-        codebase_id: Option<&str>,
-        status: Option<&str>,
+        filter: TaskFilter<'_>,
         limit: i64,
     ) -> anyhow::Result<Vec<TaskRow>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR codebase_id = ?1) AND (?2 IS NULL OR status = ?2)
-             ORDER BY priority DESC, created_at ASC LIMIT ?3"
+               AND (?3 IS NULL OR owner = ?3)
+               AND (?4 IS NULL OR worker_id = ?4
+                    OR codebase_id IN (SELECT id FROM codebases WHERE worker_id = ?4))
+             ORDER BY priority DESC, created_at ASC LIMIT ?5"
         ))
-        .bind(codebase_id)
-        .bind(status)
+        .bind(filter.codebase_id)
+        .bind(filter.status)
+        .bind(filter.owner)
+        .bind(filter.worker)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)

@@ -13,6 +13,7 @@ use crate::workspaces::model::{Status, Workspace, WorkspaceType};
 #[derive(FromRow)]
 struct Row {
     id: String,
+    owner: String,
     name: String,
     workspace_type: String,
     path: String,
@@ -26,6 +27,10 @@ struct Row {
     init_script: Option<String>,
     network: String,
     code_mount: Option<String>,
+    memory_mb: Option<i64>,
+    cpus: Option<f64>,
+    pids_limit: Option<i64>,
+    needs_rebuild: bool,
     status: String,
     error_message: Option<String>,
     container_id: Option<String>,
@@ -58,6 +63,7 @@ impl Row {
             init_scripts: json_list(&self.init_scripts),
             env_vars,
             id: self.id,
+            owner: self.owner,
             name: self.name,
             path: self.path,
             template: self.template,
@@ -65,6 +71,12 @@ impl Row {
             init_script: self.init_script,
             network: self.network,
             code_mount: self.code_mount,
+            limits: crate::workspaces::model::Limits {
+                memory_mb: self.memory_mb.map(|m| m as u64),
+                cpus: self.cpus,
+                pids: self.pids_limit,
+            },
+            needs_rebuild: self.needs_rebuild,
             error_message: self.error_message,
             container_id: self.container_id,
             image_id: self.image_id,
@@ -108,8 +120,8 @@ impl Store {
         let res = sqlx::query(
             "INSERT INTO workspaces (id, name, workspace_type, path, template, distro, packages, skills,
                tools, env_vars, init_scripts, init_script, status, error_message, created_at, updated_at, network,
-               code_mount)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               code_mount, owner, memory_mb, cpus, pids_limit)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&w.id)
         .bind(&w.name)
@@ -129,6 +141,10 @@ impl Store {
         .bind(w.updated_at)
         .bind(&w.network)
         .bind(&w.code_mount)
+        .bind(&w.owner)
+        .bind(w.limits.memory_mb.map(|m| m as i64))
+        .bind(w.limits.cpus)
+        .bind(w.limits.pids)
         .execute(&self.pool)
         .await;
         name_checked(res)
@@ -146,13 +162,56 @@ impl Store {
         row.map(|r| r.into_workspace(secrets)).transpose()
     }
 
-    pub async fn list_workspaces(&self, secrets: &SecretBox) -> anyhow::Result<Vec<Workspace>> {
-        let rows: Vec<Row> = sqlx::query_as("SELECT * FROM workspaces ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
+    /// The owner's workspaces; every workspace with `None`.
+    pub async fn list_workspaces(
+        &self,
+        owner: Option<&str>,
+        secrets: &SecretBox,
+    ) -> anyhow::Result<Vec<Workspace>> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT * FROM workspaces WHERE (? IS NULL OR owner = ?) ORDER BY created_at, id",
+        )
+        .bind(owner)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
             .map(|r| r.into_workspace(secrets))
             .collect()
+    }
+
+    pub async fn workspace_by_name(
+        &self,
+        owner: &str,
+        name: &str,
+        secrets: &SecretBox,
+    ) -> anyhow::Result<Option<Workspace>> {
+        let row: Option<Row> =
+            sqlx::query_as("SELECT * FROM workspaces WHERE owner = ? AND name = ?")
+                .bind(owner)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| r.into_workspace(secrets)).transpose()
+    }
+
+    /// Who owns a workspace, without unsealing anything.
+    pub async fn workspace_owner(&self, id: &str) -> anyhow::Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT owner FROM workspaces WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn set_needs_rebuild(&self, id: &str, needs: bool) -> anyhow::Result<()> {
+        sqlx::query("UPDATE workspaces SET needs_rebuild = ? WHERE id = ?")
+            .bind(needs)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Saves the user-editable fields; build results are written by the build alone.
@@ -163,7 +222,8 @@ impl Store {
     ) -> anyhow::Result<Inserted> {
         let res = sqlx::query(
             "UPDATE workspaces SET name = ?, distro = ?, packages = ?, skills = ?, tools = ?, env_vars = ?,
-               init_scripts = ?, init_script = ?, updated_at = ? WHERE id = ?",
+               init_scripts = ?, init_script = ?, updated_at = ?, network = ?, memory_mb = ?, cpus = ?,
+               pids_limit = ?, needs_rebuild = ? WHERE id = ?",
         )
         .bind(&w.name)
         .bind(&w.distro)
@@ -174,6 +234,11 @@ impl Store {
         .bind(to_json(&w.init_scripts))
         .bind(&w.init_script)
         .bind(Utc::now())
+        .bind(&w.network)
+        .bind(w.limits.memory_mb.map(|m| m as i64))
+        .bind(w.limits.cpus)
+        .bind(w.limits.pids)
+        .bind(w.needs_rebuild)
         .bind(&w.id)
         .execute(&self.pool)
         .await;

@@ -37,12 +37,24 @@ impl Workspaces {
         if ws.workspace_type != super::WorkspaceType::Container {
             return Err(ApiError::invalid("host workspaces have nothing to build"));
         }
-        if let Some(d) = distro {
-            let name = self.resolve_distro(d)?;
-            if ws.status == Status::Building {
-                return Err(ApiError::conflict("the workspace is already building"));
-            }
-            self.inner.store.set_workspace_distro(id, &name).await?;
+        if ws.status == Status::Building {
+            return Err(ApiError::conflict("the workspace is already building"));
+        }
+        let target = match distro {
+            Some(d) => self.resolve_distro(d)?,
+            None => ws
+                .distro
+                .clone()
+                .unwrap_or_else(|| self.inner.config.default_distro.clone()),
+        };
+        // Pre-flight before anything changes: for a workspace that has a container, a base image
+        // that cannot be had leaves it (and its running container) as it is. A first build records
+        // the failure as its `error` instead.
+        if ws.container_id.is_some() {
+            self.check_base_image(&target).await?;
+        }
+        if ws.distro.as_deref() != Some(target.as_str()) {
+            self.inner.store.set_workspace_distro(id, &target).await?;
         }
         let moved = self
             .inner
@@ -66,10 +78,35 @@ impl Workspaces {
             .insert(id.to_string(), token.clone());
         let this = self.clone();
         let job = ws.clone();
+        // A change that waits for a rebuild (distro, network, limits) makes this one.
+        let rebuild = rebuild || ws.needs_rebuild;
         self.inner.tracker.spawn(async move {
             this.run_build(job, rebuild, token).await;
         });
         Ok(ws)
+    }
+
+    /// 409 when the distro's base image is neither local nor to be pulled.
+    async fn check_base_image(&self, distro: &str) -> ApiResult<()> {
+        let Some(d) = self.inner.catalog.distro(distro) else {
+            return Err(ApiError::invalid(format!("unknown distro {distro}")));
+        };
+        if self.inner.config.pull_base_images {
+            return Ok(());
+        }
+        let present = self
+            .inner
+            .engine
+            .image_id(&d.image)
+            .await
+            .map_err(|e| ApiError::Engine(e.to_string()))?;
+        if present.is_none() {
+            return Err(ApiError::conflict(format!(
+                "base image {} is not available locally and pulling is disabled; build it on this host with `berth images bootstrap {}` (nothing was changed)",
+                d.image, d.name
+            )));
+        }
+        Ok(())
     }
 
     async fn run_build(&self, ws: Workspace, rebuild: bool, cancel: CancellationToken) {
@@ -200,20 +237,28 @@ impl Workspaces {
             let agent_mount = agent
                 .as_ref()
                 .and_then(|(host, target)| Some((host.to_str()?, target.as_str())));
+            let memory_mb = ws.limits.memory_mb.unwrap_or(config.memory_mb);
+            let cpus = ws.limits.cpus.unwrap_or_else(|| config.default_cpus());
             let id = engine
                 .create_container(&ContainerSpec {
                     workspace_id: &ws.id,
                     hostname: &ws.name,
                     image: &tag,
-                    memory_bytes: (config.memory_mb * 1024 * 1024) as i64,
-                    nano_cpus: (config.cpus * 1e9) as i64,
-                    pids_limit: config.pids_limit,
+                    memory_bytes: (memory_mb * 1024 * 1024) as i64,
+                    nano_cpus: (cpus * 1e9) as i64,
+                    pids_limit: ws.limits.pids.unwrap_or(config.pids_limit),
                     network: &ws.network,
                     code_mount: ws.code_mount.as_deref(),
                     agent_mount,
                 })
                 .await?;
             engine.start_container(&id).await?;
+            // The new container has what waited for it.
+            inner
+                .store
+                .set_needs_rebuild(&ws.id, false)
+                .await
+                .map_err(|e| BuildFailure::Failed(format!("store: {e}")))?;
             id
         };
         // A rebuild leaves the previous image untagged; nothing uses it once the container is replaced.

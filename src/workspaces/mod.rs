@@ -25,12 +25,13 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{ApiError, ApiResult};
 use crate::library::{ItemType, Library};
+use crate::principal::Principal;
 use crate::secrets::SecretBox;
 use crate::store::workspaces::Inserted;
 use crate::store::Store;
 pub use exec::{ExecResult, ExecSpec};
 pub use init::{InitLog, RerunInitResult};
-use model::{Status, Workspace, WorkspaceType, REDACTED};
+use model::{Limits, Status, Workspace, WorkspaceType, REDACTED};
 pub use skills::SyncReport;
 
 /// Everything workspace operations need; cheap to clone.
@@ -65,7 +66,10 @@ pub struct Deps {
     pub shutdown: CancellationToken,
 }
 
+/// A create request; unknown fields are refused, so a misspelt or unsupported one never passes
+/// silently.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
     pub name: String,
     pub workspace_type: Option<String>,
@@ -79,12 +83,18 @@ pub struct CreateWorkspace {
     pub init_scripts: Option<Vec<String>>,
     pub init_script: Option<String>,
     pub network: Option<String>,
+    pub memory_mb: Option<u64>,
+    pub cpus: Option<f64>,
+    pub pids: Option<i64>,
     /// Not settable over `/api/workspaces`: only the codebases API mounts host directories.
     #[serde(skip)]
     pub code_mount: Option<String>,
 }
 
+/// An edit; fields that only take effect in a new container (distro, network, packages, limits) mark
+/// the workspace `needs_rebuild`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateWorkspace {
     pub name: Option<String>,
     pub workspace_type: Option<String>,
@@ -98,6 +108,32 @@ pub struct UpdateWorkspace {
     pub init_scripts: Option<Vec<String>>,
     /// An empty string removes the script.
     pub init_script: Option<String>,
+    pub network: Option<String>,
+    pub memory_mb: Option<u64>,
+    pub cpus: Option<f64>,
+    pub pids: Option<i64>,
+}
+
+/// Fields that mean something only for a container workspace, by name, when a request sets them.
+fn container_fields(
+    req_template: bool,
+    distro: bool,
+    packages: bool,
+    init: bool,
+    network: bool,
+    limits: bool,
+) -> Vec<&'static str> {
+    [
+        ("template", req_template),
+        ("distro", distro),
+        ("packages", packages),
+        ("init_script/init_scripts", init),
+        ("network", network),
+        ("memory_mb/cpus/pids", limits),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
 }
 
 impl Workspaces {
@@ -135,12 +171,52 @@ impl Workspaces {
         &self.inner.library
     }
 
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Every workspace (for berth's own bookkeeping; requests go through `list_for`).
     pub async fn list(&self) -> ApiResult<Vec<Workspace>> {
         Ok(self
             .inner
             .store
-            .list_workspaces(&self.inner.secrets)
+            .list_workspaces(None, &self.inner.secrets)
             .await?)
+    }
+
+    /// The workspaces `who` may see: their own, or all for an admin.
+    pub async fn list_for(&self, who: &Principal) -> ApiResult<Vec<Workspace>> {
+        Ok(self
+            .inner
+            .store
+            .list_workspaces(who.listing_owner(), &self.inner.secrets)
+            .await?)
+    }
+
+    /// The workspace if `who` may act on it; 404 otherwise, as if it did not exist.
+    pub async fn owned(&self, who: &Principal, id: &str) -> ApiResult<Workspace> {
+        let ws = self.get(id).await?;
+        if !who.may_act_on(&ws.owner) {
+            return Err(ApiError::not_found(format!("no workspace with id {id}")));
+        }
+        Ok(ws)
+    }
+
+    /// `owner`'s workspace named `name`.
+    pub async fn owned_named(&self, owner: &str, name: &str) -> ApiResult<Option<Workspace>> {
+        Ok(self
+            .inner
+            .store
+            .workspace_by_name(owner, name, &self.inner.secrets)
+            .await?)
+    }
+
+    /// Whether `who` may act on the workspace, without loading it: for listings that name workspaces.
+    pub async fn visible_to(&self, who: &Principal, id: &str) -> bool {
+        if who.is_admin() {
+            return true;
+        }
+        matches!(self.inner.store.workspace_owner(id).await, Ok(Some(o)) if o == who.name)
     }
 
     pub async fn get(&self, id: &str) -> ApiResult<Workspace> {
@@ -155,25 +231,50 @@ impl Workspaces {
             .ok_or_else(|| ApiError::not_found(format!("no workspace with id {id}")))
     }
 
-    pub async fn create(&self, req: CreateWorkspace) -> ApiResult<Workspace> {
+    pub async fn create(&self, who: &Principal, req: CreateWorkspace) -> ApiResult<Workspace> {
         let name = validate::workspace_name(&req.name)?;
-        let template = match &req.template {
-            Some(t) => Some(self.template(t).await?),
-            None => None,
-        };
-        let requested_type = match req.workspace_type.as_deref() {
-            None => WorkspaceType::Host,
+        let workspace_type = match req.workspace_type.as_deref() {
+            // The seed's default is a host workspace; berth gives one only to an admin on a server
+            // that allows them, and a container to everyone else.
+            None if self.inner.config.host_workspaces
+                && who.is_admin()
+                && req.template.is_none() =>
+            {
+                WorkspaceType::Host
+            }
+            None => WorkspaceType::Container,
             Some(t) => WorkspaceType::parse(t).ok_or_else(|| {
                 ApiError::invalid(format!(
                     "invalid workspace_type {t:?}: use host or container"
                 ))
             })?,
         };
-        // A template describes a container, so it forces one.
-        let workspace_type = if template.is_some() {
-            WorkspaceType::Container
-        } else {
-            requested_type
+        if workspace_type == WorkspaceType::Host {
+            self.check_host_allowed(who)?;
+            let refused = container_fields(
+                req.template.is_some(),
+                req.distro.is_some(),
+                req.packages.as_ref().is_some_and(|p| !p.is_empty()),
+                req.init_script.is_some()
+                    || req.init_scripts.as_ref().is_some_and(|i| !i.is_empty()),
+                req.network.is_some(),
+                req.memory_mb.is_some() || req.cpus.is_some() || req.pids.is_some(),
+            );
+            if !refused.is_empty() {
+                return Err(ApiError::invalid(format!(
+                    "{} only apply to container workspaces",
+                    refused.join(", ")
+                )));
+            }
+        }
+        if workspace_type == WorkspaceType::Container && req.path.is_some() {
+            return Err(ApiError::invalid(
+                "path only applies to host workspaces; a container workspace lives in /workspace",
+            ));
+        }
+        let template = match &req.template {
+            Some(t) => Some(self.template(t).await?),
+            None => None,
         };
         let tpl = template.clone().unwrap_or_default();
 
@@ -198,6 +299,14 @@ impl Workspaces {
         env_vars.extend(req.env_vars.clone().unwrap_or_default());
         let init_script = req.init_script.clone().or(tpl.init_script.clone());
         let network = validate::network(req.network.as_deref().or(tpl.network.as_deref()))?;
+        if network == "host" && workspace_type == WorkspaceType::Container {
+            who.require_admin("network \"host\" (it exposes the host's loopback services)")?;
+        }
+        let limits = self.check_limits(Limits {
+            memory_mb: req.memory_mb,
+            cpus: req.cpus,
+            pids: req.pids,
+        })?;
 
         let id = uuid::Uuid::new_v4().to_string();
         let path = match workspace_type {
@@ -207,6 +316,7 @@ impl Workspaces {
         let now = Utc::now();
         let ws = Workspace {
             id,
+            owner: who.name.clone(),
             name,
             workspace_type,
             path,
@@ -224,6 +334,8 @@ impl Workspaces {
             init_script: init_script.filter(|s| !s.trim().is_empty()),
             network,
             code_mount: req.code_mount.clone(),
+            limits,
+            needs_rebuild: false,
             status: match workspace_type {
                 WorkspaceType::Host => Status::Ready,
                 WorkspaceType::Container => Status::Pending,
@@ -262,8 +374,13 @@ impl Workspaces {
         Ok(ws)
     }
 
-    pub async fn update(&self, id: &str, req: UpdateWorkspace) -> ApiResult<Workspace> {
-        let mut ws = self.get(id).await?;
+    pub async fn update(
+        &self,
+        who: &Principal,
+        id: &str,
+        req: UpdateWorkspace,
+    ) -> ApiResult<Workspace> {
+        let mut ws = self.owned(who, id).await?;
         if let Some(t) = &req.workspace_type {
             if WorkspaceType::parse(t) != Some(ws.workspace_type) {
                 return Err(ApiError::invalid(
@@ -271,16 +388,63 @@ impl Workspaces {
                 ));
             }
         }
+        let limits_asked = req.memory_mb.is_some() || req.cpus.is_some() || req.pids.is_some();
+        if ws.workspace_type == WorkspaceType::Host {
+            let refused = container_fields(
+                false,
+                req.distro.is_some(),
+                req.packages.is_some(),
+                req.init_script.is_some() || req.init_scripts.is_some(),
+                req.network.is_some(),
+                limits_asked,
+            );
+            if !refused.is_empty() {
+                return Err(ApiError::invalid(format!(
+                    "{} only apply to container workspaces",
+                    refused.join(", ")
+                )));
+            }
+        }
         if let Some(name) = &req.name {
             ws.name = validate::workspace_name(name)?;
         }
+        // What only a new container can carry is recorded now and marks the workspace for a rebuild.
+        let before = (
+            ws.distro.clone(),
+            ws.network.clone(),
+            ws.packages.clone(),
+            ws.limits,
+        );
         if let Some(d) = &req.distro {
-            if ws.workspace_type == WorkspaceType::Container {
-                ws.distro = Some(self.resolve_distro(d)?);
+            ws.distro = Some(self.resolve_distro(d)?);
+        }
+        if let Some(n) = &req.network {
+            ws.network = validate::network(Some(n))?;
+            if ws.network == "host" && before.1 != "host" {
+                who.require_admin("network \"host\" (it exposes the host's loopback services)")?;
             }
         }
         if let Some(p) = &req.packages {
             ws.packages = validate::packages(p)?;
+        }
+        if limits_asked {
+            ws.limits = self.check_limits(Limits {
+                memory_mb: req.memory_mb.or(ws.limits.memory_mb),
+                cpus: req.cpus.or(ws.limits.cpus),
+                pids: req.pids.or(ws.limits.pids),
+            })?;
+        }
+        let built = ws.container_id.is_some() || ws.status != Status::Pending;
+        if built
+            && before
+                != (
+                    ws.distro.clone(),
+                    ws.network.clone(),
+                    ws.packages.clone(),
+                    ws.limits,
+                )
+        {
+            ws.needs_rebuild = true;
         }
         let before = (ws.skills.clone(), ws.tools.clone());
         if let Some(s) = &req.skills {
@@ -325,6 +489,17 @@ impl Workspaces {
     /// unless `keep_volume`. The row goes last, so a failure leaves something that can be deleted again.
     pub async fn delete(&self, id: &str, keep_volume: bool) -> ApiResult<()> {
         let ws = self.get(id).await?;
+        self.remove(&ws, keep_volume).await
+    }
+
+    /// `delete` for a request: only what `who` may act on.
+    pub async fn delete_for(&self, who: &Principal, id: &str, keep_volume: bool) -> ApiResult<()> {
+        let ws = self.owned(who, id).await?;
+        self.remove(&ws, keep_volume).await
+    }
+
+    async fn remove(&self, ws: &Workspace, keep_volume: bool) -> ApiResult<()> {
+        let id = ws.id.as_str();
         if let Some(token) = self.inner.builds.lock().expect("builds lock").remove(id) {
             token.cancel();
         }
@@ -347,6 +522,47 @@ impl Workspaces {
         let _ = tokio::fs::remove_dir_all(self.log_dir(id)).await;
         tracing::info!(workspace.id = %id, keep_volume, "workspace deleted");
         Ok(())
+    }
+
+    /// Host workspaces: only when the operator enabled them, and only for admins.
+    fn check_host_allowed(&self, who: &Principal) -> ApiResult<()> {
+        if !self.inner.config.host_workspaces {
+            return Err(ApiError::ForbiddenCode {
+                code: "host_workspaces_disabled",
+                message: "host workspaces are disabled on this server (they run commands as berth's own user on the host); an operator can enable them for admins with BERTH_HOST_WORKSPACES=true".into(),
+            });
+        }
+        who.require_admin("a host workspace (it runs commands as berth's user on the host)")
+    }
+
+    /// Per-workspace limits within the operator's maxima.
+    fn check_limits(&self, l: Limits) -> ApiResult<Limits> {
+        let c = &self.inner.config;
+        if let Some(m) = l.memory_mb {
+            if !(64..=c.max_memory_mb).contains(&m) {
+                return Err(ApiError::invalid(format!(
+                    "memory_mb must be 64 to {}",
+                    c.max_memory_mb
+                )));
+            }
+        }
+        if let Some(cpus) = l.cpus {
+            if !(cpus.is_finite() && cpus >= 0.01 && cpus <= c.max_cpus()) {
+                return Err(ApiError::invalid(format!(
+                    "cpus must be 0.01 to {}",
+                    c.max_cpus()
+                )));
+            }
+        }
+        if let Some(p) = l.pids {
+            if !(16..=c.max_pids).contains(&p) {
+                return Err(ApiError::invalid(format!(
+                    "pids must be 16 to {}",
+                    c.max_pids
+                )));
+            }
+        }
+        Ok(l)
     }
 
     fn resolve_distro(&self, name: &str) -> ApiResult<String> {

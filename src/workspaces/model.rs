@@ -61,6 +61,8 @@ impl Status {
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub id: String,
+    /// The user it belongs to.
+    pub owner: String,
     pub name: String,
     pub workspace_type: WorkspaceType,
     pub path: String,
@@ -76,6 +78,9 @@ pub struct Workspace {
     pub network: String,
     /// A host directory bind-mounted at `/code` (a codebase's code); set only by the codebases API.
     pub code_mount: Option<String>,
+    pub limits: Limits,
+    /// A change (distro, network, limits) waits for the next build to take effect.
+    pub needs_rebuild: bool,
     pub status: Status,
     pub error_message: Option<String>,
     pub container_id: Option<String>,
@@ -86,6 +91,15 @@ pub struct Workspace {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A workspace's own resource limits; `None` is the server's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub memory_mb: Option<u64>,
+    pub cpus: Option<f64>,
+    pub pids: Option<i64>,
+}
+
 /// What replaces an env var's value in every answer: values are secrets and never leave berth.
 pub const REDACTED: &str = "********";
 
@@ -93,6 +107,7 @@ pub const REDACTED: &str = "********";
 #[derive(Debug, Serialize)]
 pub struct WorkspaceView {
     pub id: String,
+    pub owner: String,
     pub name: String,
     pub workspace_type: WorkspaceType,
     pub path: String,
@@ -111,6 +126,11 @@ pub struct WorkspaceView {
     /// The host directory mounted at `/code`, for a codebase's workspace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code_mount: Option<String>,
+    /// `memory_mb`, `cpus`, `pids`: the limits it asked for; null ones are the server's defaults.
+    #[serde(flatten)]
+    pub limits: Limits,
+    /// True when a change waits for `POST /build {"rebuild": true}` to take effect.
+    pub needs_rebuild: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -119,6 +139,7 @@ impl From<&Workspace> for WorkspaceView {
     fn from(w: &Workspace) -> Self {
         Self {
             id: w.id.clone(),
+            owner: w.owner.clone(),
             name: w.name.clone(),
             workspace_type: w.workspace_type,
             path: w.path.clone(),
@@ -138,6 +159,8 @@ impl From<&Workspace> for WorkspaceView {
             init_script: w.init_script.clone(),
             network: w.network.clone(),
             code_mount: w.code_mount.clone(),
+            limits: w.limits,
+            needs_rebuild: w.needs_rebuild,
             created_at: w.created_at,
             updated_at: w.updated_at,
         }

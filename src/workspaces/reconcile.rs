@@ -12,7 +12,7 @@ impl Workspaces {
     pub async fn reconcile(&self) -> anyhow::Result<()> {
         let store = &self.inner.store;
         let engine = &self.inner.engine;
-        let workspaces = store.list_workspaces(&self.inner.secrets).await?;
+        let workspaces = store.list_workspaces(None, &self.inner.secrets).await?;
         let known: HashSet<&str> = workspaces.iter().map(|w| w.id.as_str()).collect();
 
         for ws in &workspaces {

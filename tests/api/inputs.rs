@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::Server;
+use crate::harness::{Options, Server};
 
 #[tokio::test]
 async fn bad_workspace_requests_get_clear_errors() {
@@ -129,10 +129,14 @@ async fn a_pending_container_workspace_refuses_exec_and_names_are_unique() {
 
 #[tokio::test]
 async fn env_var_values_are_never_returned_nor_stored_in_plaintext() {
-    let s = Server::start().await;
+    let s = Server::start_with(Options {
+        env: vec![("BERTH_HOST_WORKSPACES".into(), "true".into())],
+        ..Default::default()
+    })
+    .await;
     let secret = "s3cr3t-value-that-must-not-leak";
     let ws = s
-        .create(json!({ "name": "h", "env_vars": { "API_KEY": secret } }))
+        .create(json!({ "name": "h", "workspace_type": "host", "env_vars": { "API_KEY": secret } }))
         .await;
     assert_eq!(ws["env_vars"]["API_KEY"], "********");
     let id = ws["id"].as_str().unwrap();
@@ -169,7 +173,12 @@ async fn env_var_values_are_never_returned_nor_stored_in_plaintext() {
 
 #[tokio::test]
 async fn host_workspaces_exec_on_the_host() {
-    let s = Server::start().await;
+    let s = Server::start_with(Options {
+        env: vec![("BERTH_HOST_WORKSPACES".into(), "true".into())],
+        ..Default::default()
+    })
+    .await;
+    // Enabled, the seed's default type is a host workspace for an admin.
     let ws = s.create(json!({ "name": "hostws" })).await;
     assert_eq!(ws["workspace_type"], "host");
     assert_eq!(ws["status"], "ready");

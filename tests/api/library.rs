@@ -270,7 +270,10 @@ async fn remote_changes_sync_into_every_workspace_that_uses_them() {
     git(&editor, &["push", "-q", "origin", "HEAD:main"]);
 
     let s = Server::start_with(Options {
-        env: vec![("BERTH_LIBRARY_REMOTE".into(), bare.to_string_lossy().into())],
+        env: vec![
+            ("BERTH_LIBRARY_REMOTE".into(), bare.to_string_lossy().into()),
+            ("BERTH_HOST_WORKSPACES".into(), "true".into()),
+        ],
         ..Default::default()
     })
     .await;
@@ -292,11 +295,11 @@ async fn remote_changes_sync_into_every_workspace_that_uses_them() {
         .ready_workspace("uses-lint", json!({ "skills": ["lint"] }))
         .await;
     let host = s
-        .create(json!({ "name": "host-lint", "skills": ["lint"] }))
+        .create(json!({ "name": "host-lint", "workspace_type": "host", "skills": ["lint"] }))
         .await;
     let host_path = host["path"].as_str().unwrap().to_string();
     let bystander = s
-        .create(json!({ "name": "host-other", "skills": ["other"] }))
+        .create(json!({ "name": "host-other", "workspace_type": "host", "skills": ["other"] }))
         .await;
     let read = |id: String| {
         let s = &s;

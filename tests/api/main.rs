@@ -11,4 +11,5 @@ mod inputs;
 mod library;
 mod missions;
 mod reconcile;
+mod tenants;
 mod workers;

@@ -20,8 +20,11 @@ use crate::api::event_stream::{self, StreamQuery};
 use crate::api::{limit_or, optional_json, Json, Page, Path, Query};
 use crate::error::ApiResult;
 
-pub async fn list_codebases(State(a): State<Agents>) -> ApiResult<Json<Vec<CodebaseView>>> {
-    Ok(Json(a.list_codebases().await?))
+pub async fn list_codebases(
+    State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
+) -> ApiResult<Json<Vec<CodebaseView>>> {
+    Ok(Json(a.list_codebases(&c).await?))
 }
 
 pub async fn register_codebase(
@@ -35,9 +38,10 @@ pub async fn register_codebase(
 
 pub async fn get_codebase(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<CodebaseView>> {
-    Ok(Json(a.get_codebase(&id).await?))
+    Ok(Json(a.get_codebase(&c, &id).await?))
 }
 
 pub async fn delete_codebase(
@@ -45,6 +49,7 @@ pub async fn delete_codebase(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    a.codebase_for(&c, &id).await?;
     c.require_user()?;
     a.delete_codebase(&id).await?;
     Ok(Json(
@@ -58,6 +63,7 @@ pub async fn trigger_agent(
     Path(id): Path<String>,
     Json(req): Json<TriggerRequest>,
 ) -> ApiResult<Json<Value>> {
+    a.codebase_for(&c, &id).await?;
     c.require_user()?;
     Ok(Json(a.trigger(&id, req).await?))
 }
@@ -68,6 +74,7 @@ pub async fn message_agent(
     Path(id): Path<String>,
     Json(req): Json<MessageRequest>,
 ) -> ApiResult<Json<Value>> {
+    a.codebase_for(&c, &id).await?;
     c.require_user()?;
     Ok(Json(a.message(&id, req).await?))
 }
@@ -77,6 +84,7 @@ pub async fn interrupt_agent(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    a.codebase_for(&c, &id).await?;
     c.require_user()?;
     Ok(Json(a.interrupt(&id).await?))
 }
@@ -86,22 +94,27 @@ pub async fn stop_agent(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    a.codebase_for(&c, &id).await?;
     c.require_user()?;
     Ok(Json(a.stop(&id).await?))
 }
 
 pub async fn get_agent_status(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    a.codebase_for(&c, &id).await?;
     Ok(Json(a.agent_status(&id).await?))
 }
 
 pub async fn list_sessions(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Query(p): Query<Page>,
 ) -> ApiResult<Json<Value>> {
+    a.codebase_for(&c, &id).await?;
     let (limit, offset) = p.get(50)?;
     Ok(Json(a.sessions(&id, limit, offset).await?))
 }
@@ -118,6 +131,7 @@ pub async fn sync_sessions(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    a.codebase_for(&c, &id).await?;
     let req: SyncBody = optional_json(&body)?;
     Ok(Json(
         a.sync_sessions(&c, &id, req.worker_id, req.sessions)
@@ -133,9 +147,11 @@ pub struct MessagesQuery {
 
 pub async fn list_session_messages(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<MessagesQuery>,
 ) -> ApiResult<Json<Value>> {
+    a.codebase_for(&c, &id).await?;
     let limit = limit_or(q.limit, 100)?;
     Ok(Json(a.session_messages(&id, q.session_id, limit).await?))
 }
@@ -143,11 +159,12 @@ pub async fn list_session_messages(
 /// The codebase's agent events as SSE, in the seed's vocabulary, with ids and `Last-Event-ID` replay.
 pub async fn stream_codebase_events(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    a.get_codebase(&id).await?;
+    a.codebase_for(&c, &id).await?;
     event_stream::stream(a.missions(), &a.events_owner(&id), &headers, q, seed_frames)
 }
 

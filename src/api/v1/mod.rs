@@ -10,45 +10,31 @@ pub use runtime::*;
 pub use tasks::*;
 
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde_json::{json, Value};
 
 use super::Json;
 use crate::agents::{Agents, Caller};
 use crate::app::AppState;
-use crate::auth::Claims;
 use crate::error::{ApiError, ApiResult};
 
-/// Accepts a user's token or a worker's; the caller goes into the request.
+/// Accepts a user's token (login or API token) or a worker's; the caller goes into the request.
 pub async fn require_caller(
     State(s): State<AppState>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or_else(|| {
+    let token = super::auth::bearer(&req)
+        .map_err(|_| {
             ApiError::Unauthorized("Not authenticated: send Authorization: Bearer <token>".into())
         })?
         .to_string();
     let caller = match s.agents.worker_for_token(&token).await? {
-        Some(worker) => Caller::Worker(worker),
-        None => {
-            let claims: Claims = s
-                .auth
-                .verify(&token)
-                .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
-            Caller::from_subject(&claims.sub)
-        }
+        Some((id, owner)) => Caller::Worker { id, owner },
+        None => Caller::User(super::auth::authenticate(&s, &token).await?.0),
     };
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
@@ -87,10 +73,16 @@ pub async fn get_health() -> Json<Value> {
     Json(json!({ "status": "healthy", "service": "berth", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-pub async fn get_opencode_status(State(a): State<Agents>) -> ApiResult<Json<Value>> {
-    Ok(Json(a.status().await?))
+pub async fn get_opencode_status(
+    State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(a.status(&c).await?))
 }
 
-pub async fn list_models(State(a): State<Agents>) -> ApiResult<Json<Vec<Value>>> {
-    Ok(Json(a.models().await?))
+pub async fn list_models(
+    State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
+) -> ApiResult<Json<Vec<Value>>> {
+    Ok(Json(a.models(&c).await?))
 }

@@ -18,8 +18,7 @@ pub async fn create_task(
     Path(id): Path<String>,
     Json(req): Json<CreateTask>,
 ) -> ApiResult<Json<Value>> {
-    c.require_user()?;
-    let task = a.create_task(&id, req).await?;
+    let task = a.create_task(&c, &id, req).await?;
     Ok(Json(json!({ "success": true, "task": task })))
 }
 
@@ -32,10 +31,12 @@ pub struct TaskFilter {
 
 pub async fn list_tasks(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Query(f): Query<TaskFilter>,
 ) -> ApiResult<Json<Value>> {
     let tasks = a
         .list_tasks(
+            &c,
             f.codebase_id.as_deref(),
             f.status.as_deref(),
             limit_or(f.limit, 100)?,
@@ -46,20 +47,22 @@ pub async fn list_tasks(
 
 pub async fn list_codebase_tasks(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Query(f): Query<TaskFilter>,
 ) -> ApiResult<Json<Value>> {
     let tasks = a
-        .list_tasks(Some(&id), f.status.as_deref(), limit_or(f.limit, 100)?)
+        .list_tasks(&c, Some(&id), f.status.as_deref(), limit_or(f.limit, 100)?)
         .await?;
     Ok(Json(json!({ "tasks": tasks })))
 }
 
 pub async fn get_task(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
-    Ok(Json(a.get_task(&id).await?))
+    Ok(Json(a.get_task(&c, &id).await?))
 }
 
 pub async fn update_task_status(
@@ -98,10 +101,11 @@ pub struct Since {
 
 pub async fn get_task_output(
     State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<Since>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(a.task_output(&id, q.since.unwrap_or(0)).await?))
+    Ok(Json(a.task_output(&c, &id, q.since.unwrap_or(0)).await?))
 }
 
 pub async fn cancel_task(
@@ -109,15 +113,17 @@ pub async fn cancel_task(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    c.require_user()?;
-    a.cancel_task(&id).await?;
+    a.cancel_task(&c, &id).await?;
     Ok(Json(
         json!({ "success": true, "message": "Task cancelled" }),
     ))
 }
 
-pub async fn list_workers(State(a): State<Agents>) -> ApiResult<Json<Vec<WorkerView>>> {
-    Ok(Json(a.list_workers().await?))
+pub async fn list_workers(
+    State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
+) -> ApiResult<Json<Vec<WorkerView>>> {
+    Ok(Json(a.list_workers(&c).await?))
 }
 
 pub async fn register_worker(

@@ -1,0 +1,112 @@
+//! `/api/auth/tokens`: long-lived API tokens. Each acts as its user wherever a login token does; it is
+//! answered once at creation and stored only as a hash.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Extension;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{Json, Path};
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::principal::Principal;
+use crate::secrets;
+use crate::store::tokens::ApiTokenRow;
+
+/// Every API token starts with this, so it is recognisable in a config file or a leak scan.
+pub const API_TOKEN_PREFIX: &str = "berth_";
+const MAX_DAYS: u32 = 3650;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    name: String,
+    /// Absent: the token does not expire.
+    expires_in_days: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct TokenView {
+    id: String,
+    name: String,
+    owner: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiTokenRow> for TokenView {
+    fn from(t: ApiTokenRow) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            owner: t.owner,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+        }
+    }
+}
+
+pub async fn create_token(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Json(req): Json<CreateToken>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name must be 1 to 128 characters without control characters",
+        ));
+    }
+    if req.expires_in_days.is_some_and(|d| d == 0 || d > MAX_DAYS) {
+        return Err(ApiError::invalid(format!(
+            "expires_in_days must be 1 to {MAX_DAYS} (or absent for no expiry)"
+        )));
+    }
+    let now = Utc::now();
+    let row = ApiTokenRow {
+        id: format!("tok_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
+        owner: who.name.clone(),
+        name: name.to_string(),
+        created_at: now,
+        expires_at: req
+            .expires_in_days
+            .map(|d| now + chrono::Duration::days(i64::from(d))),
+        last_used_at: None,
+    };
+    let token = format!("{API_TOKEN_PREFIX}{}", secrets::random_hex(24));
+    s.store
+        .insert_api_token(&row, &secrets::sha256_hex(token.as_bytes()))
+        .await?;
+    tracing::info!(token.id = %row.id, user = %who.name, "API token created");
+    let mut v = json!(TokenView::from(row));
+    v["token"] = json!(token);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// The caller's tokens (an admin's listing has everyone's, each with its owner); never the secret.
+pub async fn list_tokens(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<Vec<TokenView>>> {
+    let rows = s.store.list_api_tokens(who.listing_owner()).await?;
+    Ok(Json(rows.into_iter().map(TokenView::from).collect()))
+}
+
+pub async fn delete_token(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    match s.store.get_api_token(&id).await? {
+        Some(t) if who.may_act_on(&t.owner) => {
+            s.store.delete_api_token(&id).await?;
+            tracing::info!(token.id = %id, user = %who.name, "API token revoked");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        _ => Err(ApiError::not_found(format!("no token with id {id}"))),
+    }
+}
