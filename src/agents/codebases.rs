@@ -120,11 +120,7 @@ impl Agents {
                 .unwrap_or_else(|| caller.owner().to_string()),
             None => caller.owner().to_string(),
         };
-        if let (Caller::User(p), None) = (caller, &worker_id) {
-            if agent_config["network"] == "host" {
-                p.require_admin("network \"host\" (it exposes the host's loopback services)")?;
-            }
-        }
+
         let path = match &worker_id {
             // The worker vouches for a path on its own machine.
             Some(_) => normalize(&req.path),
@@ -168,12 +164,21 @@ impl Agents {
             let existing = store
                 .codebase_by_path(&path_text, worker_id.as_deref())
                 .await?
-                .ok_or_else(|| ApiError::conflict("the codebase is being registered; retry"))?;
+                .filter(|c| c.owner == owner)
+                .ok_or_else(|| {
+                    ApiError::conflict(format!(
+                        "{path_text} is being registered, or is another user's codebase"
+                    ))
+                })?;
             return Ok(self.codebase_view(existing).await);
         }
         if worker_id.is_none() {
+            // A local codebase is registered by a user (a worker's is always its own): its workspace
+            // is made with that user's rights, so neither its configuration nor a template it names
+            // can ask for more than they may (host networking, say).
+            let acting = caller.require_user()?;
             match self
-                .create_workspace(&owner, &id, &path_text, &agent_config)
+                .create_workspace(acting, &id, &path_text, &agent_config)
                 .await
             {
                 Ok(ws) => {
@@ -236,7 +241,9 @@ impl Agents {
                 let ws = match existing {
                     Some(w) => w.id,
                     None => {
-                        self.create_workspace(&row.owner, &row.id, &row.path, &config)
+                        // Checked against the owner's rights when it was registered.
+                        let acting = Principal::new(&row.owner, Role::Admin);
+                        self.create_workspace(&acting, &row.id, &row.path, &config)
                             .await?
                     }
                 };
@@ -251,22 +258,20 @@ impl Agents {
     }
 
     /// The container workspace a local codebase's agent runs in, its directory mounted at `/code`;
-    /// it belongs to the codebase's owner, who was checked at registration for what the
-    /// configuration asks (so a restart's repair is not refused for it).
+    /// it belongs to `acting`, the codebase's owner.
     async fn create_workspace(
         &self,
-        owner: &str,
+        acting: &Principal,
         id: &str,
         path: &str,
         config: &Value,
     ) -> ApiResult<String> {
         let s = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
-        let acting = Principal::new(owner, Role::Admin);
         let ws = self
             .inner
             .workspaces
             .create(
-                &acting,
+                acting,
                 CreateWorkspace {
                     name: workspace_name(id),
                     workspace_type: Some("container".into()),

@@ -395,6 +395,12 @@ impl Missions {
         &self,
         ws: &crate::workspaces::model::Workspace,
     ) -> ApiResult<Client> {
+        if ws.workspace_type == WorkspaceType::Host {
+            return Err(ApiError::invalid(format!(
+                "workspace {} is a host workspace; the agent runs in container workspaces",
+                ws.name
+            )));
+        }
         if ws.status != WsStatus::Ready {
             return Err(ApiError::conflict(format!(
                 "workspace {} is {}, not ready",

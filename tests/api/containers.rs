@@ -149,6 +149,54 @@ async fn build_init_log_rerun_rebuild_and_delete() {
     assert_eq!(w["status"], "ready");
     assert_eq!(w["error_message"], serde_json::Value::Null);
 
+    // The default CPU limit is below the host's total.
+    let cores = std::thread::available_parallelism().unwrap().get() as i64;
+    let (_, d) = s.get(&format!("/api/workspaces/{id}/debug")).await;
+    let cpus = d["container"]["limits"]["nano_cpus"].as_i64().unwrap();
+    assert!(cpus > 0 && cpus < cores * 1_000_000_000, "{d}");
+
+    // A new distro whose base image is missing: the rebuild's pre-flight refuses it and the running
+    // container keeps serving.
+    let (status, w) = s
+        .call(
+            "PUT",
+            &format!("/api/workspaces/{id}"),
+            Some(json!({ "distro": "arch" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{w}");
+    assert_eq!(w["needs_rebuild"], true, "{w}");
+    let (status, v) = s
+        .post(
+            &format!("/api/workspaces/{id}/build"),
+            json!({ "rebuild": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("berth images bootstrap arch-linux"),
+        "{v}"
+    );
+    let (_, w) = s.get(&format!("/api/workspaces/{id}")).await;
+    assert_eq!(w["status"], "ready", "{w}");
+    assert_eq!(s.sh(&id, "echo still").await["stdout"], "still\n");
+    // Limits of its own, within the maxima, applied by the rebuild below.
+    let (status, w) = s
+        .call(
+            "PUT",
+            &format!("/api/workspaces/{id}"),
+            Some(json!({ "distro": "bookworm", "memory_mb": 512, "cpus": 0.5, "pids": 300 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{w}");
+    assert_eq!(
+        (w["memory_mb"].clone(), w["needs_rebuild"].clone()),
+        (json!(512), json!(true))
+    );
+
     // Rebuild replaces the container and keeps /workspace; a second build meanwhile is refused.
     s.sh(
         &id,
@@ -182,6 +230,11 @@ async fn build_init_log_rerun_rebuild_and_delete() {
         first_container.as_str(),
         "rebuild made a new container"
     );
+    let limits = &d["container"]["limits"];
+    assert_eq!(limits["memory_bytes"], 512 * 1024 * 1024, "{d}");
+    assert_eq!(limits["nano_cpus"], 500_000_000, "{d}");
+    assert_eq!(limits["pids_limit"], 300, "{d}");
+    assert_eq!(w["needs_rebuild"], false, "{w}");
 
     // Delete removes container, image and volume.
     let (status, _) = s

@@ -609,6 +609,26 @@ async fn host_workspaces_and_host_networking_are_admin_only_and_off_by_default()
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    // Nor through a codebase's workspace.
+    let dir = s.data_dir.join("codebases/alice-repo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (status, v) = s
+        .call_as(
+            &alice,
+            "POST",
+            "/v1/opencode/codebases",
+            Some(json!({ "name": "r", "path": dir, "agent_config": { "network": "host" } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    let (_, v) = s
+        .call_as(&alice, "GET", "/v1/opencode/codebases", None)
+        .await;
+    assert_eq!(
+        v.as_array().unwrap().len(),
+        0,
+        "a refused registration leaves nothing: {v}"
+    );
     // Library writes and provider keys are the admin's.
     let skill = json!({ "content": "---\nname: s\ndescription: d\n---\nbody\n" });
     let (status, v) = s
