@@ -41,7 +41,7 @@ impl Agents {
     }
 
     /// The codebases a worker may take tasks of.
-    async fn served_by(&self, worker: &str) -> ApiResult<Vec<String>> {
+    pub(super) async fn served_by(&self, worker: &str) -> ApiResult<Vec<String>> {
         Ok(self
             .inner
             .store

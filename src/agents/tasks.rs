@@ -68,6 +68,8 @@ pub(super) fn metadata_object(given: Option<Value>) -> ApiResult<Value> {
 #[derive(Debug, Serialize)]
 pub struct TaskView {
     pub id: String,
+    /// Whose codebase it is for.
+    pub owner: String,
     pub codebase_id: String,
     pub title: String,
     pub prompt: String,
@@ -93,6 +95,7 @@ impl From<TaskRow> for TaskView {
         Self {
             metadata: serde_json::from_str(&t.metadata).unwrap_or_else(|_| json!({})),
             id: t.id,
+            owner: t.owner,
             codebase_id: t.codebase_id,
             title: t.title,
             prompt: t.prompt,

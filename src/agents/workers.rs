@@ -140,14 +140,7 @@ impl Agents {
     /// A worker may list only codebases registered with its own id: listing one cannot hand it
     /// another worker's, another user's or berth's own tasks.
     async fn check_own_codebases(&self, worker: &str, ids: &[String]) -> ApiResult<()> {
-        let own: Vec<String> = self
-            .inner
-            .store
-            .codebases_of_worker(worker)
-            .await?
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
+        let own = self.served_by(worker).await?;
         let foreign: Vec<&str> = ids
             .iter()
             .filter(|id| !own.contains(id))

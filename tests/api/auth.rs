@@ -1,12 +1,9 @@
 //! Logins in both modes, tokens, and what needs one.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{Options, Server, PASSWORD};
+use crate::harness::{users_add, Options, Server, PASSWORD};
 
 #[tokio::test]
 async fn tokens_guard_the_api_and_bad_logins_are_refused() {
@@ -169,16 +166,7 @@ async fn multi_user_mode_uses_the_users_file() {
 
 /// `berth users add NAME --file FILE` with the password on stdin.
 fn add_user(file: &std::path::Path, name: &str, pw: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["users", "add", name, "--file"])
-        .arg(file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{pw}").unwrap();
-    assert!(child.wait().unwrap().success());
+    users_add(&[name, "--file", file.to_str().unwrap()], pw);
 }
 
 #[tokio::test]

@@ -342,6 +342,23 @@ impl Drop for Server {
     }
 }
 
+/// `berth users add ARGS...` with the password on stdin (the users file named by the args, never by
+/// the environment).
+pub fn users_add(args: &[&str], password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["users", "add"])
+        .args(args)
+        .env_remove("BERTH_USERS_FILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(child.wait().unwrap().success(), "berth users add {args:?}");
+}
+
 pub async fn docker() -> Docker {
     Docker::connect_with_defaults()
         .unwrap()

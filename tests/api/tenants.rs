@@ -3,13 +3,12 @@
 //! provider keys need the admin role; API tokens, logout; workers act only for their owner; logins are
 //! throttled per client address.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{Options, Server};
+use crate::harness::{users_add, Options, Server};
 
 const ALICE: (&str, &str) = ("alice", "alice-password");
 const BOB: (&str, &str) = ("bob", "bob-password");
@@ -39,20 +38,12 @@ async fn tenants(env: Vec<(String, String)>) -> Tenants {
 }
 
 fn add_user(data_dir: &std::path::Path, (name, pw): (&str, &str), admin: bool) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-    cmd.args(["users", "add", name, "--data-dir"]).arg(data_dir);
+    let dir = data_dir.to_str().unwrap();
+    let mut args = vec![name, "--data-dir", dir];
     if admin {
-        cmd.arg("--admin");
+        args.push("--admin");
     }
-    let mut child = cmd
-        .env_remove("BERTH_USERS_FILE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{pw}").unwrap();
-    assert!(child.wait().unwrap().success());
+    users_add(&args, pw);
 }
 
 async fn login(s: &Server, (name, pw): (&str, &str)) -> String {
