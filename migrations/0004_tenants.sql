@@ -56,6 +56,9 @@ CREATE TABLE api_tokens (
     owner        TEXT NOT NULL,
     name         TEXT NOT NULL,
     token_hash   TEXT NOT NULL UNIQUE,
+    -- The owner's password version at creation: a reset password, or a removed user (even one added
+    -- again under the same name), voids the token.
+    user_version TEXT NOT NULL,
     created_at   TEXT NOT NULL,
     expires_at   TEXT,
     last_used_at TEXT

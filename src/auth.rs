@@ -193,11 +193,20 @@ impl Auth {
 
     /// The user `name` as berth knows them now: `None` once they left the users file.
     pub fn user(&self, name: &str) -> Option<Principal> {
+        self.user_version(name).map(|(p, _)| p)
+    }
+
+    /// The user and their password's version: tokens issued under another version are void.
+    pub fn user_version(&self, name: &str) -> Option<(Principal, String)> {
         match &*self.mode {
-            Mode::Single { .. } => (name == ADMIN).then(|| Principal::new(ADMIN, Role::Admin)),
+            Mode::Single { version, .. } => {
+                (name == ADMIN).then(|| (Principal::new(ADMIN, Role::Admin), version.clone()))
+            }
             Mode::Multi { .. } => {
                 let users = self.users().ok()?;
-                users.get(name).map(|u| Principal::new(name, u.role))
+                users
+                    .get(name)
+                    .map(|u| (Principal::new(name, u.role), version_of(&u.hash)))
             }
         }
     }

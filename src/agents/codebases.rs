@@ -127,6 +127,9 @@ impl Agents {
             None => self.allowed_local_path(&req.path)?,
         };
         let path_text = path.to_string_lossy().into_owned();
+        if worker_id.is_none() {
+            self.check_not_anothers(&owner, &path).await?;
+        }
         let store = &self.inner.store;
         // Registering the same directory again (workers do, periodically) updates it in place.
         if let Some(mut existing) = store
@@ -134,13 +137,23 @@ impl Agents {
             .await?
         {
             if existing.owner != owner {
-                return Err(ApiError::conflict(format!(
-                    "{path_text} is registered as a codebase by another user"
-                )));
+                return Err(taken(&path_text));
             }
             existing.name = req.name.clone();
             existing.description = req.description.clone().unwrap_or_default();
-            existing.agent_config = agent_config.to_string();
+            // What shaped the workspace was checked against the owner's rights when it was made, and
+            // applies only then: a later registration cannot change it.
+            let mut config = agent_config.clone();
+            let before: Value = serde_json::from_str(&existing.agent_config).unwrap_or_default();
+            for key in WORKSPACE_KEYS {
+                match before.get(key) {
+                    Some(v) => config[key] = v.clone(),
+                    None => {
+                        config.as_object_mut().map(|o| o.remove(key));
+                    }
+                }
+            }
+            existing.agent_config = config.to_string();
             store.update_codebase_info(&existing).await?;
             return Ok(self.codebase_view(existing).await);
         }
@@ -165,11 +178,7 @@ impl Agents {
                 .codebase_by_path(&path_text, worker_id.as_deref())
                 .await?
                 .filter(|c| c.owner == owner)
-                .ok_or_else(|| {
-                    ApiError::conflict(format!(
-                        "{path_text} is being registered, or is another user's codebase"
-                    ))
-                })?;
+                .ok_or_else(|| taken(&path_text))?;
             return Ok(self.codebase_view(existing).await);
         }
         if worker_id.is_none() {
@@ -199,6 +208,21 @@ impl Agents {
         )
         .await;
         Ok(self.codebase_view(row).await)
+    }
+
+    /// A local directory may not hold, or lie inside, another user's codebase: its workspace would
+    /// mount their files.
+    async fn check_not_anothers(&self, owner: &str, path: &Path) -> ApiResult<()> {
+        for c in self.inner.store.list_codebases().await? {
+            let other = Path::new(&c.path);
+            if c.worker_id.is_none()
+                && c.owner != owner
+                && (other.starts_with(path) || path.starts_with(other))
+            {
+                return Err(taken(&path.to_string_lossy()));
+            }
+        }
+        Ok(())
     }
 
     /// A local codebase's directory: it exists, is a directory, and resolves (symlinks followed) under
@@ -430,6 +454,16 @@ impl Agents {
         owner_of(codebase_id)
     }
 }
+
+/// The one answer for a directory berth will not give this caller, whoever has it.
+fn taken(path: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "{path} is being registered or overlaps another codebase; choose another directory"
+    ))
+}
+
+/// `agent_config` keys that shape a local codebase's workspace.
+const WORKSPACE_KEYS: [&str; 3] = ["template", "distro", "network"];
 
 fn workspace_name(codebase_id: &str) -> String {
     format!("codebase-{codebase_id}")

@@ -210,6 +210,11 @@ impl Agents {
                 row.name
             ))
         })?;
+        // What would refuse the message is checked before an interrupted run is resumed for it.
+        if let Some(a) = &req.agent {
+            self.missions().check_agent_name(a).await?;
+        }
+        self.ready_for_message(&row).await?;
         let owner = runs_principal(&row.id);
         let missions = self.missions();
         if missions.get(&owner, &mission).await?.status == "interrupted" {
@@ -229,6 +234,25 @@ impl Agents {
         Ok(
             json!({ "success": true, "message": "Message sent to agent", "message_id": id, "queued": queued }),
         )
+    }
+
+    /// The codebase's workspace is ready for a turn.
+    async fn ready_for_message(&self, row: &CodebaseRow) -> ApiResult<()> {
+        let Some(ws) = &row.workspace_id else {
+            return Err(ApiError::conflict(format!(
+                "codebase {} has no workspace yet",
+                row.name
+            )));
+        };
+        let ws = self.inner.workspaces.get(ws).await?;
+        if ws.status != crate::workspaces::model::Status::Ready {
+            return Err(ApiError::conflict(format!(
+                "the workspace of codebase {} is {}, not ready",
+                row.name,
+                ws.status.as_str()
+            )));
+        }
+        Ok(())
     }
 
     /// Aborts what the agent is doing now; the session stays for follow-ups.

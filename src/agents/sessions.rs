@@ -105,13 +105,19 @@ impl Agents {
         if list.len() > 10_000 {
             return Err(ApiError::invalid("at most 10000 sessions per sync"));
         }
-        for s in &list {
-            let id = s["id"]
+        // All checked before any is stored: a refused sync stores nothing.
+        let session_id = |s: &Value| {
+            s["id"]
                 .as_str()
-                .filter(|id| !id.is_empty() && id.len() <= 256);
-            let Some(id) = id else {
-                return Err(ApiError::invalid("every session needs a string id"));
-            };
+                .filter(|id| !id.is_empty() && id.len() <= 256)
+                .map(str::to_string)
+        };
+        if list.iter().any(|s| session_id(s).is_none()) {
+            return Err(ApiError::invalid("every session needs a string id"));
+        }
+        for s in &list {
+            let id = session_id(s).unwrap_or_default();
+            let id = id.as_str();
             store
                 .upsert_synced_session(&row.id, id, from.as_deref(), &s.to_string())
                 .await?;

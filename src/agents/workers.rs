@@ -107,7 +107,7 @@ impl Agents {
         }
     }
 
-    /// The caller's workers (everyone's for an admin; a worker sees its owner's).
+    /// The caller's workers (everyone's for an admin; a worker sees only itself).
     pub async fn list_workers(&self, caller: &Caller) -> ApiResult<Vec<WorkerView>> {
         Ok(self
             .inner
@@ -115,6 +115,7 @@ impl Agents {
             .list_workers(caller.listing_owner())
             .await?
             .into_iter()
+            .filter(|w| caller.worker().is_none_or(|me| me == w.id))
             .map(|w| self.worker_view(w))
             .collect())
     }

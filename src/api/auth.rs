@@ -139,7 +139,10 @@ pub async fn authenticate(s: &AppState, token: &str) -> ApiResult<(Principal, Cr
             .use_api_token(&secrets::sha256_hex(token.as_bytes()), Utc::now())
             .await?
             .ok_or_else(void)?;
-        let who = s.auth.user(&row.owner).ok_or_else(void)?;
+        let (who, version) = s.auth.user_version(&row.owner).ok_or_else(void)?;
+        if version != row.user_version {
+            return Err(void());
+        }
         return Ok((who, Credential::ApiToken { id: row.id }));
     }
     let (claims, who) = s.auth.verify(token).ok_or_else(void)?;
@@ -156,6 +159,62 @@ pub async fn authenticate(s: &AppState, token: &str) -> ApiResult<(Principal, Cr
     ))
 }
 
+/// How often a long-lived answer (an event stream, a proxied stream) checks that its token still holds.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The token a request came with, for answers that outlive the request: they end once it no longer
+/// authenticates (a logout, its expiry, a removed user or worker).
+#[derive(Clone)]
+pub struct Lapse {
+    state: AppState,
+    token: String,
+}
+
+impl Lapse {
+    pub fn new(state: AppState, token: String) -> Self {
+        Self { state, token }
+    }
+
+    /// Resolves once the token no longer authenticates.
+    pub async fn wait(self) {
+        loop {
+            tokio::time::sleep(RECHECK).await;
+            if !self.holds().await {
+                return;
+            }
+        }
+    }
+
+    async fn holds(&self) -> bool {
+        match worker_caller(&self.state, &self.token).await {
+            Ok(Some(_)) => true,
+            Ok(None) => match authenticate(&self.state, &self.token).await {
+                Ok(_) => true,
+                Err(ApiError::Unauthorized(_)) => false,
+                // A store that fails for a moment is not a logout.
+                Err(_) => true,
+            },
+            Err(ApiError::Unauthorized(_)) => false,
+            Err(_) => true,
+        }
+    }
+}
+
+/// `(worker id, owner)` when the token is a worker's whose owner is still a user; 401 for a worker
+/// token whose owner is gone; `None` for any other token.
+pub async fn worker_caller(s: &AppState, token: &str) -> ApiResult<Option<(String, String)>> {
+    if !token.starts_with(WORKER_TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    match s.agents.worker_for_token(token).await? {
+        Some((id, owner)) if s.auth.user(&owner).is_some() => Ok(Some((id, owner))),
+        Some(_) => Err(ApiError::Unauthorized(
+            "the user this worker belongs to is gone".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Requires `Authorization: Bearer <token>` of a user; the principal and credential go into the
 /// request. A worker's token is refused here (403): it is for `/v1` alone.
 pub async fn require_token(
@@ -164,8 +223,7 @@ pub async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     let token = bearer(&req)?.to_string();
-    if token.starts_with(WORKER_TOKEN_PREFIX) && s.agents.worker_for_token(&token).await?.is_some()
-    {
+    if worker_caller(&s, &token).await?.is_some() {
         return Err(ApiError::Forbidden(
             "a worker's token is only valid under /v1".into(),
         ));
@@ -173,5 +231,6 @@ pub async fn require_token(
     let (who, cred) = authenticate(&s, &token).await?;
     req.extensions_mut().insert(who);
     req.extensions_mut().insert(cred);
+    req.extensions_mut().insert(Lapse::new(s, token));
     Ok(next.run(req).await)
 }

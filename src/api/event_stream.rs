@@ -12,6 +12,7 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Lapse;
 use crate::error::{ApiError, ApiResult};
 use crate::missions::{Event, Missions};
 
@@ -23,12 +24,14 @@ pub struct StreamQuery {
 /// Turns one stored event into the frames a client sees (without their ids).
 pub type Mapping = fn(&Event) -> Vec<SseEvent>;
 
+/// The stream ends when `lapse` resolves (the token it was opened with no longer holds) or berth stops.
 pub fn stream(
     m: &Missions,
     owner: &str,
     headers: &HeaderMap,
     q: StreamQuery,
     map: Mapping,
+    lapse: Lapse,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let raw = headers
         .get("last-event-id")
@@ -62,7 +65,8 @@ pub fn stream(
         rx: m.hub().subscribe(),
         map,
     };
-    let stream = futures::stream::unfold(state, next_sse);
+    let stream =
+        futures::StreamExt::take_until(futures::stream::unfold(state, next_sse), lapse.wait());
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

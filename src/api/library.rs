@@ -47,6 +47,20 @@ pub async fn save_item(
 ) -> ApiResult<Json<Item>> {
     check_writer(&ws, &who)?;
     let t = ItemType::parse(&t)?;
+    if t == ItemType::WorkspaceTemplate && !who.is_admin() {
+        // A template is used by whoever names it, admins too: host networking stays an admin's
+        // choice even when the library is open to all.
+        let network = serde_yaml::from_str::<serde_yaml::Value>(&req.content)
+            .ok()
+            .and_then(|v| {
+                v.get("network")
+                    .and_then(|n| n.as_str())
+                    .map(str::to_string)
+            });
+        if network.as_deref() == Some("host") {
+            who.require_admin("a template with network \"host\"")?;
+        }
+    }
     let item = ws
         .library()
         .save(t, &name, &req.content, &req.files, &who.name)

@@ -11,6 +11,7 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Lapse;
 use super::event_stream::{self, StreamQuery};
 use super::{Json, Page, Path, Query};
 use crate::error::ApiResult;
@@ -151,10 +152,11 @@ pub async fn mission_tree(
 pub async fn stream_mission_events(
     State(m): State<Missions>,
     Extension(c): Extension<Principal>,
+    Extension(lapse): Extension<Lapse>,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    event_stream::stream(&m, &c.name, &headers, q, as_is)
+    event_stream::stream(&m, &c.name, &headers, q, as_is, lapse)
 }
 
 fn as_is(ev: &Event) -> Vec<SseEvent> {

@@ -8,6 +8,7 @@ use axum::response::Response;
 use axum::Extension;
 use futures::TryStreamExt;
 
+use super::auth::Lapse;
 use super::Path;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -24,6 +25,7 @@ const FORWARD: [&str; 4] = [
 pub async fn proxy_to_opencode(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
+    Extension(lapse): Extension<Lapse>,
     Path((id, path)): Path<(String, String)>,
     req: Request,
 ) -> ApiResult<Response> {
@@ -60,9 +62,15 @@ pub async fn proxy_to_opencode(
             }
         }
     }
-    // An event stream ends with berth, so shutdown is not held up by it.
+    // An event stream ends with berth, so shutdown is not held up by it, and with the caller's token.
     let shutdown = s.missions.shutdown().clone().cancelled_owned();
-    let body = futures::StreamExt::take_until(resp.bytes_stream(), shutdown);
+    let end = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = lapse.wait() => {}
+        }
+    };
+    let body = futures::StreamExt::take_until(resp.bytes_stream(), end);
     out.body(Body::from_stream(body))
         .map_err(|e| ApiError::Internal(e.into()))
 }

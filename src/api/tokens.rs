@@ -67,6 +67,10 @@ pub async fn create_token(
         )));
     }
     let now = Utc::now();
+    let (_, user_version) = s
+        .auth
+        .user_version(&who.name)
+        .ok_or_else(|| ApiError::Unauthorized("the user is gone".into()))?;
     let row = ApiTokenRow {
         id: format!("tok_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
         owner: who.name.clone(),
@@ -76,6 +80,7 @@ pub async fn create_token(
             .expires_in_days
             .map(|d| now + chrono::Duration::days(i64::from(d))),
         last_used_at: None,
+        user_version,
     };
     let token = format!("{API_TOKEN_PREFIX}{}", secrets::random_hex(24));
     s.store

@@ -101,7 +101,7 @@ pub async fn exec_in_workspace(
     Path(id): Path<String>,
     Json(spec): Json<ExecSpec>,
 ) -> ApiResult<Json<ExecResult>> {
-    ws.owned(&who, &id).await?;
+    ws.usable(&who, &id).await?;
     Ok(Json(ws.exec(&id, spec).await?))
 }
 
@@ -132,7 +132,7 @@ pub async fn rerun_init(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<RerunInitResult>> {
-    ws.owned(&who, &id).await?;
+    ws.usable(&who, &id).await?;
     let req: RerunInitRequest = optional_json(&body)?;
     Ok(Json(ws.rerun_init(&id, req.timeout_secs).await?))
 }
@@ -151,6 +151,6 @@ pub async fn sync_workspace(
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SyncReport>> {
-    ws.owned(&who, &id).await?;
+    ws.usable(&who, &id).await?;
     Ok(Json(ws.sync_skills(&id).await?))
 }

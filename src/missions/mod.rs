@@ -195,18 +195,22 @@ impl Missions {
         }
         let workspace_id = match &req.workspace_id {
             Some(id) => match self.inner.workspaces.owned(who, id).await {
-                Ok(ws) if ws.workspace_type == WorkspaceType::Host => {
-                    return Err(ApiError::invalid(format!(
-                        "workspace {} is a host workspace; missions run the agent in container workspaces",
-                        ws.name
-                    )))
-                }
-                Ok(ws) => ws.id,
+                Ok(ws) => ws,
                 Err(ApiError::NotFound(m)) => return Err(ApiError::invalid(m)),
                 Err(e) => return Err(e),
             },
-            None => self.default_workspace(who).await?,
+            None => {
+                let id = self.default_workspace(who).await?;
+                self.inner.workspaces.get(&id).await?
+            }
         };
+        if workspace_id.workspace_type == WorkspaceType::Host {
+            return Err(ApiError::invalid(format!(
+                "workspace {} is a host workspace; missions run the agent in container workspaces",
+                workspace_id.name
+            )));
+        }
+        let workspace_id = workspace_id.id;
         let now = Utc::now();
         let row = MissionRow {
             id: uuid::Uuid::new_v4().to_string(),

@@ -13,15 +13,16 @@ pub struct ApiTokenRow {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    pub user_version: String,
 }
 
-const COLUMNS: &str = "id, owner, name, created_at, expires_at, last_used_at";
+const COLUMNS: &str = "id, owner, name, created_at, expires_at, last_used_at, user_version";
 
 impl Store {
     pub async fn insert_api_token(&self, t: &ApiTokenRow, hash: &str) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO api_tokens (id, owner, name, token_hash, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_tokens (id, owner, name, token_hash, created_at, expires_at, user_version)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.id)
         .bind(&t.owner)
@@ -29,6 +30,7 @@ impl Store {
         .bind(hash)
         .bind(t.created_at)
         .bind(t.expires_at)
+        .bind(&t.user_version)
         .execute(&self.pool)
         .await?;
         Ok(())

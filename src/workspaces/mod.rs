@@ -202,6 +202,16 @@ impl Workspaces {
         Ok(ws)
     }
 
+    /// `owned`, for running something in it: a host workspace only while the operator allows them and
+    /// for an admin (a row from before, or a demoted admin, gets nothing from the host).
+    pub async fn usable(&self, who: &Principal, id: &str) -> ApiResult<Workspace> {
+        let ws = self.owned(who, id).await?;
+        if ws.workspace_type == WorkspaceType::Host {
+            self.check_host_allowed(who)?;
+        }
+        Ok(ws)
+    }
+
     /// `owner`'s workspace named `name`.
     pub async fn owned_named(&self, owner: &str, name: &str) -> ApiResult<Option<Workspace>> {
         Ok(self

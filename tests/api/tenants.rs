@@ -620,6 +620,39 @@ async fn host_workspaces_and_host_networking_are_admin_only_and_off_by_default()
         0,
         "a refused registration leaves nothing: {v}"
     );
+    // Registered without it, a later registration cannot add it.
+    let plain = json!({ "name": "r", "path": dir });
+    let (status, v) = s
+        .call_as(&alice, "POST", "/v1/opencode/codebases", Some(plain))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = s
+        .call_as(
+            &alice,
+            "POST",
+            "/v1/opencode/codebases",
+            Some(json!({ "name": "r", "path": dir, "agent_config": { "network": "host" } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(
+        v["codebase"]["agent_config"].get("network").is_none(),
+        "{v}"
+    );
+    // Nobody else mounts alice's directory: not it, not inside it, not around it.
+    let bob = login(s, BOB).await;
+    for path in [dir.clone(), dir.join("src"), s.data_dir.join("codebases")] {
+        std::fs::create_dir_all(&path).unwrap();
+        let (status, v) = s
+            .call_as(
+                &bob,
+                "POST",
+                "/v1/opencode/codebases",
+                Some(json!({ "name": "x", "path": path })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{path:?}: {v}");
+    }
     // Library writes and provider keys are the admin's.
     let skill = json!({ "content": "---\nname: s\ndescription: d\n---\nbody\n" });
     let (status, v) = s
@@ -785,6 +818,39 @@ async fn api_tokens_act_as_their_user_and_revoke_at_once() {
     let (status, v) = s.call_as(wt, "GET", "/api/workspaces", None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
 
+    // A reset password voids the user's API tokens; streams end with their token.
+    let (_, tok) = s
+        .call_as(
+            &other,
+            "POST",
+            "/api/auth/tokens",
+            Some(json!({ "name": "old" })),
+        )
+        .await;
+    let old = tok["token"].as_str().unwrap().to_string();
+    let stream = s
+        .client()
+        .get(format!("{}/api/control/stream", s.url))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let (status, _) = s.call_as(&other, "POST", "/api/auth/logout", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut body = stream.bytes_stream();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        use futures::StreamExt;
+        while body.next().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its token's logout");
+    add_user(&s.data_dir, ("alice", "alice-new-password"), false);
+    assert_eq!(
+        s.call_as(&old, "GET", "/api/auth/verify", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
     // What berth keeps at rest is its own.
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -944,6 +1010,58 @@ async fn workers_act_only_for_their_owner() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
+    // A refused sync stores none of its sessions.
+    let (status, v) = s
+        .call_as(
+            &wa_token,
+            "POST",
+            &format!("/v1/opencode/codebases/{cb}/sessions/sync"),
+            Some(json!({ "sessions": [{ "id": "ses_first" }, { "title": "no id" }] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (_, v) = s
+        .call_as(
+            &alice,
+            "GET",
+            &format!("/v1/opencode/codebases/{cb}/sessions"),
+            None,
+        )
+        .await;
+    assert!(!v.to_string().contains("ses_first"), "{v}");
+    // A worker sees only itself among its owner's workers.
+    let (_, wa2) = s
+        .call_as(
+            &alice,
+            "POST",
+            "/v1/opencode/workers/register",
+            Some(json!({ "name": "a2" })),
+        )
+        .await;
+    let (_, v) = s
+        .call_as(&wa_token, "GET", "/v1/opencode/workers", None)
+        .await;
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_ne!(v[0]["worker_id"], wa2["worker_id"]);
+
+    // A removed user's workers lose their tokens with them.
+    let users = s.data_dir.join("users");
+    let kept: String = std::fs::read_to_string(&users)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("bob:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&users, kept).unwrap();
+    let (status, v) = s
+        .call_as(
+            &wb_token,
+            "POST",
+            &format!("/v1/opencode/workers/{wb}/heartbeat"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use crate::agents::events::seed_events;
 use crate::agents::{
     Agents, Caller, CodebaseView, MessageRequest, RegisterCodebase, TriggerRequest,
 };
+use crate::api::auth::Lapse;
 use crate::api::event_stream::{self, StreamQuery};
 use crate::api::{limit_or, optional_json, Json, Page, Path, Query};
 use crate::error::ApiResult;
@@ -160,12 +161,20 @@ pub async fn list_session_messages(
 pub async fn stream_codebase_events(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
+    Extension(lapse): Extension<Lapse>,
     Path(id): Path<String>,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     a.codebase_for(&c, &id).await?;
-    event_stream::stream(a.missions(), &a.events_owner(&id), &headers, q, seed_frames)
+    event_stream::stream(
+        a.missions(),
+        &a.events_owner(&id),
+        &headers,
+        q,
+        seed_frames,
+        lapse,
+    )
 }
 
 /// The seed's events as SSE frames.

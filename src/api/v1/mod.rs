@@ -32,11 +32,13 @@ pub async fn require_caller(
             ApiError::Unauthorized("Not authenticated: send Authorization: Bearer <token>".into())
         })?
         .to_string();
-    let caller = match s.agents.worker_for_token(&token).await? {
+    let caller = match super::auth::worker_caller(&s, &token).await? {
         Some((id, owner)) => Caller::Worker { id, owner },
         None => Caller::User(super::auth::authenticate(&s, &token).await?.0),
     };
     req.extensions_mut().insert(caller);
+    req.extensions_mut()
+        .insert(super::auth::Lapse::new(s, token));
     Ok(next.run(req).await)
 }
 
