@@ -6,6 +6,7 @@ use std::time::Instant;
 use axum::extract::FromRef;
 
 use crate::agents::Agents;
+use crate::audit::Audit;
 use crate::auth::Auth;
 use crate::missions::Missions;
 use crate::secrets::SecretBox;
@@ -20,6 +21,7 @@ pub struct AppState {
     pub missions: Missions,
     pub agents: Agents,
     pub auth: Auth,
+    pub audit: Audit,
     pub workspaces: Workspaces,
     pub stats: Arc<Mutex<HostStats>>,
     pub started: Instant,
@@ -28,6 +30,12 @@ pub struct AppState {
 impl FromRef<AppState> for Auth {
     fn from_ref(s: &AppState) -> Self {
         s.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Audit {
+    fn from_ref(s: &AppState) -> Self {
+        s.audit.clone()
     }
 }
 

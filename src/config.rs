@@ -36,6 +36,14 @@ pub struct Config {
     #[arg(long, env = "BERTH_LIBRARY_WRITERS", default_value = "admins", value_parser = ["admins", "all"])]
     pub library_writers: String,
 
+    /// A token a Prometheus scraper sends to read `/metrics` (admins' tokens work too).
+    #[arg(long, env = "BERTH_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Log lines as `text` (coloured only on a terminal) or `json` (one object per line).
+    #[arg(long, env = "BERTH_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
     /// HMAC secret for tokens; generated into the data dir when absent.
     #[arg(long, env = "BERTH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,

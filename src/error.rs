@@ -91,6 +91,10 @@ impl IntoResponse for ApiError {
             }
             Self::Engine(msg) => {
                 tracing::warn!(error = %msg, "engine error");
+                crate::metrics::get()
+                    .engine_errors
+                    .with_label_values(&["request"])
+                    .inc();
                 msg.clone()
             }
             other => other.to_string(),

@@ -17,6 +17,7 @@
 pub mod agents;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod config;
@@ -24,7 +25,9 @@ pub mod engine;
 pub mod error;
 pub mod images;
 pub mod library;
+pub mod logging;
 pub mod login_throttle;
+pub mod metrics;
 pub mod missions;
 pub mod opencode;
 pub mod principal;

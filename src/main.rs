@@ -106,14 +106,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                .unwrap_or_else(|_| "berth=info,tower_http=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let format = match &cli.command {
+        Command::Serve(config) => config.log_format.clone(),
+        _ => "text".to_string(),
+    };
+    berth::logging::init(&format);
+    match cli.command {
         Command::Serve(config) => berth::server::serve(*config).await,
         Command::Users {
             command:

@@ -11,7 +11,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    auth, library, missions, opencode_proxy, providers, system, tokens, v1, workspaces,
+    audit, auth, library, metrics, missions, observe, opencode_proxy, providers, system, tokens,
+    v1, workspaces,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -49,8 +50,8 @@ pub fn paths() -> Vec<String> {
     all
 }
 
-/// Routes that need no token.
-const PUBLIC: [&str; 3] = ["/api/health", "/health", "/api/auth/login"];
+/// Routes that need no token of the usual kind (`/metrics` checks its own).
+const PUBLIC: [&str; 4] = ["/api/health", "/health", "/api/auth/login", "/metrics"];
 
 pub fn build(state: AppState) -> Router {
     let protected = protected_routes()
@@ -72,7 +73,9 @@ pub fn build(state: AppState) -> Router {
         .route(PUBLIC[1], get(v1::get_health))
         .merge(v1_routes)
         .route(PUBLIC[2], post(auth::login))
+        .route(PUBLIC[3], get(metrics::get_metrics))
         .merge(protected)
+        .route_layer(middleware::from_fn(observe::tag_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -81,6 +84,7 @@ pub fn build(state: AppState) -> Router {
         // Outside the panic catcher, so even a panic's 500 has the seed's `{"detail"}` under /v1.
         .layer(middleware::from_fn(v1::detail_errors))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(observe::observe))
         .with_state(state)
 }
 
@@ -94,6 +98,7 @@ fn protected_routes() -> Table {
             get(tokens::list_tokens).post(tokens::create_token),
         )
         .route("/api/auth/tokens/{id}", delete(tokens::delete_token))
+        .route("/api/audit", get(audit::list_audit))
         .route("/api/stats", get(system::stats))
         .route(
             "/api/workspaces",

@@ -67,6 +67,11 @@ fn restrict(path: &Path, recurse: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Compares secrets in time that does not depend on where they differ.
+pub fn equal(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)

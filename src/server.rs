@@ -117,6 +117,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     agents.start().await.context("start the task queue")?;
 
     let state = AppState {
+        audit: crate::audit::Audit::new(store.clone()),
         store,
         secrets: secrets_box,
         missions: missions.clone(),

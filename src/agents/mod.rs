@@ -31,7 +31,7 @@ use crate::workspaces::Workspaces;
 
 pub use codebases::{CodebaseView, RegisterCodebase};
 pub use runs::{MessageRequest, TriggerRequest};
-pub use tasks::{CreateTask, StatusUpdate, TaskView};
+pub use tasks::{CreateTask, StatusUpdate, TaskView, TASK_STATUSES};
 pub use workers::{RegisterWorker, WorkerView, TOKEN_PREFIX};
 
 /// Who is calling: a user (a login or API token) or a worker with the token issued at its

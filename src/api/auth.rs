@@ -12,10 +12,12 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::observe::Actor;
 use super::tokens::API_TOKEN_PREFIX;
 use super::Json;
 use crate::agents::TOKEN_PREFIX as WORKER_TOKEN_PREFIX;
 use crate::app::AppState;
+use crate::audit::{Audit, Entry, Outcome};
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::principal::Principal;
@@ -29,6 +31,7 @@ pub struct LoginRequest {
 
 pub async fn login(
     State(auth): State<Auth>,
+    State(audit): State<Audit>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Json<Value>> {
@@ -37,7 +40,21 @@ pub async fn login(
     }
     let account = auth.account(req.username.as_deref());
     let client = peer.ip();
+    let attempt = |outcome| Entry {
+        actor: "",
+        action: "login",
+        target: None,
+        outcome,
+        client: Some(client),
+        detail: json!({}),
+    };
     if let Err(wait) = auth.throttle().attempt(client, &account) {
+        audit
+            .record(Entry {
+                actor: &account,
+                ..attempt(Outcome::Denied)
+            })
+            .await;
         let secs = wait.as_secs() + 1;
         return Err(ApiError::RateLimited {
             message: format!("too many failed logins; try again in {secs} s"),
@@ -56,6 +73,12 @@ pub async fn login(
     match token {
         Some(t) => {
             auth.throttle().succeeded(client, &account);
+            audit
+                .record(Entry {
+                    actor: &account,
+                    ..attempt(Outcome::Ok)
+                })
+                .await;
             Ok(Json(json!({
                 "token": t.token,
                 "expires_at": t.expires_at,
@@ -64,7 +87,12 @@ pub async fn login(
             })))
         }
         None => {
-            tracing::info!("failed login");
+            audit
+                .record(Entry {
+                    actor: &account,
+                    ..attempt(Outcome::Failed)
+                })
+                .await;
             Err(ApiError::Unauthorized("invalid credentials".into()))
         }
     }
@@ -97,8 +125,10 @@ pub async fn verify(
 /// token for good.
 pub async fn logout(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     Extension(cred): Extension<Credential>,
 ) -> ApiResult<Json<Value>> {
+    s.audit.record(Entry::ok(&who.name, "logout", None)).await;
     match cred {
         Credential::Login { jti, exp } => {
             if jti.is_empty() {
@@ -117,8 +147,11 @@ pub async fn logout(
 
 /// The bearer token of a request.
 pub fn bearer(req: &Request) -> Result<&str, ApiError> {
-    let header = req
-        .headers()
+    bearer_of(req.headers())
+}
+
+pub fn bearer_of(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".into()))?;
@@ -229,8 +262,11 @@ pub async fn require_token(
         ));
     }
     let (who, cred) = authenticate(&s, &token).await?;
+    let actor = Actor(who.name.clone());
     req.extensions_mut().insert(who);
     req.extensions_mut().insert(cred);
     req.extensions_mut().insert(Lapse::new(s, token));
-    Ok(next.run(req).await)
+    let mut resp = next.run(req).await;
+    resp.extensions_mut().insert(actor);
+    Ok(resp)
 }

@@ -64,6 +64,7 @@ pub fn stream(
         notices,
         rx: m.hub().subscribe(),
         map,
+        _subscriber: crate::metrics::Subscriber::open(),
     };
     let stream =
         futures::StreamExt::take_until(futures::stream::unfold(state, next_sse), lapse.wait());
@@ -79,6 +80,8 @@ struct StreamState {
     notices: Vec<Value>,
     rx: tokio::sync::watch::Receiver<i64>,
     map: Mapping,
+    /// Counted as a subscriber while the stream lives.
+    _subscriber: crate::metrics::Subscriber,
 }
 
 async fn next_sse(mut s: StreamState) -> Option<(Result<SseEvent, Infallible>, StreamState)> {

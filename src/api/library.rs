@@ -9,6 +9,7 @@ use axum::Extension;
 use serde::Deserialize;
 
 use super::{Json, Path};
+use crate::audit::{Audit, Entry};
 use crate::error::ApiResult;
 use crate::library::{Item, ItemSummary, ItemType, LibraryStatus, SyncOutcome};
 use crate::principal::Principal;
@@ -41,6 +42,7 @@ pub struct SaveItem {
 
 pub async fn save_item(
     State(ws): State<Workspaces>,
+    State(audit): State<Audit>,
     Extension(who): Extension<Principal>,
     Path((t, name)): Path<(String, String)>,
     Json(req): Json<SaveItem>,
@@ -65,18 +67,21 @@ pub async fn save_item(
         .library()
         .save(t, &name, &req.content, &req.files, &who.name)
         .await?;
+    record_write(&audit, &who, "library.save", t, &name, None).await;
     ws.resync_users_of(&[(t, name)]).await?;
     Ok(Json(item))
 }
 
 pub async fn delete_item(
     State(ws): State<Workspaces>,
+    State(audit): State<Audit>,
     Extension(who): Extension<Principal>,
     Path((t, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     check_writer(&ws, &who)?;
     let t = ItemType::parse(&t)?;
     ws.library().delete(t, &name, &who.name).await?;
+    record_write(&audit, &who, "library.delete", t, &name, None).await;
     ws.resync_users_of(&[(t, name)]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -99,6 +104,7 @@ pub struct SaveFile {
 
 pub async fn save_skill_file(
     State(ws): State<Workspaces>,
+    State(audit): State<Audit>,
     Extension(who): Extension<Principal>,
     Path((name, file)): Path<(String, String)>,
     Json(req): Json<SaveFile>,
@@ -106,16 +112,26 @@ pub async fn save_skill_file(
     check_writer(&ws, &who)?;
     let library = ws.library();
     let skill = library.get(ItemType::Skill, &name).await?;
-    let files = BTreeMap::from([(file, req.content)]);
+    let files = BTreeMap::from([(file.clone(), req.content)]);
     let item = library
         .save(ItemType::Skill, &name, &skill.content, &files, &who.name)
         .await?;
+    record_write(
+        &audit,
+        &who,
+        "library.save",
+        ItemType::Skill,
+        &name,
+        Some(&file),
+    )
+    .await;
     ws.resync_users_of(&[(ItemType::Skill, name)]).await?;
     Ok(Json(item))
 }
 
 pub async fn delete_skill_file(
     State(ws): State<Workspaces>,
+    State(audit): State<Audit>,
     Extension(who): Extension<Principal>,
     Path((name, file)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -123,6 +139,15 @@ pub async fn delete_skill_file(
     ws.library()
         .delete_skill_file(&name, &file, &who.name)
         .await?;
+    record_write(
+        &audit,
+        &who,
+        "library.delete",
+        ItemType::Skill,
+        &name,
+        Some(&file),
+    )
+    .await;
     ws.resync_users_of(&[(ItemType::Skill, name)]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -133,12 +158,35 @@ pub async fn library_status(State(ws): State<Workspaces>) -> ApiResult<Json<Libr
 
 pub async fn sync_library(
     State(ws): State<Workspaces>,
+    State(audit): State<Audit>,
     Extension(who): Extension<Principal>,
 ) -> ApiResult<Json<SyncOutcome>> {
     check_writer(&ws, &who)?;
     let mut outcome = ws.library().pull().await?;
+    audit
+        .record(
+            Entry::ok(&who.name, "library.sync", None).detail(serde_json::json!({
+                "changed": outcome.changed_items.len(),
+            })),
+        )
+        .await;
     outcome.workspaces_synced = ws.resync_users_of(&outcome.changed_items).await?;
     Ok(Json(outcome))
+}
+
+async fn record_write(
+    audit: &Audit,
+    who: &Principal,
+    action: &str,
+    t: ItemType,
+    name: &str,
+    file: Option<&str>,
+) {
+    let target = format!("{}/{name}", t.dir());
+    let detail = serde_json::json!({ "file": file });
+    audit
+        .record(Entry::ok(&who.name, action, Some(&target)).detail(detail))
+        .await;
 }
 
 /// The library is the team's: everyone reads it, and writing needs the admin role unless the operator

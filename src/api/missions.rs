@@ -14,17 +14,26 @@ use serde_json::{json, Value};
 use super::auth::Lapse;
 use super::event_stream::{self, StreamQuery};
 use super::{Json, Page, Path, Query};
+use crate::audit::{Audit, Entry};
 use crate::error::ApiResult;
 use crate::missions::{CreateMission, Event, MissionView, Missions};
 use crate::principal::Principal;
 
 pub async fn create_mission(
     State(m): State<Missions>,
+    State(audit): State<Audit>,
     Extension(c): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<MissionView>)> {
     let req: CreateMission = super::optional_json(&body)?;
-    Ok((StatusCode::CREATED, Json(m.create(&c, req).await?)))
+    let mission = m.create(&c, req).await?;
+    audit
+        .record(
+            Entry::ok(&c.name, "mission.create", Some(&mission.id))
+                .detail(json!({ "workspace_id": mission.workspace_id })),
+        )
+        .await;
+    Ok((StatusCode::CREATED, Json(mission)))
 }
 
 pub async fn list_missions(
@@ -44,10 +53,14 @@ pub async fn get_mission(
 
 pub async fn delete_mission(
     State(m): State<Missions>,
+    State(audit): State<Audit>,
     Extension(c): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     m.delete(&c, &id).await?;
+    audit
+        .record(Entry::ok(&c.name, "mission.delete", Some(&id)))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

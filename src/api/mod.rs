@@ -1,10 +1,13 @@
 //! HTTP handlers, one module per domain, plus the extractors that turn malformed requests into the API's
 //! JSON errors instead of axum's plain-text rejections.
 
+pub mod audit;
 pub mod auth;
 pub mod event_stream;
 pub mod library;
+pub mod metrics;
 pub mod missions;
+pub mod observe;
 pub mod opencode_proxy;
 pub mod providers;
 pub mod system;

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::{Json, Path};
 use crate::app::AppState;
+use crate::audit::Entry;
 use crate::error::{ApiError, ApiResult};
 use crate::missions::providers::{self, ProviderView};
 use crate::principal::Principal;
@@ -49,7 +50,9 @@ pub async fn set_provider_auth(
     s.store
         .set_provider_key(&id, &s.secrets.seal(key.trim()))
         .await?;
-    tracing::info!(provider = %id, "provider key set");
+    s.audit
+        .record(Entry::ok(&who.name, "provider_key.set", Some(&id)))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -63,5 +66,8 @@ pub async fn delete_provider_auth(
     if !s.store.delete_provider_key(&id).await? {
         return Err(ApiError::not_found(format!("provider {id} has no key set")));
     }
+    s.audit
+        .record(Entry::ok(&who.name, "provider_key.delete", Some(&id)))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::{Json, Path};
 use crate::app::AppState;
+use crate::audit::Entry;
 use crate::error::{ApiError, ApiResult};
 use crate::principal::Principal;
 use crate::secrets;
@@ -86,7 +87,11 @@ pub async fn create_token(
     s.store
         .insert_api_token(&row, &secrets::sha256_hex(token.as_bytes()))
         .await?;
-    tracing::info!(token.id = %row.id, user = %who.name, "API token created");
+    s.audit
+        .record(
+            Entry::ok(&who.name, "token.create", Some(&row.id)).detail(json!({ "name": row.name })),
+        )
+        .await;
     let mut v = json!(TokenView::from(row));
     v["token"] = json!(token);
     Ok((StatusCode::CREATED, Json(v)))
@@ -109,7 +114,9 @@ pub async fn delete_token(
     match s.store.get_api_token(&id).await? {
         Some(t) if who.may_act_on(&t.owner) => {
             s.store.delete_api_token(&id).await?;
-            tracing::info!(token.id = %id, user = %who.name, "API token revoked");
+            s.audit
+                .record(Entry::ok(&who.name, "token.revoke", Some(&id)))
+                .await;
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(ApiError::not_found(format!("no token with id {id}"))),

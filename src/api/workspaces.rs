@@ -10,6 +10,7 @@ use serde_json::Value;
 use axum::body::Bytes;
 
 use super::{optional_json, Json, Path, Query};
+use crate::audit::{Audit, Entry, Outcome};
 use crate::error::ApiResult;
 use crate::principal::Principal;
 use crate::workspaces::model::WorkspaceView;
@@ -33,10 +34,20 @@ pub async fn list_workspaces(
 
 pub async fn create_workspace(
     State(ws): State<Workspaces>,
+    State(audit): State<Audit>,
     Extension(who): Extension<Principal>,
     Json(req): Json<CreateWorkspace>,
 ) -> ApiResult<(StatusCode, Json<WorkspaceView>)> {
     let created = ws.create(&who, req).await?;
+    audit
+        .record(
+            Entry::ok(&who.name, "workspace.create", Some(&created.id)).detail(serde_json::json!({
+                "name": created.name,
+                "type": created.workspace_type.as_str(),
+                "network": created.network,
+            })),
+        )
+        .await;
     Ok((StatusCode::CREATED, Json(WorkspaceView::from(&created))))
 }
 
@@ -50,11 +61,16 @@ pub async fn get_workspace(
 
 pub async fn update_workspace(
     State(ws): State<Workspaces>,
+    State(audit): State<Audit>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Json(req): Json<UpdateWorkspace>,
 ) -> ApiResult<Json<WorkspaceView>> {
-    Ok(Json(WorkspaceView::from(&ws.update(&who, &id, req).await?)))
+    let updated = ws.update(&who, &id, req).await?;
+    audit
+        .record(Entry::ok(&who.name, "workspace.update", Some(&id)))
+        .await;
+    Ok(Json(WorkspaceView::from(&updated)))
 }
 
 #[derive(Deserialize)]
@@ -65,11 +81,15 @@ pub struct DeleteQuery {
 
 pub async fn delete_workspace(
     State(ws): State<Workspaces>,
+    State(audit): State<Audit>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
     ws.delete_for(&who, &id, q.keep_volume).await?;
+    audit
+        .record(Entry::ok(&who.name, "workspace.delete", Some(&id)))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -83,6 +103,7 @@ pub struct BuildRequest {
 
 pub async fn build_workspace(
     State(ws): State<Workspaces>,
+    State(audit): State<Audit>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     body: Bytes,
@@ -92,17 +113,40 @@ pub async fn build_workspace(
     let w = ws
         .start_build(&id, req.distro.as_deref(), req.rebuild)
         .await?;
+    audit
+        .record(
+            Entry::ok(&who.name, "workspace.build", Some(&id)).detail(serde_json::json!({
+                "rebuild": req.rebuild,
+                "distro": w.distro,
+            })),
+        )
+        .await;
     Ok((StatusCode::ACCEPTED, Json(WorkspaceView::from(&w))))
 }
 
 pub async fn exec_in_workspace(
     State(ws): State<Workspaces>,
+    State(audit): State<Audit>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Json(spec): Json<ExecSpec>,
 ) -> ApiResult<Json<ExecResult>> {
     ws.usable(&who, &id).await?;
-    Ok(Json(ws.exec(&id, spec).await?))
+    // The command line is recorded; env values never are.
+    let detail = serde_json::json!({ "command": spec.command, "cwd": spec.cwd });
+    let result = ws.exec(&id, spec).await;
+    let outcome = if result.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    audit
+        .record(Entry {
+            outcome,
+            ..Entry::ok(&who.name, "workspace.exec", Some(&id)).detail(detail)
+        })
+        .await;
+    Ok(Json(result?))
 }
 
 #[derive(Deserialize)]

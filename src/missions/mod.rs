@@ -433,6 +433,17 @@ impl Missions {
         self.session(&m, &client).await.map_err(ApiError::Engine)
     }
 
+    /// How many missions have a turn running now.
+    pub async fn running_turns(&self) -> usize {
+        self.inner
+            .runners
+            .lock()
+            .await
+            .values()
+            .filter(|t| t.is_some())
+            .count()
+    }
+
     /// The live agent tree: the user's missions that are active, each with its running turn and queue.
     pub async fn tree(&self, who: &Principal) -> ApiResult<Value> {
         let runners = self.inner.runners.lock().await.clone();

@@ -1,6 +1,7 @@
 //! The embedded SQLite store: connection, migrations, and one module of queries per domain.
 
 pub mod agents;
+pub mod audit;
 pub mod missions;
 pub mod tasks;
 pub mod tokens;

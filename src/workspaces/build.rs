@@ -140,6 +140,15 @@ impl Workspaces {
             .expect("builds lock")
             .remove(&ws.id);
         let store = &self.inner.store;
+        let label = match &outcome {
+            Ok(()) => "ready",
+            Err(BuildFailure::Failed(_)) => "failed",
+            Err(BuildFailure::Cancelled) => "cancelled",
+        };
+        crate::metrics::get()
+            .builds
+            .with_label_values(&[label])
+            .observe(started.elapsed().as_secs_f64());
         let result = match outcome {
             Ok(()) => {
                 log.write(b"== berth: workspace ready\n").await;

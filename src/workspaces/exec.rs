@@ -44,6 +44,18 @@ impl From<ExecOutput> for ExecResult {
 
 impl Workspaces {
     pub async fn exec(&self, id: &str, spec: ExecSpec) -> ApiResult<ExecResult> {
+        let started = std::time::Instant::now();
+        let result = self.exec_command(id, spec).await;
+        let outcome = match &result {
+            Ok(r) if r.timed_out => "timed_out",
+            Ok(_) => "ok",
+            Err(_) => "error",
+        };
+        crate::metrics::get().observe_exec(outcome, started.elapsed());
+        result
+    }
+
+    async fn exec_command(&self, id: &str, spec: ExecSpec) -> ApiResult<ExecResult> {
         if spec.command.trim().is_empty() {
             return Err(ApiError::invalid("command must not be empty"));
         }

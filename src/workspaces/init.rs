@@ -82,6 +82,31 @@ impl Workspaces {
         log: &mut OutputSink,
         cancel: Option<tokio_util::sync::CancellationToken>,
     ) -> Result<Option<ExecOutput>, String> {
+        let started = std::time::Instant::now();
+        let result = self
+            .run_init_parts(ws, container, timeout, log, cancel)
+            .await;
+        let outcome = match &result {
+            Ok(None) => return result,
+            Ok(Some(out)) if out.timed_out => "timed_out",
+            Ok(Some(out)) if out.exit_code == 0 => "ok",
+            _ => "failed",
+        };
+        crate::metrics::get()
+            .inits
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn run_init_parts(
+        &self,
+        ws: &Workspace,
+        container: &str,
+        timeout: Duration,
+        log: &mut OutputSink,
+        cancel: Option<tokio_util::sync::CancellationToken>,
+    ) -> Result<Option<ExecOutput>, String> {
         let parts = self.init_parts(ws).await;
         if parts.is_empty() {
             log.write(b"== berth: no init script\n").await;

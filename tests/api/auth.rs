@@ -115,6 +115,7 @@ async fn multi_user_mode_uses_the_users_file() {
     let opts = Options {
         password: None,
         env: vec![("BERTH_USERS_FILE".into(), users.to_string_lossy().into())],
+        ..Default::default()
     };
     let mut s = Server::start_with(opts).await;
     s.login(Some("alice"), "alice-password").await;

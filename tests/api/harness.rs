@@ -37,6 +37,8 @@ pub type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
 pub struct Options {
     pub env: Vec<(String, String)>,
     pub password: Option<String>,
+    /// Where the server's log (stderr) goes; the test's own stderr when `None`.
+    pub log_to: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
         Self {
             env: Vec::new(),
             password: Some(PASSWORD.to_string()),
+            log_to: None,
         }
     }
 }
@@ -75,7 +78,10 @@ impl Server {
             .env("BERTH_PULL_BASE_IMAGES", "false")
             .env("BERTH_LOG", "berth=debug")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match &opts.log_to {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+                None => Stdio::inherit(),
+            });
         if let Some(pw) = &opts.password {
             cmd.env("BERTH_PASSWORD", pw);
         }

@@ -10,6 +10,7 @@ mod exec;
 mod inputs;
 mod library;
 mod missions;
+mod observability;
 mod reconcile;
 mod tenants;
 mod workers;

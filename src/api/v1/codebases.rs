@@ -19,6 +19,7 @@ use crate::agents::{
 use crate::api::auth::Lapse;
 use crate::api::event_stream::{self, StreamQuery};
 use crate::api::{limit_or, optional_json, Json, Page, Path, Query};
+use crate::audit::{Audit, Entry};
 use crate::error::ApiResult;
 
 pub async fn list_codebases(
@@ -30,10 +31,17 @@ pub async fn list_codebases(
 
 pub async fn register_codebase(
     State(a): State<Agents>,
+    State(audit): State<Audit>,
     Extension(c): Extension<Caller>,
     Json(req): Json<RegisterCodebase>,
 ) -> ApiResult<Json<Value>> {
     let cb = a.register_codebase(&c, req).await?;
+    audit
+        .record(
+            Entry::ok(&actor(&c), "codebase.register", Some(&cb.id))
+                .detail(json!({ "path": cb.path, "worker_id": cb.worker_id })),
+        )
+        .await;
     Ok(Json(json!({ "success": true, "codebase": cb })))
 }
 
@@ -47,12 +55,16 @@ pub async fn get_codebase(
 
 pub async fn delete_codebase(
     State(a): State<Agents>,
+    State(audit): State<Audit>,
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     a.codebase_for(&c, &id).await?;
     c.require_user()?;
     a.delete_codebase(&id).await?;
+    audit
+        .record(Entry::ok(&actor(&c), "codebase.delete", Some(&id)))
+        .await;
     Ok(Json(
         json!({ "success": true, "message": format!("Codebase {id} deleted") }),
     ))
@@ -175,6 +187,14 @@ pub async fn stream_codebase_events(
         seed_frames,
         lapse,
     )
+}
+
+/// Who an audit entry names: a user, or `worker:<id>`.
+fn actor(c: &Caller) -> String {
+    match c {
+        Caller::User(p) => p.name.clone(),
+        Caller::Worker { id, .. } => format!("worker:{id}"),
+    }
 }
 
 /// The seed's events as SSE frames.

@@ -36,10 +36,16 @@ pub async fn require_caller(
         Some((id, owner)) => Caller::Worker { id, owner },
         None => Caller::User(super::auth::authenticate(&s, &token).await?.0),
     };
+    let actor = super::observe::Actor(match &caller {
+        Caller::User(p) => p.name.clone(),
+        Caller::Worker { id, .. } => format!("worker:{id}"),
+    });
     req.extensions_mut().insert(caller);
     req.extensions_mut()
         .insert(super::auth::Lapse::new(s, token));
-    Ok(next.run(req).await)
+    let mut resp = next.run(req).await;
+    resp.extensions_mut().insert(actor);
+    Ok(resp)
 }
 
 /// The seed's error body: `{"detail": "..."}` for every error under `/v1` and `/health`, whoever made
@@ -63,6 +69,8 @@ pub async fn detail_errors(req: Request, next: Next) -> Response {
         .and_then(|v| v["error"].as_str().map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
     let mut out = (parts.status, axum::Json(json!({ "detail": detail }))).into_response();
+    // The request log reads who asked and which route from the extensions.
+    *out.extensions_mut() = parts.extensions;
     for (k, v) in parts.headers.iter() {
         if k != CONTENT_TYPE && k != axum::http::header::CONTENT_LENGTH {
             out.headers_mut().insert(k, v.clone());

@@ -1,0 +1,56 @@
+//! `GET /metrics`: Prometheus text for an operator's scraper (with `BERTH_METRICS_TOKEN`) or an admin.
+//! Counts that the store keeps are read now, so they are never stale.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+
+use super::auth::{authenticate, bearer_of};
+use crate::app::AppState;
+use crate::error::ApiResult;
+use crate::workspaces::model::Status;
+
+pub async fn get_metrics(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let token = bearer_of(&headers)?;
+    let scraper = s
+        .workspaces
+        .config()
+        .metrics_token
+        .as_deref()
+        .is_some_and(|t| !t.is_empty() && crate::secrets::equal(t.as_bytes(), token.as_bytes()));
+    if !scraper {
+        authenticate(&s, token)
+            .await?
+            .0
+            .require_admin("reading metrics (or send BERTH_METRICS_TOKEN)")?;
+    }
+    let m = crate::metrics::get();
+    let workspaces = s.workspaces.list().await?;
+    for status in [
+        Status::Pending,
+        Status::Building,
+        Status::Ready,
+        Status::Error,
+    ] {
+        let n = workspaces.iter().filter(|w| w.status == status).count();
+        m.workspaces
+            .with_label_values(&[status.as_str()])
+            .set(n as i64);
+    }
+    for status in crate::agents::TASK_STATUSES {
+        m.tasks.with_label_values(&[status]).set(0);
+    }
+    for (status, n) in s.store.task_counts(None).await? {
+        m.tasks.with_label_values(&[&status]).set(n);
+    }
+    m.missions_running
+        .set(s.missions.running_turns().await as i64);
+    m.agent_servers
+        .set(s.missions.runtime().servers().len() as i64);
+    Ok((
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        m.render(),
+    )
+        .into_response())
+}
