@@ -1,7 +1,8 @@
-//! The `berth` command: `serve`, `users add`, `images bootstrap`.
+//! The `berth` command: the server (`serve`) and its host-side tools (`users`, `opencode`, `images`),
+//! and the client commands that drive a server over HTTP (`login`, `ws`, `exec`, ...).
 
-use std::io::BufRead;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -19,6 +20,8 @@ use berth::principal::Role;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    target: berth::cli::Target,
 }
 
 #[derive(Subcommand)]
@@ -43,6 +46,8 @@ enum Command {
     /// Print every path the HTTP API serves, one per line.
     #[command(hide = true)]
     Routes,
+    #[command(flatten)]
+    Client(berth::cli::ClientCommand),
 }
 
 #[derive(Subcommand)]
@@ -97,22 +102,45 @@ enum ImagesCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     return_large_allocations();
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run())
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run())
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     let format = match &cli.command {
         Command::Serve(config) => config.log_format.clone(),
         _ => "text".to_string(),
     };
     berth::logging::init(&format);
-    match cli.command {
+    let outcome = match cli.command {
+        Command::Client(c) => return berth::cli::run(cli.target, c).await,
+        other => run_host_command(other).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The server and the commands that work on this host directly.
+async fn run_host_command(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Client(_) => unreachable!("client commands are dispatched before"),
         Command::Serve(config) => berth::server::serve(*config).await,
         Command::Users {
             command:
@@ -124,7 +152,7 @@ async fn run() -> anyhow::Result<()> {
                 },
         } => {
             let file = file.unwrap_or_else(|| data_dir.join("users"));
-            let password = read_password(&format!("password for {name}: "))?;
+            let password = berth::cli::read_password(&format!("password for {name}: "))?;
             let role = if admin { Role::Admin } else { Role::User };
             berth::auth::add_user(&file, &name, &password, role)?;
             println!(
@@ -181,27 +209,6 @@ async fn run() -> anyhow::Result<()> {
             berth::images::bootstrap(&engine, &distro, &opts).await
         }
     }
-}
-
-/// One line of password: from the terminal without echo when stdin is one, else from stdin as is.
-fn read_password(prompt: &str) -> anyhow::Result<String> {
-    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
-    let stdin = std::io::stdin();
-    let saved = tcgetattr(&stdin).ok();
-    if let Some(t) = &saved {
-        eprint!("{prompt}");
-        let mut quiet = t.clone();
-        quiet.local_flags.remove(LocalFlags::ECHO);
-        quiet.local_flags.insert(LocalFlags::ECHONL);
-        tcsetattr(&stdin, SetArg::TCSANOW, &quiet)?;
-    }
-    let mut line = String::new();
-    let read = stdin.lock().read_line(&mut line);
-    if let Some(t) = &saved {
-        tcsetattr(&stdin, SetArg::TCSANOW, t)?;
-    }
-    read?;
-    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// Large blocks (argon2's 19 MiB per password check, big request bodies) go straight to the kernel

@@ -66,6 +66,7 @@ pub async fn update_workspace(
     Path(id): Path<String>,
     Json(req): Json<UpdateWorkspace>,
 ) -> ApiResult<Json<WorkspaceView>> {
+    let id = ws.owned(&who, &id).await?.id;
     let updated = ws.update(&who, &id, req).await?;
     audit
         .record(Entry::ok(&who.name, "workspace.update", Some(&id)))
@@ -86,6 +87,7 @@ pub async fn delete_workspace(
     Path(id): Path<String>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
+    let id = ws.owned(&who, &id).await?.id;
     ws.delete_for(&who, &id, q.keep_volume).await?;
     audit
         .record(Entry::ok(&who.name, "workspace.delete", Some(&id)))
@@ -108,7 +110,7 @@ pub async fn build_workspace(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<WorkspaceView>)> {
-    ws.owned(&who, &id).await?;
+    let id = ws.owned(&who, &id).await?.id;
     let req: BuildRequest = optional_json(&body)?;
     let w = ws
         .start_build(&id, req.distro.as_deref(), req.rebuild)
@@ -131,7 +133,7 @@ pub async fn exec_in_workspace(
     Path(id): Path<String>,
     Json(spec): Json<ExecSpec>,
 ) -> ApiResult<Json<ExecResult>> {
-    ws.usable(&who, &id).await?;
+    let id = ws.usable(&who, &id).await?.id;
     // The command line is recorded; env values never are.
     let detail = serde_json::json!({ "command": spec.command, "cwd": spec.cwd });
     let result = ws.exec(&id, spec).await;
@@ -160,7 +162,7 @@ pub async fn get_init_log(
     Path(id): Path<String>,
     Query(q): Query<InitLogQuery>,
 ) -> ApiResult<Json<InitLog>> {
-    ws.owned(&who, &id).await?;
+    let id = ws.owned(&who, &id).await?.id;
     let lines = q.lines.unwrap_or(500).clamp(1, 100_000);
     Ok(Json(ws.init_log(&id, lines).await?))
 }
@@ -176,7 +178,7 @@ pub async fn rerun_init(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<RerunInitResult>> {
-    ws.usable(&who, &id).await?;
+    let id = ws.usable(&who, &id).await?.id;
     let req: RerunInitRequest = optional_json(&body)?;
     Ok(Json(ws.rerun_init(&id, req.timeout_secs).await?))
 }
@@ -186,7 +188,7 @@ pub async fn debug_workspace(
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    ws.owned(&who, &id).await?;
+    let id = ws.owned(&who, &id).await?.id;
     Ok(Json(ws.debug(&id).await?))
 }
 
@@ -195,6 +197,6 @@ pub async fn sync_workspace(
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SyncReport>> {
-    ws.usable(&who, &id).await?;
+    let id = ws.usable(&who, &id).await?.id;
     Ok(Json(ws.sync_skills(&id).await?))
 }

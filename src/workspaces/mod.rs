@@ -193,13 +193,38 @@ impl Workspaces {
             .await?)
     }
 
-    /// The workspace if `who` may act on it; 404 otherwise, as if it did not exist.
-    pub async fn owned(&self, who: &Principal, id: &str) -> ApiResult<Workspace> {
-        let ws = self.get(id).await?;
-        if !who.may_act_on(&ws.owner) {
-            return Err(ApiError::not_found(format!("no workspace with id {id}")));
+    /// The workspace, by id or by name, if `who` may act on it; 404 otherwise, as if it did not
+    /// exist. A name is the caller's own workspace of that name; an admin who has none may name
+    /// another user's, when only one user has it (409 when several do).
+    pub async fn owned(&self, who: &Principal, id_or_name: &str) -> ApiResult<Workspace> {
+        let missing = || ApiError::not_found(format!("no workspace {id_or_name:?}"));
+        if uuid::Uuid::parse_str(id_or_name).is_ok() {
+            let ws = self.get(id_or_name).await?;
+            return if who.may_act_on(&ws.owner) {
+                Ok(ws)
+            } else {
+                Err(missing())
+            };
         }
-        Ok(ws)
+        if let Some(ws) = self.owned_named(&who.name, id_or_name).await? {
+            return Ok(ws);
+        }
+        if !who.is_admin() {
+            return Err(missing());
+        }
+        let mut named: Vec<Workspace> = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|w| w.name == id_or_name)
+            .collect();
+        match named.len() {
+            0 => Err(missing()),
+            1 => Ok(named.remove(0)),
+            n => Err(ApiError::conflict(format!(
+                "{n} users have a workspace named {id_or_name:?}; use its id"
+            ))),
+        }
     }
 
     /// `owned`, for running something in it: a host workspace only while the operator allows them and

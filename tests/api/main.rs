@@ -4,6 +4,7 @@ mod fake_llm;
 mod harness;
 
 mod auth;
+mod cli;
 mod codebases;
 mod containers;
 mod exec;
