@@ -6,8 +6,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, serde::Serialize)]
 pub struct Config {
+    /// A settings file (`berth.toml`, same keys as these variables); `<data-dir>/berth.toml` is read
+    /// when it exists and none is named. The environment and flags override it.
+    #[arg(long = "config", env = "BERTH_CONFIG")]
+    pub config_file: Option<PathBuf>,
+
     /// Address the HTTP API listens on.
     #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7700")]
     pub listen: SocketAddr,

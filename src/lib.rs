@@ -22,6 +22,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod engine;
 pub mod error;
 pub mod images;

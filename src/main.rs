@@ -43,11 +43,22 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// The server's settings.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Print every path the HTTP API serves, one per line.
     #[command(hide = true)]
     Routes,
     #[command(flatten)]
     Client(berth::cli::ClientCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the settings `berth serve` would run with (file, environment and flags), secrets masked.
+    Show(Box<Config>),
 }
 
 #[derive(Subcommand)]
@@ -104,6 +115,12 @@ enum ImagesCommand {
 
 fn main() -> ExitCode {
     return_large_allocations();
+    // Before any thread exists: the settings file fills in environment variables.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Err(e) = berth::config_file::apply(&args) {
+        eprintln!("berth: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -160,6 +177,12 @@ async fn run_host_command(command: Command) -> anyhow::Result<()> {
                 role.as_str(),
                 file.display()
             );
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Show(config),
+        } => {
+            print!("{}", berth::config_file::show(&config));
             Ok(())
         }
         Command::Routes => {

@@ -224,3 +224,44 @@ async fn the_cli_drives_a_workspace_from_login_to_removal() {
     one_line_error(&run(&["ws", "ls"]), "berth login");
     s.assert_no_engine_objects().await;
 }
+
+#[tokio::test]
+async fn a_settings_file_in_the_data_dir_configures_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("berth.toml"),
+        "host_workspaces = true\nBERTH_METRICS_TOKEN = \"scrape-secret-1\"\n",
+    )
+    .unwrap();
+    let s = Server::spawn(dir.path(), &crate::harness::Options::default()).await;
+    // The file allowed host workspaces; the environment would have overridden it.
+    let (status, v) = s
+        .post(
+            "/api/workspaces",
+            serde_json::json!({ "name": "h", "workspace_type": "host" }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{v}");
+    let show = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["config", "show", "--data-dir"])
+        .arg(dir.path())
+        .env("BERTH_PASSWORD", "never-shown-pw")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(show.stdout).unwrap();
+    assert!(text.contains("host_workspaces = true"), "{text}");
+    assert!(text.contains("metrics_token = \"********\""), "{text}");
+    assert!(
+        !text.contains("scrape-secret-1") && !text.contains("never-shown-pw"),
+        "{text}"
+    );
+    // A key berth does not know stops it with the key's name.
+    std::fs::write(dir.path().join("berth.toml"), "colour = \"red\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["config", "show", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
+}

@@ -1,0 +1,174 @@
+//! `berth.toml`: the server's settings in a file, with the same keys as its environment variables
+//! (`BERTH_LISTEN = "..."`, or `listen = "..."`). The file is read before the command line is parsed
+//! and fills in only the variables the environment does not set, so the environment and flags win.
+//! The file is the one named by `--config` (or `BERTH_CONFIG`), else `<data-dir>/berth.toml` when it
+//! exists.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::CommandFactory;
+
+use crate::config::Config;
+
+/// The variable a file key names: `listen`, `data-dir` and `BERTH_LISTEN` all work.
+fn env_name(key: &str) -> String {
+    let upper = key.to_ascii_uppercase().replace('-', "_");
+    if upper.starts_with("BERTH_") {
+        upper
+    } else {
+        format!("BERTH_{upper}")
+    }
+}
+
+/// Every variable `berth serve` reads.
+fn known_variables() -> Vec<String> {
+    #[derive(clap::Parser)]
+    struct Probe {
+        #[command(flatten)]
+        config: Config,
+    }
+    Probe::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// `--config PATH` / `--config=PATH` from the arguments, else `BERTH_CONFIG`.
+fn named_file(args: &[OsString]) -> Option<PathBuf> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(p) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(p));
+        }
+    }
+    std::env::var_os("BERTH_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The data dir the command line or the environment names (for `<data-dir>/berth.toml`).
+fn data_dir(args: &[OsString]) -> PathBuf {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--data-dir" {
+            if let Some(d) = it.next() {
+                return PathBuf::from(d);
+            }
+        }
+        if let Some(d) = a.strip_prefix("--data-dir=") {
+            return PathBuf::from(d);
+        }
+    }
+    std::env::var_os("BERTH_DATA_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("berth-data"))
+}
+
+/// Reads the settings file (if any) into the environment; the file read, for `config show`. Must run
+/// before any thread starts: it sets environment variables.
+pub fn apply(args: &[OsString]) -> anyhow::Result<Option<PathBuf>> {
+    let file = match named_file(args) {
+        Some(f) => f,
+        None => {
+            let f = data_dir(args).join("berth.toml");
+            if !f.exists() {
+                return Ok(None);
+            }
+            f
+        }
+    };
+    let vars = parse(&file)?;
+    for (name, value) in vars {
+        if std::env::var_os(&name).is_none() {
+            // Safe here: the caller runs this before starting any thread.
+            std::env::set_var(name, value);
+        }
+    }
+    Ok(Some(file))
+}
+
+/// The file's settings as `(variable, value)`; unknown keys and nested tables are errors.
+fn parse(file: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("read the settings file {}", file.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?;
+    let known = known_variables();
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let name = env_name(&key);
+        if !known.contains(&name) {
+            bail!(
+                "{}: unknown setting {key:?} (settings are berth's environment variables, e.g. listen or BERTH_LISTEN)",
+                file.display()
+            );
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => bail!(
+                "{}: {key} must be a string, number or boolean, not {}",
+                file.display(),
+                other.type_str()
+            ),
+        };
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// The effective settings as `berth.toml` lines, secrets masked.
+pub fn show(config: &Config) -> String {
+    const SECRETS: [&str; 3] = ["password", "jwt_secret", "metrics_token"];
+    let value = serde_json::to_value(config).expect("the config serializes");
+    let mut out = String::new();
+    for (key, v) in value.as_object().into_iter().flatten() {
+        let line = match v {
+            serde_json::Value::Null => format!("# {key} is not set"),
+            _ if SECRETS.contains(&key.as_str()) => format!("{key} = \"********\""),
+            serde_json::Value::String(s) => format!("{key} = {}", toml::Value::String(s.clone())),
+            other => format!("{key} = {other}"),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_the_variables_and_unknown_ones_are_refused() {
+        assert_eq!(env_name("listen"), "BERTH_LISTEN");
+        assert_eq!(env_name("data-dir"), "BERTH_DATA_DIR");
+        assert_eq!(env_name("BERTH_CPUS"), "BERTH_CPUS");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("berth.toml");
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:9\"\nBERTH_CPUS = 1.5\nhost_workspaces = true\n",
+        )
+        .unwrap();
+        let vars = parse(&f).unwrap();
+        assert!(vars.contains(&("BERTH_LISTEN".into(), "127.0.0.1:9".into())));
+        assert!(vars.contains(&("BERTH_CPUS".into(), "1.5".into())));
+        assert!(vars.contains(&("BERTH_HOST_WORKSPACES".into(), "true".into())));
+        std::fs::write(&f, "colour = \"red\"\n").unwrap();
+        assert!(parse(&f).unwrap_err().to_string().contains("colour"));
+        std::fs::write(&f, "[table]\nx = 1\n").unwrap();
+        assert!(parse(&f).is_err());
+    }
+}
