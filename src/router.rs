@@ -11,7 +11,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    auth, library, missions, opencode_proxy, providers, system, tokens, v1, workspaces,
+    auth, library, missions, openapi, opencode_proxy, providers, system, tokens, v1, workspaces,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -49,8 +49,14 @@ pub fn paths() -> Vec<String> {
     all
 }
 
-/// Routes that need no token.
-const PUBLIC: [&str; 3] = ["/api/health", "/health", "/api/auth/login"];
+/// Routes that need no token. The API's own description is public: it tells how to get a token.
+pub const PUBLIC: [&str; 5] = [
+    "/api/health",
+    "/health",
+    "/api/auth/login",
+    "/openapi.json",
+    "/docs",
+];
 
 pub fn build(state: AppState) -> Router {
     let protected = protected_routes()
@@ -72,6 +78,8 @@ pub fn build(state: AppState) -> Router {
         .route(PUBLIC[1], get(v1::get_health))
         .merge(v1_routes)
         .route(PUBLIC[2], post(auth::login))
+        .route(PUBLIC[3], get(openapi::openapi_json))
+        .route(PUBLIC[4], get(openapi::docs_page))
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

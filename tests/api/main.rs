@@ -10,6 +10,7 @@ mod exec;
 mod inputs;
 mod library;
 mod missions;
+mod openapi;
 mod reconcile;
 mod tenants;
 mod workers;
