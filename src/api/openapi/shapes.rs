@@ -1,5 +1,5 @@
 //! Schemas of answers the handlers build with `serde_json::json!` rather than a typed struct: only the
-//! document uses these, so each mirrors its handler's `json!` by hand (the handler named on each).
+//! document uses these, so each mirrors its handler's `json!` by hand (the handler named above it).
 //! Inner values that are OpenCode's own (sessions, parts, projects) stay free-form objects.
 
 #![allow(dead_code)]
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use crate::agents::{CodebaseView, TaskView, WorkerView};
 use crate::api::tokens::TokenView;
 
-/// `auth::login`
+// Mirrors `auth::login`.
 #[derive(ToSchema)]
 pub struct LoginResponse {
     /// Send as `Authorization: Bearer <token>`.
@@ -21,7 +21,7 @@ pub struct LoginResponse {
     exp: i64,
 }
 
-/// `auth::verify`
+// Mirrors `auth::verify`.
 #[derive(ToSchema)]
 pub struct VerifyResponse {
     valid: bool,
@@ -45,7 +45,8 @@ pub struct SuccessMessage {
     message: String,
 }
 
-/// `tokens::create_token`: the token's view and the secret, shown this once.
+// Mirrors `tokens::create_token`.
+/// The token's view and the secret, shown this once.
 #[derive(ToSchema)]
 pub struct NewToken {
     #[schema(inline)]
@@ -55,7 +56,7 @@ pub struct NewToken {
     token: String,
 }
 
-/// `system::health`
+// Mirrors `system::health`.
 #[derive(ToSchema)]
 pub struct Health {
     /// Always `ok`: berth answers.
@@ -73,7 +74,8 @@ pub struct DockerHealth {
     error: Option<String>,
 }
 
-/// `system::stats`: `cpu` (`usage_percent`, `cores`, `load_average`), `memory` (`total_bytes`,
+// Mirrors `system::stats`.
+/// `cpu` (`usage_percent`, `cores`, `load_average`), `memory` (`total_bytes`,
 /// `used_bytes`, `usage_percent`), `disk` of the data dir (`mount_point`, `total_bytes`, `used_bytes`,
 /// `available_bytes`, `usage_percent`; null when unknown), `network` (`rx_bytes`, `tx_bytes`), and
 /// `berth` (`uptime_secs`, `workspaces` by status, `agents`: codebases, workers, tasks by status,
@@ -87,7 +89,7 @@ pub struct Stats {
     berth: Value,
 }
 
-/// `library::get_skill_file`
+// Mirrors `library::get_skill_file`.
 #[derive(ToSchema)]
 pub struct SkillFile {
     skill: String,
@@ -96,7 +98,7 @@ pub struct SkillFile {
     content: String,
 }
 
-/// `missions::send_message`
+// Mirrors `missions::send_message`.
 #[derive(ToSchema)]
 pub struct MessageQueued {
     /// The message's id.
@@ -105,7 +107,7 @@ pub struct MessageQueued {
     queued: bool,
 }
 
-/// `missions::cancel_current`, `missions::cancel_mission`
+// Mirrors `missions::cancel_current`, `missions::cancel_mission`.
 #[derive(ToSchema)]
 pub struct Cancelled {
     cancelled: bool,
@@ -115,7 +117,7 @@ pub struct Cancelled {
     dropped_messages: i64,
 }
 
-/// `missions::mission_tree`
+// Mirrors `missions::mission_tree`.
 #[derive(ToSchema)]
 pub struct MissionTree {
     missions: Vec<MissionNode>,
@@ -134,7 +136,7 @@ pub struct MissionNode {
     children: Vec<Value>,
 }
 
-/// `v1::get_health`
+// Mirrors `v1::get_health`.
 #[derive(ToSchema)]
 pub struct SeedHealth {
     /// `healthy`
@@ -144,7 +146,7 @@ pub struct SeedHealth {
     version: String,
 }
 
-/// `v1::get_opencode_status`
+// Mirrors `v1::get_opencode_status`.
 #[derive(ToSchema)]
 pub struct OpencodeStatus {
     available: bool,
@@ -157,7 +159,7 @@ pub struct OpencodeStatus {
     runtime: Option<Value>,
 }
 
-/// `v1::list_models`
+// Mirrors `v1::list_models`.
 #[derive(ToSchema)]
 pub struct Model {
     /// `provider/model`
@@ -166,14 +168,14 @@ pub struct Model {
     provider: String,
 }
 
-/// `v1::register_codebase`
+// Mirrors `v1::register_codebase`.
 #[derive(ToSchema)]
 pub struct CodebaseRegistered {
     success: bool,
     codebase: CodebaseView,
 }
 
-/// `v1::trigger_agent`
+// Mirrors `v1::trigger_agent`.
 #[derive(ToSchema)]
 pub struct Triggered {
     success: bool,
@@ -186,7 +188,7 @@ pub struct Triggered {
     message: String,
 }
 
-/// `v1::message_agent`
+// Mirrors `v1::message_agent`.
 #[derive(ToSchema)]
 pub struct MessageSent {
     success: bool,
@@ -196,7 +198,7 @@ pub struct MessageSent {
     queued: bool,
 }
 
-/// `v1::get_agent_status`
+// Mirrors `v1::get_agent_status`.
 #[derive(ToSchema)]
 pub struct AgentStatus {
     codebase_id: String,
@@ -210,7 +212,8 @@ pub struct AgentStatus {
     model: Option<String>,
 }
 
-/// `v1::list_sessions`: `sessions` are `{id, codebase_id, started_at, ended_at, status, model,
+// Mirrors `v1::list_sessions`.
+/// `sessions` are `{id, codebase_id, started_at, ended_at, status, model,
 /// prompt, messages_count}`.
 #[derive(ToSchema)]
 pub struct SessionPage {
@@ -220,7 +223,7 @@ pub struct SessionPage {
     offset: i64,
 }
 
-/// `v1::sync_sessions`
+// Mirrors `v1::sync_sessions`.
 #[derive(ToSchema)]
 pub struct SessionsSynced {
     success: bool,
@@ -228,34 +231,37 @@ pub struct SessionsSynced {
     message: String,
 }
 
-/// `v1::list_session_messages`: `messages` are `{id, role, content, timestamp, agent, model}`.
+// Mirrors `v1::list_session_messages`.
+/// `messages` are `{id, role, content, timestamp, agent, model}`.
 #[derive(ToSchema)]
 pub struct SessionMessages {
     messages: Vec<Value>,
     session_id: String,
 }
 
-/// `v1::create_task`, `v1::update_task_status`
+// Mirrors `v1::create_task`, `v1::update_task_status`.
 #[derive(ToSchema)]
 pub struct TaskEnvelope {
     success: bool,
     task: TaskView,
 }
 
-/// `v1::claim_task`: `task` is null when nothing is queued for the worker.
+// Mirrors `v1::claim_task`.
+/// `task` is null when nothing is queued for the worker.
 #[derive(ToSchema)]
 pub struct Claimed {
     success: bool,
     task: Option<TaskView>,
 }
 
-/// `v1::list_tasks`, `v1::list_codebase_tasks`: priority order, then oldest first.
+// Mirrors `v1::list_tasks`, `v1::list_codebase_tasks`.
+/// Priority order, then oldest first.
 #[derive(ToSchema)]
 pub struct TaskList {
     tasks: Vec<TaskView>,
 }
 
-/// `v1::append_task_output`
+// Mirrors `v1::append_task_output`.
 #[derive(ToSchema)]
 pub struct OutputAppended {
     success: bool,
@@ -263,7 +269,7 @@ pub struct OutputAppended {
     seq: i64,
 }
 
-/// `v1::get_task_output`
+// Mirrors `v1::get_task_output`.
 #[derive(ToSchema)]
 pub struct TaskOutput {
     task_id: String,
@@ -279,7 +285,8 @@ pub struct OutputChunk {
     worker_id: Option<String>,
 }
 
-/// `v1::register_worker`: the token is shown this once.
+// Mirrors `v1::register_worker`.
+/// The token is shown this once.
 #[derive(ToSchema)]
 pub struct WorkerRegistered {
     success: bool,
@@ -289,7 +296,7 @@ pub struct WorkerRegistered {
     worker: WorkerView,
 }
 
-/// `v1::unregister_worker`
+// Mirrors `v1::unregister_worker`.
 #[derive(ToSchema)]
 pub struct WorkerUnregistered {
     success: bool,
@@ -298,7 +305,7 @@ pub struct WorkerUnregistered {
     requeued_tasks: Vec<String>,
 }
 
-/// `v1::get_runtime_status`
+// Mirrors `v1::get_runtime_status`.
 #[derive(ToSchema)]
 pub struct RuntimeStatus {
     available: bool,
@@ -312,14 +319,16 @@ pub struct RuntimeStatus {
     sessions: Vec<Value>,
 }
 
-/// `v1::list_runtime_projects`: each `{id, worktree, vcs, vcs_dir, created_at, updated_at,
+// Mirrors `v1::list_runtime_projects`.
+/// `projects` are `{id, worktree, vcs, vcs_dir, created_at, updated_at,
 /// session_count, workspace_id}`.
 #[derive(ToSchema)]
 pub struct RuntimeProjects {
     projects: Vec<Value>,
 }
 
-/// `v1::list_runtime_sessions`: each `{id, project_id, directory, title, version, created_at,
+// Mirrors `v1::list_runtime_sessions`.
+/// `sessions` are `{id, project_id, directory, title, version, created_at,
 /// updated_at, summary, workspace_id}`.
 #[derive(ToSchema)]
 pub struct RuntimeSessions {
@@ -329,13 +338,14 @@ pub struct RuntimeSessions {
     offset: i64,
 }
 
-/// `v1::get_runtime_session`
+// Mirrors `v1::get_runtime_session`.
 #[derive(ToSchema)]
 pub struct RuntimeSession {
     session: Value,
 }
 
-/// `v1::list_runtime_messages`: each `{id, session_id, role, created_at, model, cost, tokens,
+// Mirrors `v1::list_runtime_messages`.
+/// `messages` are `{id, session_id, role, created_at, model, cost, tokens,
 /// tool_calls}`.
 #[derive(ToSchema)]
 pub struct RuntimeMessages {
@@ -346,7 +356,8 @@ pub struct RuntimeMessages {
     session_id: String,
 }
 
-/// `v1::list_runtime_parts`: OpenCode's message parts, each with its `message_id`.
+// Mirrors `v1::list_runtime_parts`.
+/// OpenCode's message parts, each with its `message_id`.
 #[derive(ToSchema)]
 pub struct RuntimeParts {
     parts: Vec<Value>,
@@ -354,7 +365,8 @@ pub struct RuntimeParts {
     message_id: Option<String>,
 }
 
-/// `v1::list_monitor_agents`: one agent per codebase.
+// Mirrors `v1::list_monitor_agents`.
+/// A codebase's agent.
 #[derive(ToSchema)]
 pub struct MonitorAgent {
     /// The codebase's id.
@@ -365,7 +377,8 @@ pub struct MonitorAgent {
     last_seen: Option<DateTime<Utc>>,
 }
 
-/// `v1::list_monitor_messages`: berth's activity log.
+// Mirrors `v1::list_monitor_messages`.
+/// An entry of berth's activity log.
 #[derive(ToSchema)]
 pub struct MonitorMessage {
     id: String,
@@ -381,7 +394,7 @@ pub struct MonitorMessage {
     error: Option<String>,
 }
 
-/// `v1::get_monitor_stats`
+// Mirrors `v1::get_monitor_stats`.
 #[derive(ToSchema)]
 pub struct MonitorStats {
     total_messages: i64,
