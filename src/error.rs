@@ -57,7 +57,8 @@ impl ApiError {
         Self::Conflict(msg.into())
     }
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// The status and `code` clients see (the API document lists them all).
+    pub(crate) fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

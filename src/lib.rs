@@ -2,7 +2,8 @@
 //!
 //! - `config`, `app`, `router`, `server`: start-up and wiring.
 //! - `api/`: HTTP handlers per domain (auth, system, workspaces, library, missions, providers, the
-//!   OpenCode pass-through, and `v1/` for the seed's CodeTether API); nothing else imports them.
+//!   OpenCode pass-through, and `v1/` for the seed's CodeTether API), and `api/openapi/`, the
+//!   OpenAPI document built from their annotations; nothing else imports them.
 //! - `workspaces/`: workspace lifecycle: create, build, init, exec, debug, reconcile.
 //! - `engine/`: the Docker engine through bollard: images, containers, volumes, exec, labels.
 //! - `catalog`: distros, built-in templates and init-script fragments (data files, validated at start).

@@ -11,8 +11,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    audit, auth, library, metrics, missions, observe, opencode_proxy, providers, system, tokens,
-    v1, workspaces,
+    audit, auth, library, metrics, missions, observe, openapi, opencode_proxy, providers, system,
+    tokens, v1, workspaces,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -44,14 +44,28 @@ impl Table {
 
 /// Every path the API serves (axum's `{param}` syntax), public ones included.
 pub fn paths() -> Vec<String> {
-    let mut all: Vec<String> = PUBLIC.iter().map(|p| p.to_string()).collect();
+    let mut all: Vec<String> = PUBLIC
+        .iter()
+        .chain(&SELF_CHECKED)
+        .map(|p| p.to_string())
+        .collect();
     all.extend(protected_routes().paths);
     all.extend(v1_routes().paths);
     all
 }
 
-/// Routes that need no token of the usual kind (`/metrics` checks its own).
-const PUBLIC: [&str; 4] = ["/api/health", "/health", "/api/auth/login", "/metrics"];
+/// Routes that need no token. The API's own description is public: it tells how to get a token.
+pub const PUBLIC: [&str; 5] = [
+    "/api/health",
+    "/health",
+    "/api/auth/login",
+    "/openapi.json",
+    "/docs",
+];
+
+/// Outside the token layers, checking a token themselves: `/metrics` takes an admin's or the
+/// scraper's.
+pub const SELF_CHECKED: [&str; 1] = ["/metrics"];
 
 pub fn build(state: AppState) -> Router {
     let protected = protected_routes()
@@ -73,7 +87,9 @@ pub fn build(state: AppState) -> Router {
         .route(PUBLIC[1], get(v1::get_health))
         .merge(v1_routes)
         .route(PUBLIC[2], post(auth::login))
-        .route(PUBLIC[3], get(metrics::get_metrics))
+        .route(PUBLIC[3], get(openapi::openapi_json))
+        .route(PUBLIC[4], get(openapi::docs_page))
+        .route(SELF_CHECKED[0], get(metrics::get_metrics))
         .merge(protected)
         .route_layer(middleware::from_fn(observe::tag_route))
         .fallback(not_found)

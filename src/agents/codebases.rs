@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::{owner_of, runs_principal, Agents, Caller};
 use crate::error::{ApiError, ApiResult};
@@ -15,7 +16,7 @@ use crate::store::agents::CodebaseRow;
 use crate::workspaces::model::Status as WsStatus;
 use crate::workspaces::CreateWorkspace;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterCodebase {
     pub name: String,
     pub path: String,
@@ -28,7 +29,7 @@ pub struct RegisterCodebase {
 }
 
 /// The seed's codebase object, plus what berth knows of its agent.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CodebaseView {
     pub id: String,
     pub owner: String,

@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::codebases::check_text;
 use super::tasks::{metadata_object, TaskSpec};
@@ -14,7 +15,7 @@ use crate::store::tasks::{TaskRow, LOCAL_WORKER};
 
 const MAX_PROMPT: usize = 1024 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct TriggerRequest {
     pub prompt: String,
     #[serde(default)]
@@ -27,7 +28,7 @@ pub struct TriggerRequest {
     pub metadata: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct MessageRequest {
     pub message: String,
     #[serde(default)]

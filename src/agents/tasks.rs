@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::codebases::check_text;
 use super::runs::check_model;
@@ -15,7 +16,7 @@ use crate::store::tasks::{Report, TaskFilter, TaskRow, LOCAL_WORKER};
 
 pub const TASK_STATUSES: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateTask {
     pub title: String,
     pub prompt: String,
@@ -29,7 +30,7 @@ pub struct CreateTask {
     pub model: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct StatusUpdate {
     pub status: String,
     #[serde(default)]
@@ -65,7 +66,7 @@ pub(super) fn metadata_object(given: Option<Value>) -> ApiResult<Value> {
 }
 
 /// The seed's task object, with the queue's bookkeeping.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskView {
     pub id: String,
     /// Whose codebase it is for.

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::codebases::check_text;
 use super::{Agents, Caller};
@@ -15,7 +16,7 @@ use crate::store::agents::WorkerRow;
 /// Prefix of worker tokens, so the auth layer knows where to look them up.
 pub const TOKEN_PREFIX: &str = "bwt_";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterWorker {
     pub name: String,
     #[serde(default)]
@@ -26,7 +27,7 @@ pub struct RegisterWorker {
     pub codebases: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WorkerView {
     pub worker_id: String,
     pub owner: String,

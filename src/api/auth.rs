@@ -11,8 +11,10 @@ use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::observe::Actor;
+use super::openapi::shapes;
 use super::tokens::API_TOKEN_PREFIX;
 use super::Json;
 use crate::agents::TOKEN_PREFIX as WORKER_TOKEN_PREFIX;
@@ -23,11 +25,23 @@ use crate::error::{ApiError, ApiResult};
 use crate::principal::Principal;
 use crate::secrets;
 
-#[derive(Deserialize)]
+/// `username` only in multi-user mode.
+#[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
     username: Option<String>,
     password: String,
 }
+
+#[utoipa::path(
+    post, path = "/api/auth/login", tag = "auth",
+    summary = "Log in with a password (and a username in multi-user mode) for a login token",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "a login token", body = shapes::LoginResponse),
+        (status = 401, description = "invalid credentials"),
+        (status = 429, description = "after ten failed logins from one address, or five against one account, each attempt waits a doubling delay (up to a minute) without any password being checked"),
+    ),
+)]
 
 pub async fn login(
     State(auth): State<Auth>,
@@ -105,6 +119,11 @@ pub enum Credential {
     ApiToken { id: String },
 }
 
+#[utoipa::path(
+    get, path = "/api/auth/verify", tag = "auth",
+    summary = "Check the token: its user and role",
+    responses((status = 200, description = "the token holds", body = shapes::VerifyResponse)),
+)]
 pub async fn verify(
     Extension(who): Extension<Principal>,
     Extension(cred): Extension<Credential>,
@@ -123,6 +142,15 @@ pub async fn verify(
 
 /// Voids the token it is called with: a login token at once (until it would have expired), an API
 /// token for good.
+#[utoipa::path(
+    post, path = "/api/auth/logout", tag = "auth",
+    summary = "Void the token this request carries",
+    description = "A login token is void until it would have expired; an API token for good.",
+    responses(
+        (status = 200, description = "the token is void", body = shapes::Success),
+        (status = 409, description = "a login token from before logout support; it expires on its own"),
+    ),
+)]
 pub async fn logout(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,

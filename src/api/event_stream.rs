@@ -11,13 +11,16 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::IntoParams;
 
 use super::auth::Lapse;
 use crate::error::{ApiError, ApiResult};
 use crate::missions::{Event, Missions};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// As the `Last-Event-ID` header, for clients that cannot set headers.
     last_event_id: Option<String>,
 }
 

@@ -7,7 +7,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
+use super::openapi::shapes;
 use super::{Json, Path};
 use crate::audit::{Audit, Entry};
 use crate::error::ApiResult;
@@ -15,6 +17,15 @@ use crate::library::{Item, ItemSummary, ItemType, LibraryStatus, SyncOutcome};
 use crate::principal::Principal;
 use crate::workspaces::Workspaces;
 
+#[utoipa::path(
+    get, path = "/api/library/{type}", tag = "library",
+    summary = "The library's items of a type",
+    params(("type" = String, Path, description = "`skill`, `command`, `rule`, `agent`, `mcp`, `workspace-template`, `init-script` or `tool`")),
+    responses(
+        (status = 200, description = "the items", body = Vec<ItemSummary>),
+        (status = 400, description = "an unknown type"),
+    ),
+)]
 pub async fn list_items(
     State(ws): State<Workspaces>,
     Path(t): Path<String>,
@@ -23,6 +34,16 @@ pub async fn list_items(
     Ok(Json(ws.library().list(t).await?))
 }
 
+#[utoipa::path(
+    get, path = "/api/library/{type}/{name}", tag = "library",
+    summary = "Read a library item",
+    params(("type" = String, Path, description = "`skill`, `command`, `rule`, `agent`, `mcp`, `workspace-template`, `init-script` or `tool`"), ("name" = String, Path, description = "the item's name")),
+    responses(
+        (status = 200, description = "the item", body = Item),
+        (status = 400, description = "an unknown type"),
+        (status = 404, description = "no such item"),
+    ),
+)]
 pub async fn get_item(
     State(ws): State<Workspaces>,
     Path((t, name)): Path<(String, String)>,
@@ -31,15 +52,27 @@ pub async fn get_item(
     Ok(Json(ws.library().get(t, &name).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaveItem {
+    /// The item's main file (a skill's `SKILL.md`, a template's YAML, …).
     content: String,
     /// Skills only: other files of the skill, by path relative to its directory.
     #[serde(default)]
     files: BTreeMap<String, String>,
 }
 
+#[utoipa::path(
+    put, path = "/api/library/{type}/{name}", tag = "library",
+    summary = "Save a library item (a git commit); workspaces using a saved skill or tool are re-synced",
+    params(("type" = String, Path, description = "`skill`, `command`, `rule`, `agent`, `mcp`, `workspace-template`, `init-script` or `tool`"), ("name" = String, Path, description = "the item's name")),
+    request_body = SaveItem,
+    responses(
+        (status = 200, description = "the saved item", body = Item),
+        (status = 400, description = "an unknown type or name, or content that fails the type's checks (front matter, JSON, template fields), or files on a non-skill"),
+        (status = 403, description = "the caller may not write the library, or a template with `network: host` from a non-admin"),
+    ),
+)]
 pub async fn save_item(
     State(ws): State<Workspaces>,
     State(audit): State<Audit>,
@@ -72,6 +105,17 @@ pub async fn save_item(
     Ok(Json(item))
 }
 
+#[utoipa::path(
+    delete, path = "/api/library/{type}/{name}", tag = "library",
+    summary = "Delete a library item (a git commit)",
+    params(("type" = String, Path, description = "`skill`, `command`, `rule`, `agent`, `mcp`, `workspace-template`, `init-script` or `tool`"), ("name" = String, Path, description = "the item's name")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 400, description = "an unknown type"),
+        (status = 403, description = "the caller may not write the library (admins only unless `BERTH_LIBRARY_WRITERS=all`)"),
+        (status = 404, description = "no such item"),
+    ),
+)]
 pub async fn delete_item(
     State(ws): State<Workspaces>,
     State(audit): State<Audit>,
@@ -86,6 +130,16 @@ pub async fn delete_item(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get, path = "/api/library/skill/{name}/files/{path}", tag = "library",
+    summary = "Read one file of a skill",
+    params(("name" = String, Path, description = "the skill's name"), ("path" = String, Path, description = "the file's path inside the skill; may contain `/`")),
+    responses(
+        (status = 200, description = "the file", body = shapes::SkillFile),
+        (status = 400, description = "a path outside the skill, or a file that is not UTF-8"),
+        (status = 404, description = "no such skill or file"),
+    ),
+)]
 pub async fn get_skill_file(
     State(ws): State<Workspaces>,
     Path((name, file)): Path<(String, String)>,
@@ -96,12 +150,24 @@ pub async fn get_skill_file(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaveFile {
     content: String,
 }
 
+#[utoipa::path(
+    put, path = "/api/library/skill/{name}/files/{path}", tag = "library",
+    summary = "Save one file of a skill (a git commit)",
+    params(("name" = String, Path, description = "the skill's name"), ("path" = String, Path, description = "the file's path inside the skill; may contain `/`")),
+    request_body = SaveFile,
+    responses(
+        (status = 200, description = "the skill", body = Item),
+        (status = 400, description = "a path outside the skill, or content berth refuses"),
+        (status = 403, description = "the caller may not write the library (admins only unless `BERTH_LIBRARY_WRITERS=all`)"),
+        (status = 404, description = "no such skill"),
+    ),
+)]
 pub async fn save_skill_file(
     State(ws): State<Workspaces>,
     State(audit): State<Audit>,
@@ -129,6 +195,17 @@ pub async fn save_skill_file(
     Ok(Json(item))
 }
 
+#[utoipa::path(
+    delete, path = "/api/library/skill/{name}/files/{path}", tag = "library",
+    summary = "Delete one file of a skill (a git commit)",
+    params(("name" = String, Path, description = "the skill's name"), ("path" = String, Path, description = "the file's path inside the skill; may contain `/`")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 400, description = "a path outside the skill, or the skill's `SKILL.md`"),
+        (status = 403, description = "the caller may not write the library (admins only unless `BERTH_LIBRARY_WRITERS=all`)"),
+        (status = 404, description = "no such skill or file"),
+    ),
+)]
 pub async fn delete_skill_file(
     State(ws): State<Workspaces>,
     State(audit): State<Audit>,
@@ -152,10 +229,27 @@ pub async fn delete_skill_file(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get, path = "/api/library/status", tag = "library",
+    summary = "The library repository: branch, remote, head, ahead and behind, clean",
+    responses(
+        (status = 200, description = "the status", body = LibraryStatus),
+    ),
+)]
 pub async fn library_status(State(ws): State<Workspaces>) -> ApiResult<Json<LibraryStatus>> {
     Ok(Json(ws.library().status().await?))
 }
 
+#[utoipa::path(
+    post, path = "/api/library/sync", tag = "library",
+    summary = "Sync with the remote: fetch, fast-forward, push local commits, re-sync affected workspaces",
+    responses(
+        (status = 200, description = "what moved, and the workspaces re-synced", body = SyncOutcome),
+        (status = 400, description = "the library has no remote"),
+        (status = 403, description = "the caller may not write the library (admins only unless `BERTH_LIBRARY_WRITERS=all`)"),
+        (status = 409, description = "`diverged_history`: local and remote histories diverged; `remote_unreachable`: the remote cannot be reached (neither changes anything); `push_failed`: the remote refused the push"),
+    ),
+)]
 pub async fn sync_library(
     State(ws): State<Workspaces>,
     State(audit): State<Audit>,

@@ -11,6 +11,15 @@ use crate::app::AppState;
 use crate::error::ApiResult;
 use crate::workspaces::model::Status;
 
+#[utoipa::path(
+    get, path = "/metrics", tag = "system",
+    summary = "Prometheus metrics",
+    description = "Prometheus text format (`berth_*`): requests by route, method and status with latency; builds, init runs and execs by outcome; engine errors; open event streams; and, read at each scrape, workspaces and tasks by status, running missions and agent servers. Send an admin's token, or the scraper token the operator set as `BERTH_METRICS_TOKEN`.",
+    responses(
+        (status = 200, description = "the metrics", content_type = "text/plain", body = String),
+        (status = 403, description = "a user's token that is not an admin's"),
+    ),
+)]
 pub async fn get_metrics(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     let token = bearer_of(&headers)?;
     let scraper = s

@@ -1,5 +1,5 @@
 //! HTTP handlers, one module per domain, plus the extractors that turn malformed requests into the API's
-//! JSON errors instead of axum's plain-text rejections.
+//! JSON errors instead of axum's plain-text rejections. `openapi` describes them all.
 
 pub mod audit;
 pub mod auth;
@@ -8,6 +8,7 @@ pub mod library;
 pub mod metrics;
 pub mod missions;
 pub mod observe;
+pub mod openapi;
 pub mod opencode_proxy;
 pub mod providers;
 pub mod system;
@@ -81,9 +82,12 @@ pub fn limit_or(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
 }
 
 /// A listing's `?limit=&offset=`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// 1 to 10000.
     pub limit: Option<i64>,
+    /// At least 0 (default 0).
     pub offset: Option<i64>,
 }
 

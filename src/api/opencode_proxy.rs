@@ -22,6 +22,24 @@ const FORWARD: [&str; 4] = [
     "last-event-id",
 ];
 
+#[utoipa::path(
+    method(get, post, put, patch, delete), path = "/api/workspaces/{id}/opencode/{path}",
+    tag = "opencode",
+    summary = "Authenticated pass-through (HTTP and SSE) to the workspace's OpenCode server",
+    description = "Any method; the query, the body and the `Content-Type`, `Accept`, `x-opencode-directory` and `Last-Event-ID` headers go to OpenCode's `/{path}`, and its status, body and `Content-Type` come back as they are. Streams end when the caller's token becomes void.",
+    params(
+        ("id" = String, Path, description = "the workspace's id"),
+        ("path" = String, Path, description = "OpenCode's path, e.g. `session` or `event`; may contain `/`"),
+    ),
+    responses(
+        (status = 200, description = "OpenCode's answer, whatever its status and body"),
+        (status = 400, description = "a host workspace: agents run in container workspaces"),
+        (status = 404, description = "no workspace the caller may act on"),
+        (status = 409, description = "the workspace is not ready"),
+        (status = 502, description = "the workspace's OpenCode server did not answer"),
+        (status = 503, description = "the workspace's OpenCode server cannot be started"),
+    ),
+)]
 pub async fn proxy_to_opencode(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,

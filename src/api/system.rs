@@ -4,12 +4,18 @@ use axum::extract::State;
 use axum::Extension;
 use serde_json::{json, Value};
 
+use super::openapi::shapes;
 use super::Json;
 use crate::app::AppState;
 use crate::error::ApiResult;
 use crate::principal::Principal;
 use crate::workspaces::model::Status;
 
+#[utoipa::path(
+    get, path = "/api/health", tag = "system",
+    summary = "Liveness, and whether the Docker engine answers",
+    responses((status = 200, description = "berth answers; `docker` says whether the engine does", body = shapes::Health)),
+)]
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
     let engine = state.workspaces.engine().ping().await;
     Json(json!({
@@ -23,6 +29,11 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// Host usage, and berth's counts of what the caller may see (everything, for an admin).
+#[utoipa::path(
+    get, path = "/api/stats", tag = "system",
+    summary = "Host CPU, memory, disk and network; berth's counts of workspaces, codebases, workers, tasks and agent servers",
+    responses((status = 200, description = "the sample, counting what the caller may see (all, for an admin)", body = shapes::Stats)),
+)]
 pub async fn stats(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,

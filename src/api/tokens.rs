@@ -7,7 +7,9 @@ use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
+use super::openapi::shapes;
 use super::{Json, Path};
 use crate::app::AppState;
 use crate::audit::Entry;
@@ -20,15 +22,16 @@ use crate::store::tokens::ApiTokenRow;
 pub const API_TOKEN_PREFIX: &str = "berth_";
 const MAX_DAYS: u32 = 3650;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     name: String,
-    /// Absent: the token does not expire.
+    /// 1 to 3650; absent: the token does not expire.
     expires_in_days: Option<u32>,
 }
 
-#[derive(Serialize)]
+/// An API token, never its secret.
+#[derive(Serialize, ToSchema)]
 pub struct TokenView {
     id: String,
     name: String,
@@ -51,6 +54,16 @@ impl From<ApiTokenRow> for TokenView {
     }
 }
 
+#[utoipa::path(
+    post, path = "/api/auth/tokens", tag = "tokens",
+    summary = "Create an API token for the caller",
+    description = "The secret (`berth_…`) is in this answer only; berth stores its hash.",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "the token, with its secret shown once", body = shapes::NewToken),
+        (status = 400, description = "name is not 1 to 128 characters, or expires_in_days is not 1 to 3650"),
+    ),
+)]
 pub async fn create_token(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -98,6 +111,11 @@ pub async fn create_token(
 }
 
 /// The caller's tokens (an admin's listing has everyone's, each with its owner); never the secret.
+#[utoipa::path(
+    get, path = "/api/auth/tokens", tag = "tokens",
+    summary = "The caller's API tokens (an admin's: everyone's); never the secret",
+    responses((status = 200, description = "the tokens", body = Vec<TokenView>)),
+)]
 pub async fn list_tokens(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -106,6 +124,15 @@ pub async fn list_tokens(
     Ok(Json(rows.into_iter().map(TokenView::from).collect()))
 }
 
+#[utoipa::path(
+    delete, path = "/api/auth/tokens/{id}", tag = "tokens",
+    summary = "Revoke an API token at once",
+    params(("id" = String, Path, description = "the token's id (`tok_…`)")),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 404, description = "no such token of the caller's"),
+    ),
+)]
 pub async fn delete_token(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::Extension;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use axum::body::Bytes;
 
@@ -19,6 +20,13 @@ use crate::workspaces::{
     Workspaces,
 };
 
+#[utoipa::path(
+    get, path = "/api/workspaces", tag = "workspaces",
+    summary = "The caller's workspaces (an admin's: everyone's)",
+    responses(
+        (status = 200, description = "the workspaces", body = Vec<WorkspaceView>),
+    ),
+)]
 pub async fn list_workspaces(
     State(ws): State<Workspaces>,
     Extension(who): Extension<Principal>,
@@ -32,6 +40,17 @@ pub async fn list_workspaces(
     ))
 }
 
+#[utoipa::path(
+    post, path = "/api/workspaces", tag = "workspaces",
+    summary = "Create a workspace",
+    request_body = CreateWorkspace,
+    responses(
+        (status = 201, description = "created; a container workspace is `pending` until built (one from a template starts building at once)", body = WorkspaceView),
+        (status = 400, description = "an unknown field, a container-only field on a host workspace, or a value berth refuses (name, distro, template, packages, limits, env vars, init script, skills or tools that do not exist)"),
+        (status = 403, description = "`host_workspaces_disabled`: `workspace_type: host` while host workspaces are off; `forbidden`: a host workspace or `network: host` for anyone but an admin"),
+        (status = 409, description = "the caller already has a workspace of that name"),
+    ),
+)]
 pub async fn create_workspace(
     State(ws): State<Workspaces>,
     State(audit): State<Audit>,
@@ -51,6 +70,15 @@ pub async fn create_workspace(
     Ok((StatusCode::CREATED, Json(WorkspaceView::from(&created))))
 }
 
+#[utoipa::path(
+    get, path = "/api/workspaces/{id}", tag = "workspaces",
+    summary = "Read a workspace",
+    params(("id" = String, Path, description = "the workspace's id")),
+    responses(
+        (status = 200, description = "the workspace", body = WorkspaceView),
+        (status = 404, description = "no workspace the caller may act on"),
+    ),
+)]
 pub async fn get_workspace(
     State(ws): State<Workspaces>,
     Extension(who): Extension<Principal>,
@@ -59,6 +87,19 @@ pub async fn get_workspace(
     Ok(Json(WorkspaceView::from(&ws.owned(&who, &id).await?)))
 }
 
+#[utoipa::path(
+    put, path = "/api/workspaces/{id}", tag = "workspaces",
+    summary = "Edit a workspace; a change of distro, network, packages or limits to a built one sets `needs_rebuild`",
+    params(("id" = String, Path, description = "the workspace's id")),
+    request_body = UpdateWorkspace,
+    responses(
+        (status = 200, description = "the edited workspace", body = WorkspaceView),
+        (status = 400, description = "an unknown field, a container-only field on a host workspace, or a value berth refuses"),
+        (status = 403, description = "`network: host` for anyone but an admin"),
+        (status = 404, description = "no workspace the caller may act on"),
+        (status = 409, description = "the caller already has a workspace of that name"),
+    ),
+)]
 pub async fn update_workspace(
     State(ws): State<Workspaces>,
     State(audit): State<Audit>,
@@ -74,12 +115,25 @@ pub async fn update_workspace(
     Ok(Json(WorkspaceView::from(&updated)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
+    /// Keep the `/workspace` volume.
+    #[param(default = false)]
     #[serde(default)]
     keep_volume: bool,
 }
 
+#[utoipa::path(
+    delete, path = "/api/workspaces/{id}", tag = "workspaces",
+    summary = "Delete a workspace: its container, image and (unless `keep_volume`) volume; a build in progress is cancelled",
+    params(("id" = String, Path, description = "the workspace's id"), DeleteQuery),
+    responses(
+        (status = 204, description = "deleted; a host workspace's directory stays"),
+        (status = 404, description = "no workspace the caller may act on"),
+        (status = 502, description = "the engine failed to remove the container, image or volume"),
+    ),
+)]
 pub async fn delete_workspace(
     State(ws): State<Workspaces>,
     State(audit): State<Audit>,
@@ -95,14 +149,29 @@ pub async fn delete_workspace(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BuildRequest {
+    /// Build with this distro instead of the workspace's.
     distro: Option<String>,
+    /// Rebuild the image and replace the container, keeping `/workspace`.
     #[serde(default)]
     rebuild: bool,
 }
 
+#[utoipa::path(
+    post, path = "/api/workspaces/{id}/build", tag = "workspaces",
+    summary = "Build a container workspace in the background; poll its `status`",
+    params(("id" = String, Path, description = "the workspace's id")),
+    request_body(content = Option<BuildRequest>, description = "optional; an empty body builds with the workspace's settings"),
+    responses(
+        (status = 202, description = "the build started (`status: building`)", body = WorkspaceView),
+        (status = 400, description = "a host workspace (nothing to build), or an unknown distro"),
+        (status = 404, description = "no workspace the caller may act on"),
+        (status = 409, description = "already building, or the distro's base image is missing and may not be pulled"),
+        (status = 502, description = "the engine failed"),
+    ),
+)]
 pub async fn build_workspace(
     State(ws): State<Workspaces>,
     State(audit): State<Audit>,
@@ -126,6 +195,20 @@ pub async fn build_workspace(
     Ok((StatusCode::ACCEPTED, Json(WorkspaceView::from(&w))))
 }
 
+#[utoipa::path(
+    post, path = "/api/workspaces/{id}/exec", tag = "workspaces",
+    summary = "Run a command in the workspace and answer its capped output",
+    params(("id" = String, Path, description = "the workspace's id")),
+    request_body = ExecSpec,
+    responses(
+        (status = 200, description = "the command ran (or timed out: `timed_out`)", body = ExecResult),
+        (status = 400, description = "an empty command, a NUL byte, a timeout out of range, or a missing `cwd`"),
+        (status = 403, description = "`host_workspaces_disabled`: a host workspace while they are off; `forbidden`: a host workspace for anyone but an admin"),
+        (status = 404, description = "no workspace the caller may act on"),
+        (status = 409, description = "the workspace is not ready, or its container is not running"),
+        (status = 502, description = "the engine failed"),
+    ),
+)]
 pub async fn exec_in_workspace(
     State(ws): State<Workspaces>,
     State(audit): State<Audit>,
@@ -151,11 +234,22 @@ pub async fn exec_in_workspace(
     Ok(Json(result?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InitLogQuery {
+    /// The last N lines (default 500, at most 100000).
     lines: Option<usize>,
 }
 
+#[utoipa::path(
+    get, path = "/api/workspaces/{id}/init-log", tag = "workspaces",
+    summary = "The init log: image build and init output, during the build and after",
+    params(("id" = String, Path, description = "the workspace's id"), InitLogQuery),
+    responses(
+        (status = 200, description = "the log's last lines", body = InitLog),
+        (status = 404, description = "no workspace the caller may act on"),
+    ),
+)]
 pub async fn get_init_log(
     State(ws): State<Workspaces>,
     Extension(who): Extension<Principal>,
@@ -167,11 +261,26 @@ pub async fn get_init_log(
     Ok(Json(ws.init_log(&id, lines).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 pub struct RerunInitRequest {
+    /// Bound on the run (default `BERTH_INIT_TIMEOUT_SECS`).
     timeout_secs: Option<u64>,
 }
 
+#[utoipa::path(
+    post, path = "/api/workspaces/{id}/rerun-init", tag = "workspaces",
+    summary = "Run the workspace's init again in its existing container",
+    params(("id" = String, Path, description = "the workspace's id")),
+    request_body(content = Option<RerunInitRequest>, description = "optional"),
+    responses(
+        (status = 200, description = "init ran (see `success`)", body = RerunInitResult),
+        (status = 400, description = "a host workspace, or a timeout out of range"),
+        (status = 403, description = "`host_workspaces_disabled`: a host workspace while they are off; `forbidden`: a host workspace for anyone but an admin"),
+        (status = 404, description = "no workspace the caller may act on"),
+        (status = 409, description = "the workspace is building, not ready, or its container is not running"),
+        (status = 502, description = "the engine failed"),
+    ),
+)]
 pub async fn rerun_init(
     State(ws): State<Workspaces>,
     Extension(who): Extension<Principal>,
@@ -183,6 +292,16 @@ pub async fn rerun_init(
     Ok(Json(ws.rerun_init(&id, req.timeout_secs).await?))
 }
 
+#[utoipa::path(
+    get, path = "/api/workspaces/{id}/debug", tag = "workspaces",
+    summary = "The container's real state from the engine: running, exit code, OOM, restarts, mounts, limits, hardening, init state, last error",
+    params(("id" = String, Path, description = "the workspace's id")),
+    responses(
+        (status = 200, description = "the engine's view (a free-form object)", body = Object),
+        (status = 404, description = "no workspace the caller may act on"),
+        (status = 502, description = "the engine failed"),
+    ),
+)]
 pub async fn debug_workspace(
     State(ws): State<Workspaces>,
     Extension(who): Extension<Principal>,
@@ -192,6 +311,18 @@ pub async fn debug_workspace(
     Ok(Json(ws.debug(&id).await?))
 }
 
+#[utoipa::path(
+    post, path = "/api/workspaces/{id}/sync", tag = "workspaces",
+    summary = "Copy the workspace's skills and tools into `.opencode/`",
+    params(("id" = String, Path, description = "the workspace's id")),
+    responses(
+        (status = 200, description = "what was copied, and what the library lacks", body = SyncReport),
+        (status = 403, description = "`host_workspaces_disabled`: a host workspace while they are off; `forbidden`: a host workspace for anyone but an admin"),
+        (status = 404, description = "no workspace the caller may act on"),
+        (status = 409, description = "a container workspace that is not ready"),
+        (status = 502, description = "the engine failed"),
+    ),
+)]
 pub async fn sync_workspace(
     State(ws): State<Workspaces>,
     Extension(who): Extension<Principal>,

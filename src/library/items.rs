@@ -3,13 +3,14 @@
 use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::frontmatter;
 use crate::error::{ApiError, ApiResult};
 
 pub const MAX_ITEM_BYTES: usize = 1 << 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ItemType {
     Skill,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::catalog::{Catalog, Template};
 use crate::error::{ApiError, ApiResult};
@@ -34,14 +35,14 @@ struct Inner {
     lock: tokio::sync::Mutex<()>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ItemSummary {
     pub name: String,
     pub description: Option<String>,
     pub path: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Item {
     #[serde(rename = "type")]
     pub item_type: ItemType,

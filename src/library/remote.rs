@@ -2,11 +2,12 @@
 //! local commits). A diverged history is refused with what to do, never merged or overwritten.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{internal, ItemType, Library};
 use crate::error::{ApiError, ApiResult};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LibraryStatus {
     pub path: String,
     pub branch: String,
@@ -18,7 +19,7 @@ pub struct LibraryStatus {
     pub clean: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SyncOutcome {
     pub pulled_commits: u64,
     pub pushed_commits: u64,

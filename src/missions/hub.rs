@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
+use utoipa::ToSchema;
 
 use crate::store::missions::EventRow;
 use crate::store::Store;
@@ -16,7 +17,7 @@ pub struct Hub {
 }
 
 /// An event as clients see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Event {
     /// Global order; the SSE `id`.
     pub id: i64,

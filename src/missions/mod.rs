@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use utoipa::ToSchema;
 
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
@@ -54,7 +55,7 @@ struct Inner {
 }
 
 /// The seed's Mission object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MissionView {
     pub id: String,
     /// Whose mission it is (admins list everyone's).
@@ -70,7 +71,7 @@ pub struct MissionView {
     pub updated_at: chrono::DateTime<Utc>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateMission {
     pub title: Option<String>,
     pub workspace_id: Option<String>,

@@ -4,13 +4,14 @@
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::library::Library;
 use crate::secrets::SecretBox;
 use crate::store::Store;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProviderView {
     pub id: String,
     pub name: String,

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::model::{Status, WorkspaceType};
 use super::Workspaces;
 use crate::engine::{self, ExecOutput, ExecRequest, OutputSink};
 use crate::error::{ApiError, ApiResult};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ExecSpec {
     pub command: String,
     pub cwd: Option<String>,
@@ -19,7 +20,7 @@ pub struct ExecSpec {
     pub env: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ExecResult {
     pub exit_code: i64,
     pub stdout: String,

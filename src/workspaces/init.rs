@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::model::{Status, Workspace, WorkspaceType};
 use super::Workspaces;
@@ -26,7 +27,7 @@ done
 rm -rf "$dir"
 exit "$rc""#;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InitLog {
     pub exists: bool,
     pub content: String,
@@ -34,7 +35,7 @@ pub struct InitLog {
     pub log_path: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RerunInitResult {
     pub success: bool,
     pub exit_code: i64,

@@ -19,6 +19,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use utoipa::ToSchema;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -68,7 +69,7 @@ pub struct Deps {
 
 /// A create request; unknown fields are refused, so a misspelt or unsupported one never passes
 /// silently.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
     pub name: String,
@@ -93,7 +94,7 @@ pub struct CreateWorkspace {
 
 /// An edit; fields that only take effect in a new container (distro, network, packages, limits) mark
 /// the workspace `needs_rebuild`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkspace {
     pub name: Option<String>,

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkspaceType {
     Host,
@@ -28,8 +29,9 @@ impl WorkspaceType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = WorkspaceStatus)]
 pub enum Status {
     Pending,
     Building,
@@ -92,7 +94,7 @@ pub struct Workspace {
 }
 
 /// A workspace's own resource limits; `None` is the server's default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub memory_mb: Option<u64>,
@@ -104,7 +106,7 @@ pub struct Limits {
 pub const REDACTED: &str = "********";
 
 /// The seed's Workspace object, plus the fields a client needs to edit what it created.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WorkspaceView {
     pub id: String,
     pub owner: String,

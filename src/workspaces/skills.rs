@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::model::{Status, Workspace, WorkspaceType};
 use super::Workspaces;
@@ -12,7 +13,7 @@ use crate::engine;
 use crate::error::{ApiError, ApiResult};
 use crate::library::ItemType;
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct SyncReport {
     pub skills: Vec<String>,
     pub tools: Vec<String>,

@@ -12,6 +12,7 @@ mod inputs;
 mod library;
 mod missions;
 mod observability;
+mod openapi;
 mod reconcile;
 mod tenants;
 mod workers;

@@ -11,6 +11,7 @@ use axum::Extension;
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::agents::events::seed_events;
 use crate::agents::{
@@ -18,10 +19,18 @@ use crate::agents::{
 };
 use crate::api::auth::Lapse;
 use crate::api::event_stream::{self, StreamQuery};
+use crate::api::openapi::shapes;
 use crate::api::{limit_or, optional_json, Json, Page, Path, Query};
 use crate::audit::{Audit, Entry};
 use crate::error::ApiResult;
 
+#[utoipa::path(
+    get, path = "/v1/opencode/codebases", tag = "v1 codebases",
+    summary = "The caller's codebases (an admin's: everyone's; a worker's: its own)",
+    responses(
+        (status = 200, description = "the codebases", body = Vec<CodebaseView>),
+    ),
+)]
 pub async fn list_codebases(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
@@ -29,6 +38,18 @@ pub async fn list_codebases(
     Ok(Json(a.list_codebases(&c).await?))
 }
 
+#[utoipa::path(
+    post, path = "/v1/opencode/codebases", tag = "v1 codebases",
+    summary = "Register a codebase (the same path again updates it in place)",
+    request_body = RegisterCodebase,
+    responses(
+        (status = 200, description = "registered; a local codebase is `building` until its workspace is ready", body = shapes::CodebaseRegistered),
+        (status = 400, description = "a name or path berth refuses (a local path must be a directory under `BERTH_CODEBASE_ROOTS`), or an invalid `agent_config`"),
+        (status = 403, description = "a worker registering for another worker or a local codebase, or a workspace setting (e.g. `agent_config.network: host`) the registering user may not have"),
+        (status = 404, description = "no worker of the caller's with that `worker_id`"),
+        (status = 409, description = "the directory is being registered, or overlaps another user's codebase"),
+    ),
+)]
 pub async fn register_codebase(
     State(a): State<Agents>,
     State(audit): State<Audit>,
@@ -45,6 +66,15 @@ pub async fn register_codebase(
     Ok(Json(json!({ "success": true, "codebase": cb })))
 }
 
+#[utoipa::path(
+    get, path = "/v1/opencode/codebases/{id}", tag = "v1 codebases",
+    summary = "Read a codebase",
+    params(("id" = String, Path, description = "the codebase's id")),
+    responses(
+        (status = 200, description = "the codebase", body = CodebaseView),
+        (status = 404, description = "no codebase the caller may act on"),
+    ),
+)]
 pub async fn get_codebase(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
@@ -53,6 +83,16 @@ pub async fn get_codebase(
     Ok(Json(a.get_codebase(&c, &id).await?))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/opencode/codebases/{id}", tag = "v1 codebases",
+    summary = "Delete a codebase: stops its agent, cancels its queued tasks, removes its workspace (the directory stays)",
+    params(("id" = String, Path, description = "the codebase's id")),
+    responses(
+        (status = 200, description = "deleted", body = shapes::SuccessMessage),
+        (status = 403, description = "a worker's token: this needs a user's"),
+        (status = 404, description = "no codebase the caller may act on"),
+    ),
+)]
 pub async fn delete_codebase(
     State(a): State<Agents>,
     State(audit): State<Audit>,
@@ -70,6 +110,20 @@ pub async fn delete_codebase(
     ))
 }
 
+#[utoipa::path(
+    post, path = "/v1/opencode/codebases/{id}/trigger", tag = "v1 codebases",
+    summary = "Start the agent in a new OpenCode session (on a worker's codebase: queue a task)",
+    params(("id" = String, Path, description = "the codebase's id")),
+    request_body = TriggerRequest,
+    responses(
+        (status = 200, description = "started, or queued for the worker", body = shapes::Triggered),
+        (status = 400, description = "an empty or oversized prompt, a model not written `provider/model`, too many files, or non-object metadata"),
+        (status = 403, description = "a worker's token: this needs a user's"),
+        (status = 404, description = "no codebase the caller may act on"),
+        (status = 409, description = "an agent already runs on the codebase, or its workspace is building or failed"),
+        (status = 503, description = "the agent server cannot be started"),
+    ),
+)]
 pub async fn trigger_agent(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
@@ -81,6 +135,20 @@ pub async fn trigger_agent(
     Ok(Json(a.trigger(&id, req).await?))
 }
 
+#[utoipa::path(
+    post, path = "/v1/opencode/codebases/{id}/message", tag = "v1 codebases",
+    summary = "Continue the codebase's current session (queued while the agent works)",
+    params(("id" = String, Path, description = "the codebase's id")),
+    request_body = MessageRequest,
+    responses(
+        (status = 200, description = "sent or queued", body = shapes::MessageSent),
+        (status = 400, description = "an empty or oversized message"),
+        (status = 403, description = "a worker's token: this needs a user's"),
+        (status = 404, description = "no codebase the caller may act on"),
+        (status = 409, description = "a worker's codebase (create a task instead), no session yet, or the workspace is not ready"),
+        (status = 503, description = "the agent server cannot be started"),
+    ),
+)]
 pub async fn message_agent(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
@@ -92,6 +160,17 @@ pub async fn message_agent(
     Ok(Json(a.message(&id, req).await?))
 }
 
+#[utoipa::path(
+    post, path = "/v1/opencode/codebases/{id}/interrupt", tag = "v1 codebases",
+    summary = "Abort the current turn",
+    params(("id" = String, Path, description = "the codebase's id")),
+    responses(
+        (status = 200, description = "interrupted", body = shapes::SuccessMessage),
+        (status = 403, description = "a worker's token: this needs a user's"),
+        (status = 404, description = "no codebase the caller may act on"),
+        (status = 409, description = "nothing is running"),
+    ),
+)]
 pub async fn interrupt_agent(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
@@ -102,6 +181,16 @@ pub async fn interrupt_agent(
     Ok(Json(a.interrupt(&id).await?))
 }
 
+#[utoipa::path(
+    post, path = "/v1/opencode/codebases/{id}/stop", tag = "v1 codebases",
+    summary = "Abort the run and stop the codebase's OpenCode server",
+    params(("id" = String, Path, description = "the codebase's id")),
+    responses(
+        (status = 200, description = "stopped", body = shapes::SuccessMessage),
+        (status = 403, description = "a worker's token: this needs a user's"),
+        (status = 404, description = "no codebase the caller may act on"),
+    ),
+)]
 pub async fn stop_agent(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
@@ -112,6 +201,15 @@ pub async fn stop_agent(
     Ok(Json(a.stop(&id).await?))
 }
 
+#[utoipa::path(
+    get, path = "/v1/opencode/codebases/{id}/status", tag = "v1 codebases",
+    summary = "The codebase's agent: status, session, running task, model",
+    params(("id" = String, Path, description = "the codebase's id")),
+    responses(
+        (status = 200, description = "the status", body = shapes::AgentStatus),
+        (status = 404, description = "no codebase the caller may act on"),
+    ),
+)]
 pub async fn get_agent_status(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
@@ -121,6 +219,16 @@ pub async fn get_agent_status(
     Ok(Json(a.agent_status(&id).await?))
 }
 
+#[utoipa::path(
+    get, path = "/v1/opencode/codebases/{id}/sessions", tag = "v1 codebases",
+    summary = "The codebase's sessions, newest first",
+    params(("id" = String, Path, description = "the codebase's id"), crate::api::Page),
+    responses(
+        (status = 200, description = "a page of sessions", body = shapes::SessionPage),
+        (status = 400, description = "limit or offset out of range"),
+        (status = 404, description = "no codebase the caller may act on"),
+    ),
+)]
 pub async fn list_sessions(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
@@ -132,12 +240,29 @@ pub async fn list_sessions(
     Ok(Json(a.sessions(&id, limit, offset).await?))
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 pub struct SyncBody {
+    /// The reporting worker (a user's token names the codebase's worker).
     worker_id: Option<String>,
+    /// The worker's sessions, each with a string `id`; absent: what the workspace's OpenCode holds.
     sessions: Option<Vec<Value>>,
 }
 
+#[utoipa::path(
+    post, path = "/v1/opencode/codebases/{id}/sessions/sync", tag = "v1 codebases",
+    summary = "Record sessions: a worker's list, or (no body) what the workspace's OpenCode server holds",
+    params(("id" = String, Path, description = "the codebase's id")),
+    request_body(content = Option<SyncBody>, description = "optional"),
+    responses(
+        (status = 200, description = "recorded", body = shapes::SessionsSynced),
+        (status = 400, description = "a remote codebase without a list, over 10000 sessions, or a session without a string id"),
+        (status = 403, description = "a worker reporting for another worker"),
+        (status = 404, description = "no codebase the caller may act on"),
+        (status = 409, description = "the worker does not serve the codebase"),
+        (status = 502, description = "the OpenCode server did not answer"),
+        (status = 503, description = "the agent server cannot be started"),
+    ),
+)]
 pub async fn sync_sessions(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
@@ -152,12 +277,27 @@ pub async fn sync_sessions(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
+    /// Default: the codebase's current session.
     session_id: Option<String>,
+    /// 1 to 10000 (default 100).
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/opencode/codebases/{id}/messages", tag = "v1 codebases",
+    summary = "A session's messages (the current session's when none is named)",
+    params(("id" = String, Path, description = "the codebase's id"), MessagesQuery),
+    responses(
+        (status = 200, description = "the messages", body = shapes::SessionMessages),
+        (status = 400, description = "limit out of range"),
+        (status = 404, description = "no codebase the caller may act on, no session yet, or no such session"),
+        (status = 502, description = "the OpenCode server did not answer"),
+        (status = 503, description = "the agent server cannot be started"),
+    ),
+)]
 pub async fn list_session_messages(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
@@ -170,6 +310,20 @@ pub async fn list_session_messages(
 }
 
 /// The codebase's agent events as SSE, in the seed's vocabulary, with ids and `Last-Event-ID` replay.
+#[utoipa::path(
+    get, path = "/v1/opencode/codebases/{id}/events", tag = "v1 codebases",
+    summary = "SSE of the codebase's agent events, replaying after `Last-Event-ID`",
+    params(
+        ("id" = String, Path, description = "the codebase's id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "replay events after this id"),
+        StreamQuery,
+    ),
+    responses(
+        (status = 200, description = "an event stream: `event:` is `status`, `output`, `tool_use`, `file_change` (`create` or `modify`), `complete` (the final answer as `summary`) or `error`; `id:` is the event's id; `data:` JSON. Ends when the token becomes void", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`Last-Event-ID` is not an event id"),
+        (status = 404, description = "no codebase the caller may act on"),
+    ),
+)]
 pub async fn stream_codebase_events(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,

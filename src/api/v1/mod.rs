@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::{json, Value};
 
+use super::openapi::shapes;
 use super::Json;
 use crate::agents::{Agents, Caller};
 use crate::app::AppState;
@@ -79,10 +80,20 @@ pub async fn detail_errors(req: Request, next: Next) -> Response {
     out
 }
 
+#[utoipa::path(
+    get, path = "/health", tag = "v1 opencode",
+    summary = "The seed's liveness check (public)",
+    responses((status = 200, description = "berth answers", body = shapes::SeedHealth)),
+)]
 pub async fn get_health() -> Json<Value> {
     Json(json!({ "status": "healthy", "service": "berth", "version": env!("CARGO_PKG_VERSION") }))
 }
 
+#[utoipa::path(
+    get, path = "/v1/opencode/status", tag = "v1 opencode",
+    summary = "Whether the OpenCode integration is ready, with the caller's codebase count and runtime",
+    responses((status = 200, description = "the status", body = shapes::OpencodeStatus)),
+)]
 pub async fn get_opencode_status(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
@@ -90,6 +101,11 @@ pub async fn get_opencode_status(
     Ok(Json(a.status(&c).await?))
 }
 
+#[utoipa::path(
+    get, path = "/v1/opencode/models", tag = "v1 opencode",
+    summary = "Models of the configured providers and of what running servers report",
+    responses((status = 200, description = "the models", body = Vec<shapes::Model>)),
+)]
 pub async fn list_models(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
