@@ -17,8 +17,10 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates git tar debootstrap \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/berth /usr/local/bin/berth
+# Run it with the host's network (berth reaches the agent servers the engine publishes on the host's
+# loopback) and the data dir bind-mounted at the same path:
+#   docker run -d --network host -v /var/run/docker.sock:/var/run/docker.sock \
+#     -v /var/lib/berth:/var/lib/berth berth
 ENV BERTH_DATA_DIR=/var/lib/berth
-VOLUME /var/lib/berth
-EXPOSE 7700
 ENTRYPOINT ["berth"]
 CMD ["serve"]

@@ -14,7 +14,6 @@ use crate::store::Store;
 pub enum Outcome {
     Ok,
     Failed,
-    Denied,
 }
 
 impl Outcome {
@@ -22,7 +21,6 @@ impl Outcome {
         match self {
             Self::Ok => "ok",
             Self::Failed => "failed",
-            Self::Denied => "denied",
         }
     }
 }
@@ -96,5 +94,21 @@ impl Audit {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Drops entries older than `days`, now and then once a day until shutdown.
+    pub async fn keep_for(&self, days: u64, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            let cutoff = Utc::now() - chrono::Duration::days(days.min(36_500) as i64);
+            match self.store.delete_audit_before(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(entries = n, days, "old audit entries dropped"),
+                Err(e) => tracing::warn!(error = %e, "dropping old audit entries failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
     }
 }

@@ -41,6 +41,10 @@ pub struct Config {
     #[arg(long, env = "BERTH_LIBRARY_WRITERS", default_value = "admins", value_parser = ["admins", "all"])]
     pub library_writers: String,
 
+    /// How many days the audit log keeps its entries.
+    #[arg(long, env = "BERTH_AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    pub audit_retention_days: u64,
+
     /// A token a Prometheus scraper sends to read `/metrics` (admins' tokens work too).
     #[arg(long, env = "BERTH_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,

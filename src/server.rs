@@ -116,8 +116,14 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     });
     agents.start().await.context("start the task queue")?;
 
+    let audit = crate::audit::Audit::new(store.clone());
+    {
+        let (audit, shutdown) = (audit.clone(), shutdown.clone());
+        let days = config.audit_retention_days;
+        tracker.spawn(async move { audit.keep_for(days, shutdown).await });
+    }
     let state = AppState {
-        audit: crate::audit::Audit::new(store.clone()),
+        audit,
         store,
         secrets: secrets_box,
         missions: missions.clone(),

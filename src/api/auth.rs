@@ -62,13 +62,9 @@ pub async fn login(
         client: Some(client),
         detail: json!({}),
     };
+    // A throttled attempt costs nothing and is not recorded (the request log has it): a flood of them
+    // must not fill the audit log. Failures that were checked are.
     if let Err(wait) = auth.throttle().attempt(client, &account) {
-        audit
-            .record(Entry {
-                actor: &account,
-                ..attempt(Outcome::Denied)
-            })
-            .await;
         let secs = wait.as_secs() + 1;
         return Err(ApiError::RateLimited {
             message: format!("too many failed logins; try again in {secs} s"),

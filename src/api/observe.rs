@@ -31,7 +31,13 @@ pub async fn tag_route(req: Request, next: Next) -> Response {
 
 /// Outermost: times the whole request, including body limits and the fallback.
 pub async fn observe(req: Request, next: Next) -> Response {
-    let method = req.method().as_str().to_string();
+    // Any token can be a method: only the standard ones become labels, so requests cannot grow the
+    // set of series without bound.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_string();
     let started = Instant::now();
     let resp = next.run(req).await;
     let took = started.elapsed();

@@ -28,7 +28,7 @@ const FORWARD: [&str; 4] = [
     summary = "Authenticated pass-through (HTTP and SSE) to the workspace's OpenCode server",
     description = "Any method; the query, the body and the `Content-Type`, `Accept`, `x-opencode-directory` and `Last-Event-ID` headers go to OpenCode's `/{path}`, and its status, body and `Content-Type` come back as they are. Streams end when the caller's token becomes void.",
     params(
-        ("id" = String, Path, description = "the workspace's id"),
+        ("id" = String, Path, description = "the workspace's id, or the name of one of the caller's own"),
         ("path" = String, Path, description = "OpenCode's path, e.g. `session` or `event`; may contain `/`"),
     ),
     responses(

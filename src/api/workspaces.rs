@@ -16,8 +16,8 @@ use crate::error::ApiResult;
 use crate::principal::Principal;
 use crate::workspaces::model::WorkspaceView;
 use crate::workspaces::{
-    CreateWorkspace, ExecResult, ExecSpec, InitLog, RerunInitResult, SyncReport, UpdateWorkspace,
-    Workspaces,
+    CreateWorkspace, ExecResult, ExecSpec, InitLog, LogWindow, RerunInitResult, SyncReport,
+    UpdateWorkspace, Workspaces,
 };
 
 #[utoipa::path(
@@ -73,7 +73,7 @@ pub async fn create_workspace(
 #[utoipa::path(
     get, path = "/api/workspaces/{id}", tag = "workspaces",
     summary = "Read a workspace",
-    params(("id" = String, Path, description = "the workspace's id")),
+    params(("id" = String, Path, description = "the workspace's id, or the name of one of the caller's own")),
     responses(
         (status = 200, description = "the workspace", body = WorkspaceView),
         (status = 404, description = "no workspace the caller may act on"),
@@ -90,7 +90,7 @@ pub async fn get_workspace(
 #[utoipa::path(
     put, path = "/api/workspaces/{id}", tag = "workspaces",
     summary = "Edit a workspace; a change of distro, network, packages or limits to a built one sets `needs_rebuild`",
-    params(("id" = String, Path, description = "the workspace's id")),
+    params(("id" = String, Path, description = "the workspace's id, or the name of one of the caller's own")),
     request_body = UpdateWorkspace,
     responses(
         (status = 200, description = "the edited workspace", body = WorkspaceView),
@@ -127,7 +127,7 @@ pub struct DeleteQuery {
 #[utoipa::path(
     delete, path = "/api/workspaces/{id}", tag = "workspaces",
     summary = "Delete a workspace: its container, image and (unless `keep_volume`) volume; a build in progress is cancelled",
-    params(("id" = String, Path, description = "the workspace's id"), DeleteQuery),
+    params(("id" = String, Path, description = "the workspace's id, or the name of one of the caller's own"), DeleteQuery),
     responses(
         (status = 204, description = "deleted; a host workspace's directory stays"),
         (status = 404, description = "no workspace the caller may act on"),
@@ -162,7 +162,7 @@ pub struct BuildRequest {
 #[utoipa::path(
     post, path = "/api/workspaces/{id}/build", tag = "workspaces",
     summary = "Build a container workspace in the background; poll its `status`",
-    params(("id" = String, Path, description = "the workspace's id")),
+    params(("id" = String, Path, description = "the workspace's id, or the name of one of the caller's own")),
     request_body(content = Option<BuildRequest>, description = "optional; an empty body builds with the workspace's settings"),
     responses(
         (status = 202, description = "the build started (`status: building`)", body = WorkspaceView),
@@ -198,7 +198,7 @@ pub async fn build_workspace(
 #[utoipa::path(
     post, path = "/api/workspaces/{id}/exec", tag = "workspaces",
     summary = "Run a command in the workspace and answer its capped output",
-    params(("id" = String, Path, description = "the workspace's id")),
+    params(("id" = String, Path, description = "the workspace's id, or the name of one of the caller's own")),
     request_body = ExecSpec,
     responses(
         (status = 200, description = "the command ran (or timed out: `timed_out`)", body = ExecResult),
@@ -217,18 +217,25 @@ pub async fn exec_in_workspace(
     Json(spec): Json<ExecSpec>,
 ) -> ApiResult<Json<ExecResult>> {
     let id = ws.usable(&who, &id).await?.id;
-    // The command line is recorded; env values never are.
+    // The command runs to its end even if the client hangs up, so it is run and recorded (command
+    // line, never env values) apart from the request.
     let detail = serde_json::json!({ "command": spec.command, "cwd": spec.cwd });
-    let result = ws.exec(&id, spec).await;
-    let outcome = if result.is_ok() {
-        Outcome::Ok
-    } else {
-        Outcome::Failed
-    };
-    audit
-        .record(Entry {
-            outcome,
-            ..Entry::ok(&who.name, "workspace.exec", Some(&id)).detail(detail)
+    let runner = ws.clone();
+    let result = ws
+        .detach(async move {
+            let result = runner.exec(&id, spec).await;
+            let outcome = if result.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            };
+            audit
+                .record(Entry {
+                    outcome,
+                    ..Entry::ok(&who.name, "workspace.exec", Some(&id)).detail(detail)
+                })
+                .await;
+            result
         })
         .await;
     Ok(Json(result?))
@@ -239,12 +246,14 @@ pub async fn exec_in_workspace(
 pub struct InitLogQuery {
     /// The last N lines (default 500, at most 100000).
     lines: Option<usize>,
+    /// Instead: the complete lines from this byte offset (a follower passes the last `next_byte`).
+    from_byte: Option<u64>,
 }
 
 #[utoipa::path(
     get, path = "/api/workspaces/{id}/init-log", tag = "workspaces",
     summary = "The init log: image build and init output, during the build and after",
-    params(("id" = String, Path, description = "the workspace's id"), InitLogQuery),
+    params(("id" = String, Path, description = "the workspace's id, or the name of one of the caller's own"), InitLogQuery),
     responses(
         (status = 200, description = "the log's last lines", body = InitLog),
         (status = 404, description = "no workspace the caller may act on"),
@@ -257,8 +266,11 @@ pub async fn get_init_log(
     Query(q): Query<InitLogQuery>,
 ) -> ApiResult<Json<InitLog>> {
     let id = ws.owned(&who, &id).await?.id;
-    let lines = q.lines.unwrap_or(500).clamp(1, 100_000);
-    Ok(Json(ws.init_log(&id, lines).await?))
+    let window = match q.from_byte {
+        Some(offset) => LogWindow::From(offset),
+        None => LogWindow::Last(q.lines.unwrap_or(500).clamp(1, 100_000)),
+    };
+    Ok(Json(ws.init_log(&id, window).await?))
 }
 
 #[derive(Deserialize, Default, ToSchema)]
@@ -270,7 +282,7 @@ pub struct RerunInitRequest {
 #[utoipa::path(
     post, path = "/api/workspaces/{id}/rerun-init", tag = "workspaces",
     summary = "Run the workspace's init again in its existing container",
-    params(("id" = String, Path, description = "the workspace's id")),
+    params(("id" = String, Path, description = "the workspace's id, or the name of one of the caller's own")),
     request_body(content = Option<RerunInitRequest>, description = "optional"),
     responses(
         (status = 200, description = "init ran (see `success`)", body = RerunInitResult),
@@ -283,19 +295,23 @@ pub struct RerunInitRequest {
 )]
 pub async fn rerun_init(
     State(ws): State<Workspaces>,
+    State(audit): State<Audit>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<RerunInitResult>> {
     let id = ws.usable(&who, &id).await?.id;
     let req: RerunInitRequest = optional_json(&body)?;
+    audit
+        .record(Entry::ok(&who.name, "workspace.rerun_init", Some(&id)))
+        .await;
     Ok(Json(ws.rerun_init(&id, req.timeout_secs).await?))
 }
 
 #[utoipa::path(
     get, path = "/api/workspaces/{id}/debug", tag = "workspaces",
     summary = "The container's real state from the engine: running, exit code, OOM, restarts, mounts, limits, hardening, init state, last error",
-    params(("id" = String, Path, description = "the workspace's id")),
+    params(("id" = String, Path, description = "the workspace's id, or the name of one of the caller's own")),
     responses(
         (status = 200, description = "the engine's view (a free-form object)", body = Object),
         (status = 404, description = "no workspace the caller may act on"),
@@ -314,7 +330,7 @@ pub async fn debug_workspace(
 #[utoipa::path(
     post, path = "/api/workspaces/{id}/sync", tag = "workspaces",
     summary = "Copy the workspace's skills and tools into `.opencode/`",
-    params(("id" = String, Path, description = "the workspace's id")),
+    params(("id" = String, Path, description = "the workspace's id, or the name of one of the caller's own")),
     responses(
         (status = 200, description = "what was copied, and what the library lacks", body = SyncReport),
         (status = 403, description = "`host_workspaces_disabled`: a host workspace while they are off; `forbidden`: a host workspace for anyone but an admin"),

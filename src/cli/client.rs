@@ -37,6 +37,16 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client with only the stored login for this server (never `BERTH_TOKEN`).
+    pub fn stored(t: &Target) -> Result<Self, CliError> {
+        let base = t.url.trim_end_matches('/').to_string();
+        Ok(Self {
+            http: reqwest::Client::new(),
+            token: credentials::load(&base)?,
+            base,
+        })
+    }
+
     /// A client with the token from `BERTH_TOKEN` or the stored login for this server.
     pub fn new(t: &Target) -> Result<Self, CliError> {
         let base = t.url.trim_end_matches('/').to_string();
@@ -116,10 +126,11 @@ impl Client {
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| status.as_u16().to_string());
-        if status == StatusCode::UNAUTHORIZED && self.token.is_none() {
+        let logging_in = path == "/api/auth/login";
+        if status == StatusCode::UNAUTHORIZED && self.token.is_none() && !logging_in {
             return Err(CliError::NoToken(self.base.clone()));
         }
-        let message = if status == StatusCode::UNAUTHORIZED {
+        let message = if status == StatusCode::UNAUTHORIZED && !logging_in {
             format!("{message}; run `berth login` again")
         } else {
             message

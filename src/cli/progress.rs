@@ -9,51 +9,31 @@ use serde_json::Value;
 use super::client::{CliError, Client};
 
 const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-/// The API's largest `lines`.
-const MAX_LINES: usize = 100_000;
-
-/// Lines of the init log not shown yet, by its line count.
+/// The init log from a byte cursor: each read answers the complete lines written since the last one,
+/// so nothing is skipped or shown twice, and a line still being written waits for its end.
 pub struct LogTail {
     id: String,
-    seen: usize,
+    next_byte: u64,
 }
 
 impl LogTail {
-    /// A tail that starts after what the log holds now (`from_start`: before all of it).
-    pub async fn new(client: &Client, id: &str, from_start: bool) -> Result<Self, CliError> {
-        let mut tail = Self {
+    /// A tail from the start of the log (a build starts it afresh before answering).
+    pub fn new(id: &str) -> Self {
+        Self {
             id: id.to_string(),
-            seen: 0,
-        };
-        if !from_start {
-            tail.seen = tail.total(client).await?;
+            next_byte: 0,
         }
-        Ok(tail)
     }
 
-    async fn total(&self, client: &Client) -> Result<usize, CliError> {
-        let v = client
-            .get(&format!("/api/workspaces/{}/init-log?lines=1", self.id))
-            .await?;
-        Ok(v["total_lines"].as_u64().unwrap_or(0) as usize)
-    }
-
-    /// The lines added since the last call.
+    /// The lines added since the last call (all of a log that was started afresh by a new build).
     pub async fn next(&mut self, client: &Client) -> Result<Vec<String>, CliError> {
-        let total = self.total(client).await?;
-        if total <= self.seen {
-            // A log that shrank was started afresh: follow the new one.
-            self.seen = self.seen.min(total);
-            return Ok(Vec::new());
-        }
-        let want = (total - self.seen).min(MAX_LINES);
         let v = client
             .get(&format!(
-                "/api/workspaces/{}/init-log?lines={want}",
-                self.id
+                "/api/workspaces/{}/init-log?from_byte={}",
+                self.id, self.next_byte
             ))
             .await?;
-        self.seen = total;
+        self.next_byte = v["next_byte"].as_u64().unwrap_or(self.next_byte);
         Ok(v["content"]
             .as_str()
             .unwrap_or_default()
@@ -82,6 +62,10 @@ pub async fn follow(client: &Client, id: &str, tail: &mut LogTail) -> Result<Val
             let _ = writeln!(err, "{line}");
         }
         if ws["status"] != "building" {
+            // What the build wrote after the status was read.
+            for line in tail.next(client).await? {
+                let _ = writeln!(err, "{line}");
+            }
             if live {
                 let _ = write!(err, "\r\x1b[2K");
             }

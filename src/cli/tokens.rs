@@ -24,7 +24,7 @@ pub enum TokensCommand {
 }
 
 pub async fn login(t: &Target, username: Option<String>) -> Result<ExitCode, CliError> {
-    let client = Client::new(t)?;
+    let client = Client::stored(t)?;
     let password = super::read_password("password: ")?;
     let mut body = json!({ "password": password });
     if let Some(u) = &username {
@@ -48,8 +48,10 @@ pub async fn login(t: &Target, username: Option<String>) -> Result<ExitCode, Cli
     Ok(ExitCode::SUCCESS)
 }
 
+/// Voids and forgets the stored login; `BERTH_TOKEN` is left alone (an API token is revoked with
+/// `berth tokens rm`).
 pub async fn logout(t: &Target) -> Result<ExitCode, CliError> {
-    let client = Client::new(t)?;
+    let client = Client::stored(t)?;
     if client.token().is_none() {
         println!("not logged in to {}", client.base());
         return Ok(ExitCode::SUCCESS);

@@ -149,7 +149,6 @@ pub async fn run(t: &Target, c: WsCommand) -> Result<ExitCode, CliError> {
             no_wait,
         } => {
             let id = resolve(&client, &workspace).await?;
-            let mut tail = LogTail::new(&client, &id, false).await?;
             let mut body = json!({ "rebuild": rebuild });
             if let Some(d) = distro {
                 body["distro"] = json!(d);
@@ -157,6 +156,8 @@ pub async fn run(t: &Target, c: WsCommand) -> Result<ExitCode, CliError> {
             client
                 .post(&format!("/api/workspaces/{id}/build"), body)
                 .await?;
+            // The build started its log afresh before answering.
+            let mut tail = LogTail::new(&id);
             if no_wait {
                 println!("building {workspace}");
                 return Ok(ExitCode::SUCCESS);
@@ -180,7 +181,7 @@ pub async fn run(t: &Target, c: WsCommand) -> Result<ExitCode, CliError> {
             follow: keep_following,
         } => {
             let id = resolve(&client, &workspace).await?;
-            let mut tail = LogTail::new(&client, &id, true).await?;
+            let mut tail = LogTail::new(&id);
             if keep_following {
                 follow(&client, &id, &mut tail).await?;
             } else {
@@ -251,7 +252,7 @@ async fn create(t: &Target, client: &Client, a: CreateArgs) -> Result<ExitCode, 
     }
     let ws = client.post("/api/workspaces", body).await?;
     let id = ws["id"].as_str().unwrap_or_default().to_string();
-    let mut tail = LogTail::new(client, &id, true).await?;
+    let mut tail = LogTail::new(&id);
     // A template starts the build at once; otherwise it is started here.
     if ws["status"] == "pending" {
         client

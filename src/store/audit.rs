@@ -46,6 +46,14 @@ impl Store {
         Ok(())
     }
 
+    pub async fn delete_audit_before(&self, cutoff: DateTime<Utc>) -> anyhow::Result<u64> {
+        Ok(sqlx::query("DELETE FROM audit_log WHERE at < ?")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     pub async fn list_audit(
         &self,
         f: AuditFilter<'_>,

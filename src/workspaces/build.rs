@@ -70,6 +70,12 @@ impl Workspaces {
             return Err(ApiError::conflict("the workspace is already building"));
         }
         let ws = self.get(id).await?;
+        // The log starts afresh before the answer, so a client reading it from the start after this
+        // call sees this build's log and nothing of the last one.
+        let log_path = self.init_log_path(id);
+        if let Err(e) = OutputSink::append_to(&log_path, true).await {
+            tracing::warn!(workspace.id = %id, error = %e, "cannot start the init log");
+        }
         let token = self.inner.shutdown.child_token();
         self.inner
             .builds
@@ -112,7 +118,7 @@ impl Workspaces {
     async fn run_build(&self, ws: Workspace, rebuild: bool, cancel: CancellationToken) {
         let started = std::time::Instant::now();
         let log_path = self.init_log_path(&ws.id);
-        let mut log = match OutputSink::append_to(&log_path, true).await {
+        let mut log = match OutputSink::append_to(&log_path, false).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(workspace.id = %ws.id, error = %e, "cannot open the init log");

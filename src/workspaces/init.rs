@@ -30,9 +30,23 @@ exit "$rc""#;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InitLog {
     pub exists: bool,
+    /// The last `lines` lines; or, with `from_byte`, the complete lines written since that offset.
     pub content: String,
     pub total_lines: usize,
     pub log_path: String,
+    /// Where the next `from_byte` read starts: just after the last complete line in `content`.
+    pub next_byte: u64,
+    /// With `from_byte`: the log was started afresh (a new build) and `content` is from its start.
+    pub restarted: bool,
+}
+
+/// How much of the log to answer.
+#[derive(Debug, Clone, Copy)]
+pub enum LogWindow {
+    /// The last N lines.
+    Last(usize),
+    /// The complete lines from this byte offset on (a follower's cursor).
+    From(u64),
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -285,7 +299,7 @@ impl Workspaces {
     }
 
     /// The last `lines` lines of the init log.
-    pub async fn init_log(&self, id: &str, lines: usize) -> ApiResult<InitLog> {
+    pub async fn init_log(&self, id: &str, window: LogWindow) -> ApiResult<InitLog> {
         let ws = self.get(id).await?;
         let path = self.init_log_path(&ws.id);
         let log_path = path.to_string_lossy().into_owned();
@@ -297,18 +311,37 @@ impl Workspaces {
                     content: String::new(),
                     total_lines: 0,
                     log_path,
+                    next_byte: 0,
+                    restarted: false,
                 })
             }
             Err(e) => return Err(ApiError::Internal(e.into())),
         };
-        let text = String::from_utf8_lossy(&bytes);
-        let all: Vec<&str> = text.lines().collect();
-        let start = all.len().saturating_sub(lines);
+        let total_lines = bytes.iter().filter(|b| **b == b'\n').count()
+            + usize::from(bytes.last().is_some_and(|b| *b != b'\n'));
+        let (content, next_byte, restarted) = match window {
+            LogWindow::Last(lines) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let all: Vec<&str> = text.lines().collect();
+                let start = all.len().saturating_sub(lines);
+                (all[start..].join("\n"), complete_end(&bytes, 0), false)
+            }
+            LogWindow::From(offset) => {
+                // A log shorter than the cursor was started afresh by a new build.
+                let restarted = offset as usize > bytes.len();
+                let from = if restarted { 0 } else { offset as usize };
+                let end = complete_end(&bytes, from);
+                let text = String::from_utf8_lossy(&bytes[from..end as usize]).into_owned();
+                (text, end, restarted)
+            }
+        };
         Ok(InitLog {
             exists: true,
-            content: all[start..].join("\n"),
-            total_lines: all.len(),
+            content,
+            total_lines,
             log_path,
+            next_byte,
+            restarted,
         })
     }
 
@@ -327,5 +360,14 @@ impl Workspaces {
             ))),
             Some(s) => Ok(Duration::from_secs(s)),
         }
+    }
+}
+
+/// The offset just after the last complete line at or after `from`: a line still being written is
+/// left for the next read.
+fn complete_end(bytes: &[u8], from: usize) -> u64 {
+    match bytes[from..].iter().rposition(|b| *b == b'\n') {
+        Some(i) => (from + i + 1) as u64,
+        None => from as u64,
     }
 }

@@ -31,7 +31,7 @@ use crate::secrets::SecretBox;
 use crate::store::workspaces::Inserted;
 use crate::store::Store;
 pub use exec::{ExecResult, ExecSpec};
-pub use init::{InitLog, RerunInitResult};
+pub use init::{InitLog, LogWindow, RerunInitResult};
 use model::{Limits, Status, Workspace, WorkspaceType, REDACTED};
 pub use skills::SyncReport;
 
@@ -176,6 +176,18 @@ impl Workspaces {
         &self.inner.config
     }
 
+    /// Runs `work` under the supervisor, to its end whether or not the caller still waits for it.
+    pub async fn detach<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = ApiResult<T>> + Send + 'static,
+    ) -> ApiResult<T> {
+        self.inner
+            .tracker
+            .spawn(work)
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+    }
+
     /// Every workspace (for berth's own bookkeeping; requests go through `list_for`).
     pub async fn list(&self) -> ApiResult<Vec<Workspace>> {
         Ok(self
@@ -195,8 +207,8 @@ impl Workspaces {
     }
 
     /// The workspace, by id or by name, if `who` may act on it; 404 otherwise, as if it did not
-    /// exist. A name is the caller's own workspace of that name; an admin who has none may name
-    /// another user's, when only one user has it (409 when several do).
+    /// exist. A name is always the caller's own workspace of that name (admins reach other users'
+    /// by id), so a name never lands on someone else's workspace.
     pub async fn owned(&self, who: &Principal, id_or_name: &str) -> ApiResult<Workspace> {
         let missing = || ApiError::not_found(format!("no workspace {id_or_name:?}"));
         if uuid::Uuid::parse_str(id_or_name).is_ok() {
@@ -207,25 +219,9 @@ impl Workspaces {
                 Err(missing())
             };
         }
-        if let Some(ws) = self.owned_named(&who.name, id_or_name).await? {
-            return Ok(ws);
-        }
-        if !who.is_admin() {
-            return Err(missing());
-        }
-        let mut named: Vec<Workspace> = self
-            .list()
+        self.owned_named(&who.name, id_or_name)
             .await?
-            .into_iter()
-            .filter(|w| w.name == id_or_name)
-            .collect();
-        match named.len() {
-            0 => Err(missing()),
-            1 => Ok(named.remove(0)),
-            n => Err(ApiError::conflict(format!(
-                "{n} users have a workspace named {id_or_name:?}; use its id"
-            ))),
-        }
+            .ok_or_else(missing)
     }
 
     /// `owned`, for running something in it: a host workspace only while the operator allows them and

@@ -22,6 +22,12 @@ pub fn is_safe_name(name: &str, max: usize) -> bool {
 /// with a letter or digit.
 pub fn workspace_name(name: &str) -> ApiResult<String> {
     let name = name.trim();
+    // Workspaces are addressed by name or id: a name shaped like an id could never be named.
+    if uuid::Uuid::parse_str(name).is_ok() {
+        return Err(ApiError::invalid(format!(
+            "invalid workspace name {name:?}: it has the shape of an id"
+        )));
+    }
     if is_safe_name(name, 64) {
         Ok(name.to_string())
     } else {
@@ -126,6 +132,7 @@ mod tests {
             "a b",
             "x\0",
             &"a".repeat(65),
+            "0b6c5f7e-1a2b-4c3d-8e9f-0a1b2c3d4e5f",
         ] {
             assert!(workspace_name(bad).is_err(), "{bad:?}");
         }

@@ -84,7 +84,10 @@ async fn the_cli_drives_a_workspace_from_login_to_removal() {
     let r = run(&["ws", "ls", "--json"]);
     assert_eq!((r.code, r.stdout.trim()), (0, "[]"), "{}", r.stderr);
 
-    // Create follows the build to the end: the log as it grows, then the verdict.
+    // Create follows the build to the end: the log as it grows (a line written in two parts shows
+    // whole, once), then the verdict.
+    let script = home.path().join("init.sh");
+    std::fs::write(&script, "printf 'part1-'; sleep 1; echo part2\n").unwrap();
     let r = run(&[
         "ws",
         "create",
@@ -93,8 +96,12 @@ async fn the_cli_drives_a_workspace_from_login_to_removal() {
         "debian",
         "--env",
         "GREETING=hi",
+        "--init-script",
+        script.to_str().unwrap(),
     ]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stderr.matches("part1-part2").count(), 1, "{}", r.stderr);
+    assert_eq!(r.stderr.matches("== berth: workspace ready").count(), 1);
     assert!(
         r.stderr.contains("== berth: workspace ready"),
         "{}",
@@ -148,6 +155,15 @@ async fn the_cli_drives_a_workspace_from_login_to_removal() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("timed out"), "{}", r.stderr);
 
+    // A rebuild followed to the end shows its own log from its first line.
+    let r = run(&["ws", "build", "cli-ws", "--rebuild"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("== berth: rebuilding workspace cli-ws"),
+        "{}",
+        r.stderr
+    );
     // A rebuild in the background, followed by logs -f until it is done.
     let r = run(&["ws", "build", "cli-ws", "--rebuild", "--no-wait"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -180,6 +196,21 @@ async fn the_cli_drives_a_workspace_from_login_to_removal() {
         &[("BERTH_TOKEN", token.as_str())],
     );
     assert!(r.stdout.contains("cli-ws"), "{}", r.stderr);
+    // Logging out never touches BERTH_TOKEN's token (it is revoked with `tokens rm`).
+    let other = tempfile::tempdir().unwrap();
+    let r = berth(
+        &s.url,
+        other.path(),
+        &["logout"],
+        "",
+        &[("BERTH_TOKEN", token.as_str())],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (status, _) = s.call_as(&token, "GET", "/api/auth/verify", None).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    // A wrong password says so.
+    let r = berth(&s.url, other.path(), &["login"], "wrong-password\n", &[]);
+    one_line_error(&r, "invalid credentials");
     let r = run(&["tokens", "ls"]);
     assert!(
         r.stdout.contains("ci") && !r.stdout.contains(&token),
@@ -230,7 +261,9 @@ async fn a_settings_file_in_the_data_dir_configures_the_server() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("berth.toml"),
-        "host_workspaces = true\nBERTH_METRICS_TOKEN = \"scrape-secret-1\"\n",
+        "host_workspaces = true\nBERTH_METRICS_TOKEN = \"scrape-secret-1\"\n\
+         library_remote = \"https://bot:ghp-secret-2@git.example/lib.git\"\n\
+         opencode_config = '{\"provider\":{\"x\":{\"options\":{\"apiKey\":\"sk-secret-3\"}}}}'\n",
     )
     .unwrap();
     let s = Server::spawn(dir.path(), &crate::harness::Options::default()).await;
@@ -251,10 +284,15 @@ async fn a_settings_file_in_the_data_dir_configures_the_server() {
     let text = String::from_utf8(show.stdout).unwrap();
     assert!(text.contains("host_workspaces = true"), "{text}");
     assert!(text.contains("metrics_token = \"********\""), "{text}");
-    assert!(
-        !text.contains("scrape-secret-1") && !text.contains("never-shown-pw"),
-        "{text}"
-    );
+    for secret in [
+        "scrape-secret-1",
+        "never-shown-pw",
+        "ghp-secret-2",
+        "sk-secret-3",
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert!(text.contains("https://****@git.example/lib.git"), "{text}");
     // A key berth does not know stops it with the key's name.
     std::fs::write(dir.path().join("berth.toml"), "colour = \"red\"\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_berth"))

@@ -39,6 +39,7 @@ async fn bad_workspace_requests_get_clear_errors() {
         json!({ "name": "w", "path": "../outside" }),
         json!({ "name": "w", "path": "/etc" }),
         json!({ "nome": "w" }),
+        json!({ "name": "0b6c5f7e-1a2b-4c3d-8e9f-0a1b2c3d4e5f" }),
         json!({ "name": 5 }),
     ];
     for body in bad {

@@ -49,6 +49,15 @@ async fn metrics_count_requests_and_read_the_store() {
     s.create(json!({ "name": "counted" })).await;
     let (status, _) = s.get("/api/workspaces/not-a-workspace").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Methods outside the standard ones share one label.
+    for m in ["FOO1", "FOO2"] {
+        let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+        s.client()
+            .request(method, format!("{}/x", s.url))
+            .send()
+            .await
+            .unwrap();
+    }
 
     let resp = s
         .client()
@@ -86,6 +95,11 @@ async fn metrics_count_requests_and_read_the_store() {
         assert_eq!(get(r#"berth_tasks{status="pending"}"#), 0.0);
         assert_eq!(get("berth_sse_subscribers"), 0.0);
         assert_eq!(get("berth_agent_servers"), 0.0);
+        assert!(!text.contains("FOO1"), "{text}");
+        assert_eq!(
+            get(r#"berth_http_requests_total{method="other",route="unmatched",status="404"}"#),
+            2.0
+        );
     }
 }
 

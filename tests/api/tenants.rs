@@ -495,6 +495,14 @@ async fn another_users_objects_do_not_exist_on_any_route() {
             .any(|w| w["id"] == ws.as_str() && w["owner"] == "alice"),
         "{all}"
     );
+    // A name is always the caller's own: the admin reaches alice's workspace by id, not by name.
+    let (status, _) = s.call_as(&root, "GET", "/api/workspaces/mine", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, v) = s.call_as(&alice, "GET", "/api/workspaces/mine", None).await;
+    assert_eq!(
+        (status, v["id"].as_str()),
+        (StatusCode::OK, Some(ws.as_str()))
+    );
     let (_, all) = s.call_as(&root, "GET", "/api/control/missions", None).await;
     assert!(all.to_string().contains(&mission), "{all}");
     let (_, stats) = s.call_as(&root, "GET", "/api/stats", None).await;
@@ -1069,6 +1077,7 @@ async fn workers_act_only_for_their_owner() {
 async fn failed_logins_are_throttled_per_address_whatever_the_username() {
     let t = tenants(Vec::new()).await;
     let s = &t.s;
+    let root = login(s, ROOT).await;
     // Twenty at once, each with another username: attempts count when they start, so however slow
     // the hashing, only the free ones (and the first delayed one) are checked; the rest wait.
     let attempts = (0..20).map(|i| async move {
@@ -1101,4 +1110,15 @@ async fn failed_logins_are_throttled_per_address_whatever_the_username() {
         assert!(retry.is_some_and(|r| (1..=60).contains(&r)), "{retry:?}");
         assert_eq!(body["code"], "rate_limited");
     }
+    // The audit log has the checked failures, not the refused flood.
+    let (_, v) = s
+        .call_as(&root, "GET", "/api/audit?action=login&limit=100", None)
+        .await;
+    let failed = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "failed")
+        .count();
+    assert_eq!(failed, 11, "{v}");
 }
