@@ -348,6 +348,25 @@ impl Drop for Server {
     }
 }
 
+/// Polls `check` until it answers `Some`, for at most `within`: the one way tests wait for something
+/// that happens on its own time, instead of fixed sleeps.
+pub async fn eventually<T, Fut>(what: &str, within: Duration, mut check: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `berth users add ARGS...` with the password on stdin (the users file named by the args, never by
 /// the environment).
 pub fn users_add(args: &[&str], password: &str) {

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::{Options, Server};
+use std::time::Duration;
+
+use crate::harness::{eventually, Options, Server};
 
 /// Prometheus text as `"name{labels}" -> value`; panics on a line that is not a sample or a comment.
 fn samples(text: &str) -> HashMap<String, f64> {
@@ -118,8 +120,7 @@ async fn json_logs_are_one_object_per_line_with_each_request() {
     .await;
     let (status, _) = s.get("/api/workspaces").await;
     assert_eq!(status, StatusCode::OK);
-    let mut found = None;
-    for _ in 0..50 {
+    let line = eventually("the request's log line", Duration::from_secs(10), || {
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(!text.contains(&s.token), "a token reached the log");
         assert!(!text.contains('\u{1b}'), "colours in a file");
@@ -127,15 +128,12 @@ async fn json_logs_are_one_object_per_line_with_each_request() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
             .collect();
-        found = lines
+        let found = lines
             .into_iter()
             .find(|l| l["route"] == "/api/workspaces" && l["method"] == "GET");
-        if found.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let line = found.expect("the request was logged");
+        async move { found }
+    })
+    .await;
     assert_eq!(line["status"], 200, "{line}");
     assert_eq!(line["user"], "admin", "{line}");
     assert!(line["duration_ms"].is_number(), "{line}");
