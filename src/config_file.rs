@@ -67,39 +67,30 @@ fn wants_settings(args: &[OsString]) -> bool {
 
 /// `--config PATH` / `--config=PATH` from the arguments, else `BERTH_CONFIG`.
 fn named_file(args: &[OsString]) -> Option<PathBuf> {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let a = a.to_string_lossy();
-        if a == "--config" {
-            return it.next().map(PathBuf::from);
-        }
-        if let Some(p) = a.strip_prefix("--config=") {
-            return Some(PathBuf::from(p));
-        }
-    }
-    std::env::var_os("BERTH_CONFIG")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    flag_or_env(args, "--config", "BERTH_CONFIG")
 }
 
 /// The data dir the command line or the environment names (for `<data-dir>/berth.toml`).
 fn data_dir(args: &[OsString]) -> PathBuf {
+    flag_or_env(args, "--data-dir", "BERTH_DATA_DIR").unwrap_or_else(|| PathBuf::from("berth-data"))
+}
+
+/// A path flag's value (`--flag VALUE` or `--flag=VALUE`), else the variable's, read before clap
+/// parses the command line.
+fn flag_or_env(args: &[OsString], flag: &str, var: &str) -> Option<PathBuf> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let a = a.to_string_lossy();
-        if a == "--data-dir" {
-            if let Some(d) = it.next() {
-                return PathBuf::from(d);
-            }
+        if a == flag {
+            return it.next().map(PathBuf::from);
         }
-        if let Some(d) = a.strip_prefix("--data-dir=") {
-            return PathBuf::from(d);
+        if let Some(v) = a.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+            return Some(PathBuf::from(v));
         }
     }
-    std::env::var_os("BERTH_DATA_DIR")
+    std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("berth-data"))
 }
 
 /// Reads the settings file (if any) into the environment; the file read, for `config show`. Must run

@@ -78,6 +78,14 @@ impl Caller {
         }
     }
 
+    /// How logs and the audit log name the caller: a user, or `worker:<id>`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::User(p) => p.name.clone(),
+            Self::Worker { id, .. } => format!("worker:{id}"),
+        }
+    }
+
     /// The worker id when a worker calls.
     pub fn worker(&self) -> Option<&str> {
         match self {

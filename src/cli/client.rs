@@ -49,15 +49,10 @@ impl Client {
 
     /// A client with the token from `BERTH_TOKEN` or the stored login for this server.
     pub fn new(t: &Target) -> Result<Self, CliError> {
-        let base = t.url.trim_end_matches('/').to_string();
-        let token = match std::env::var("BERTH_TOKEN") {
-            Ok(tok) if !tok.is_empty() => Some(tok),
-            _ => credentials::load(&base)?,
-        };
-        Ok(Self {
-            http: reqwest::Client::new(),
-            base,
-            token,
+        let client = Self::stored(t)?;
+        Ok(match std::env::var("BERTH_TOKEN") {
+            Ok(tok) if !tok.is_empty() => client.with_token(tok),
+            _ => client,
         })
     }
 

@@ -59,7 +59,7 @@ pub async fn register_codebase(
     let cb = a.register_codebase(&c, req).await?;
     audit
         .record(
-            Entry::ok(&actor(&c), "codebase.register", Some(&cb.id))
+            Entry::ok(&c.name(), "codebase.register", Some(&cb.id))
                 .detail(json!({ "path": cb.path, "worker_id": cb.worker_id })),
         )
         .await;
@@ -103,7 +103,7 @@ pub async fn delete_codebase(
     c.require_user()?;
     a.delete_codebase(&id).await?;
     audit
-        .record(Entry::ok(&actor(&c), "codebase.delete", Some(&id)))
+        .record(Entry::ok(&c.name(), "codebase.delete", Some(&id)))
         .await;
     Ok(Json(
         json!({ "success": true, "message": format!("Codebase {id} deleted") }),
@@ -341,14 +341,6 @@ pub async fn stream_codebase_events(
         seed_frames,
         lapse,
     )
-}
-
-/// Who an audit entry names: a user, or `worker:<id>`.
-fn actor(c: &Caller) -> String {
-    match c {
-        Caller::User(p) => p.name.clone(),
-        Caller::Worker { id, .. } => format!("worker:{id}"),
-    }
 }
 
 /// The seed's events as SSE frames.

@@ -37,10 +37,7 @@ pub async fn require_caller(
         Some((id, owner)) => Caller::Worker { id, owner },
         None => Caller::User(super::auth::authenticate(&s, &token).await?.0),
     };
-    let actor = super::observe::Actor(match &caller {
-        Caller::User(p) => p.name.clone(),
-        Caller::Worker { id, .. } => format!("worker:{id}"),
-    });
+    let actor = super::observe::Actor(caller.name());
     req.extensions_mut().insert(caller);
     req.extensions_mut()
         .insert(super::auth::Lapse::new(s, token));
