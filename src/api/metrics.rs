@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use super::auth::{authenticate, bearer_of};
 use crate::app::AppState;
 use crate::error::ApiResult;
-use crate::workspaces::model::Status;
 
 #[utoipa::path(
     get, path = "/metrics", tag = "system",
@@ -35,17 +34,8 @@ pub async fn get_metrics(State(s): State<AppState>, headers: HeaderMap) -> ApiRe
             .require_admin("reading metrics (or send BERTH_METRICS_TOKEN)")?;
     }
     let m = crate::metrics::get();
-    let workspaces = s.workspaces.list().await?;
-    for status in [
-        Status::Pending,
-        Status::Building,
-        Status::Ready,
-        Status::Error,
-    ] {
-        let n = workspaces.iter().filter(|w| w.status == status).count();
-        m.workspaces
-            .with_label_values(&[status.as_str()])
-            .set(n as i64);
+    for (status, n) in s.workspaces.counts_for(None).await? {
+        m.workspaces.with_label_values(&[status.as_str()]).set(n);
     }
     for status in crate::agents::TASK_STATUSES {
         m.tasks.with_label_values(&[status]).set(0);

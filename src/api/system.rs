@@ -9,7 +9,6 @@ use super::Json;
 use crate::app::AppState;
 use crate::error::ApiResult;
 use crate::principal::Principal;
-use crate::workspaces::model::Status;
 
 #[utoipa::path(
     get, path = "/api/health", tag = "system",
@@ -42,17 +41,18 @@ pub async fn stats(
     let mut host = tokio::task::spawn_blocking(move || stats.lock().expect("stats lock").sample())
         .await
         .map_err(|e| anyhow::anyhow!("stats sampler: {e}"))?;
-    let workspaces = state.workspaces.list_for(&who).await?;
-    let count = |s: Status| workspaces.iter().filter(|w| w.status == s).count();
+    let counts = state.workspaces.counts_for(who.listing_owner()).await?;
+    let mut workspaces = serde_json::Map::new();
+    workspaces.insert(
+        "total".into(),
+        json!(counts.iter().map(|(_, n)| n).sum::<i64>()),
+    );
+    for (status, n) in counts {
+        workspaces.insert(status.as_str().into(), json!(n));
+    }
     host["berth"] = json!({
         "uptime_secs": state.started.elapsed().as_secs(),
-        "workspaces": {
-            "total": workspaces.len(),
-            "pending": count(Status::Pending),
-            "building": count(Status::Building),
-            "ready": count(Status::Ready),
-            "error": count(Status::Error),
-        },
+        "workspaces": workspaces,
         "agents": state.agents.counts(who.listing_owner()).await?,
     });
     Ok(Json(host))

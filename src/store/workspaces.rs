@@ -180,6 +180,21 @@ impl Store {
             .collect()
     }
 
+    /// How many workspaces (of one owner's, with `Some`) are in each status; counted by the store,
+    /// so no workspace is loaded (nor its env vars unsealed) to be counted.
+    pub async fn workspace_counts(
+        &self,
+        owner: Option<&str>,
+    ) -> anyhow::Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT status, COUNT(*) FROM workspaces WHERE (? IS NULL OR owner = ?) GROUP BY status",
+        )
+        .bind(owner)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn workspace_by_name(
         &self,
         owner: &str,

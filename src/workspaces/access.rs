@@ -2,7 +2,7 @@
 //! name), host workspaces (off by default, admins only), and per-workspace limits within the operator's
 //! maxima.
 
-use super::model::{Limits, Workspace, WorkspaceType};
+use super::model::{Limits, Status, Workspace, WorkspaceType};
 use super::Workspaces;
 use crate::error::{ApiError, ApiResult};
 use crate::principal::Principal;
@@ -15,6 +15,21 @@ impl Workspaces {
             .store
             .list_workspaces(who.listing_owner(), &self.inner.secrets)
             .await?)
+    }
+
+    /// How many workspaces (of one owner's, with `Some`) are in each status, every status listed.
+    pub async fn counts_for(&self, owner: Option<&str>) -> ApiResult<Vec<(Status, i64)>> {
+        let rows = self.inner.store.workspace_counts(owner).await?;
+        Ok(Status::ALL
+            .into_iter()
+            .map(|s| {
+                let n = rows
+                    .iter()
+                    .find(|(name, _)| name == s.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (s, n)
+            })
+            .collect())
     }
 
     /// The workspace, by id or by name, if `who` may act on it; 404 otherwise, as if it did not

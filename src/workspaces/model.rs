@@ -40,6 +40,8 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 4] = [Self::Pending, Self::Building, Self::Ready, Self::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
