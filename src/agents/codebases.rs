@@ -95,31 +95,21 @@ impl Agents {
         }
         let agent_config = req.agent_config.clone().unwrap_or_else(|| json!({}));
         check_config(&agent_config)?;
-        let worker_id = match (caller, req.worker_id.as_deref()) {
+        // The codebase is the caller's; a worker's codebase is its owner's, even when an admin
+        // assigns it to one of that user's workers.
+        let (worker_id, owner) = match (caller, req.worker_id.as_deref()) {
             (Caller::Worker { id: me, .. }, Some(w)) if w != me => {
                 return Err(ApiError::Forbidden(format!(
                     "a worker registers codebases for itself, not for {w}"
                 )))
             }
-            (Caller::Worker { id: me, .. }, _) => Some(me.clone()),
-            // A user assigns a codebase to one of their own workers.
-            (Caller::User(_), Some(w)) => match self.inner.store.get_worker(w).await? {
-                Some(worker) if caller.may_act_on(&worker.owner) => Some(w.to_string()),
-                _ => return Err(ApiError::not_found(format!("no worker with id {w}"))),
-            },
-            (Caller::User(_), None) => None,
-        };
-        // The codebase is the caller's; a worker's codebase is its owner's, even when an admin
-        // assigns it.
-        let owner = match &worker_id {
-            Some(w) => self
-                .inner
-                .store
-                .get_worker(w)
-                .await?
-                .map(|w| w.owner)
-                .unwrap_or_else(|| caller.owner().to_string()),
-            None => caller.owner().to_string(),
+            (Caller::Worker { id, owner }, _) => (Some(id.clone()), owner.clone()),
+            // A user assigns a codebase to one of their own workers (404 for anyone else's).
+            (Caller::User(_), Some(w)) => {
+                let worker = self.check_worker(caller, w).await?;
+                (Some(worker.id), worker.owner)
+            }
+            (Caller::User(p), None) => (None, p.name.clone()),
         };
 
         let path = match &worker_id {
