@@ -194,7 +194,7 @@ impl Missions {
         if req.title.as_ref().is_some_and(|t| t.len() > 1000) {
             return Err(ApiError::invalid("title is over 1000 characters"));
         }
-        let workspace_id = match &req.workspace_id {
+        let ws = match &req.workspace_id {
             Some(id) => match self.inner.workspaces.owned(who, id).await {
                 Ok(ws) => ws,
                 Err(ApiError::NotFound(m)) => return Err(ApiError::invalid(m)),
@@ -205,13 +205,8 @@ impl Missions {
                 self.inner.workspaces.get(&id).await?
             }
         };
-        if workspace_id.workspace_type == WorkspaceType::Host {
-            return Err(ApiError::invalid(format!(
-                "workspace {} is a host workspace; missions run the agent in container workspaces",
-                workspace_id.name
-            )));
-        }
-        let workspace_id = workspace_id.id;
+        refuse_host(&ws)?;
+        let workspace_id = ws.id;
         let now = Utc::now();
         let row = MissionRow {
             id: uuid::Uuid::new_v4().to_string(),
@@ -400,12 +395,7 @@ impl Missions {
         &self,
         ws: &crate::workspaces::model::Workspace,
     ) -> ApiResult<Client> {
-        if ws.workspace_type == WorkspaceType::Host {
-            return Err(ApiError::invalid(format!(
-                "workspace {} is a host workspace; the agent runs in container workspaces",
-                ws.name
-            )));
-        }
+        refuse_host(ws)?;
         if ws.status != WsStatus::Ready {
             return Err(ApiError::conflict(format!(
                 "workspace {} is {}, not ready",
@@ -468,4 +458,15 @@ impl Missions {
         }
         Ok(json!({ "missions": nodes }))
     }
+}
+
+/// The agent runs in container workspaces: a host workspace is refused up front, with the reason.
+fn refuse_host(ws: &crate::workspaces::model::Workspace) -> ApiResult<()> {
+    if ws.workspace_type == WorkspaceType::Host {
+        return Err(ApiError::invalid(format!(
+            "workspace {} is a host workspace; the agent runs in container workspaces",
+            ws.name
+        )));
+    }
+    Ok(())
 }
