@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The whole suite: lint, build, base image, then unit and integration tests against the real engine.
+# The whole suite: lint, build, base image and client packages, then unit and integration tests against
+# the real engine.
 set -euo pipefail
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo build --quiet
 bash scripts/base-image.sh target/debug/berth
+# The real clients the compatibility tests run: CodeTether's stock worker (a cached virtualenv).
+bash scripts/codetether.sh >/dev/null
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast
 else

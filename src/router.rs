@@ -11,8 +11,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    audit, auth, library, metrics, missions, observe, openapi, opencode_proxy, providers, system,
-    tokens, v1, workspaces,
+    audit, auth, library, mcp, metrics, missions, observe, openapi, opencode_proxy, providers,
+    system, tokens, v1, workspaces,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -55,17 +55,19 @@ pub fn paths() -> Vec<String> {
 }
 
 /// Routes that need no token. The API's own description is public: it tells how to get a token.
-pub const PUBLIC: [&str; 5] = [
+pub const PUBLIC: [&str; 6] = [
     "/api/health",
     "/health",
     "/api/auth/login",
     "/openapi.json",
     "/docs",
+    // Answers nothing but that there is nothing: keys stay on the server.
+    "/v1/opencode/api-keys/sync",
 ];
 
 /// Outside the token layers, checking a token themselves: `/metrics` takes an admin's or the
-/// scraper's.
-pub const SELF_CHECKED: [&str; 1] = ["/metrics"];
+/// scraper's; `/mcp/v1/rpc` any token of a user's (worker tokens too).
+pub const SELF_CHECKED: [&str; 2] = ["/metrics", "/mcp/v1/rpc"];
 
 pub fn build(state: AppState) -> Router {
     let protected = protected_routes()
@@ -89,7 +91,9 @@ pub fn build(state: AppState) -> Router {
         .route(PUBLIC[2], post(auth::login))
         .route(PUBLIC[3], get(openapi::openapi_json))
         .route(PUBLIC[4], get(openapi::docs_page))
+        .route(PUBLIC[5], get(v1::sync_api_keys))
         .route(SELF_CHECKED[0], get(metrics::get_metrics))
+        .route(SELF_CHECKED[1], post(mcp::rpc))
         .merge(protected)
         .route_layer(middleware::from_fn(observe::tag_route))
         .fallback(not_found)
@@ -228,6 +232,10 @@ fn v1_routes() -> Table {
         .route(&format!("{CB}/status"), get(v1::get_agent_status))
         .route(&format!("{CB}/sessions"), get(v1::list_sessions))
         .route(&format!("{CB}/sessions/sync"), post(v1::sync_sessions))
+        .route(
+            &format!("{CB}/sessions/{{sid}}/messages/sync"),
+            post(v1::sync_session_messages),
+        )
         .route(&format!("{CB}/messages"), get(v1::list_session_messages))
         .route(&format!("{CB}/events"), get(v1::stream_codebase_events))
         .route(
@@ -256,6 +264,10 @@ fn v1_routes() -> Table {
             post(v1::heartbeat_worker),
         )
         .route("/v1/opencode/workers/{id}/claim", post(v1::claim_task))
+        .route("/v1/worker/tasks/stream", get(v1::task_channel))
+        .route("/v1/worker/tasks/claim", post(v1::claim_by_id))
+        .route("/v1/worker/tasks/release", post(v1::release_task))
+        .route("/v1/worker/codebases", put(v1::put_worker_codebases))
         .route("/v1/opencode/runtime/status", get(v1::get_runtime_status))
         .route(
             "/v1/opencode/runtime/projects",

@@ -9,14 +9,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::{owner_of, runs_principal, Agents, Caller};
+use super::{owner_of, runs_principal, shown, worker_key, Agents, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::principal::{Principal, Role};
 use crate::store::agents::CodebaseRow;
 use crate::workspaces::model::Status as WsStatus;
 use crate::workspaces::CreateWorkspace;
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct RegisterCodebase {
     pub name: String,
     pub path: String,
@@ -89,6 +89,16 @@ impl Agents {
         caller: &Caller,
         req: RegisterCodebase,
     ) -> ApiResult<CodebaseView> {
+        self.register_codebase_as(caller, req, None).await
+    }
+
+    /// Registers a codebase under `id` when one was answered already (a held registration).
+    pub(super) async fn register_codebase_as(
+        &self,
+        caller: &Caller,
+        req: RegisterCodebase,
+        id: Option<String>,
+    ) -> ApiResult<CodebaseView> {
         check_text("name", &req.name, 128)?;
         if !req.path.starts_with('/') || req.path.len() > 4096 || req.path.contains('\0') {
             return Err(ApiError::invalid("path must be an absolute path"));
@@ -98,7 +108,7 @@ impl Agents {
         // The codebase is the caller's; a worker's codebase is its owner's, even when an admin
         // assigns it to one of that user's workers.
         let (worker_id, owner) = match (caller, req.worker_id.as_deref()) {
-            (Caller::Worker { id: me, .. }, Some(w)) if w != me => {
+            (Caller::Worker { id: me, owner }, Some(w)) if worker_key(owner, w) != *me => {
                 return Err(ApiError::Forbidden(format!(
                     "a worker registers codebases for itself, not for {w}"
                 )))
@@ -148,7 +158,7 @@ impl Agents {
             store.update_codebase_info(&existing).await?;
             return Ok(self.codebase_view(existing).await);
         }
-        let id = format!("cb_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let id = id.unwrap_or_else(new_codebase_id);
         let mut row = CodebaseRow {
             id: id.clone(),
             owner: owner.clone(),
@@ -404,7 +414,7 @@ impl Agents {
             name: row.name,
             path: row.path,
             description: row.description,
-            worker_id: row.worker_id,
+            worker_id: row.worker_id.as_deref().map(|w| shown(w).to_string()),
             created_at: row.created_at,
             last_activity: row.last_activity,
             workspace_id: row.workspace_id,
@@ -456,12 +466,16 @@ fn taken(path: &str) -> ApiError {
 /// `agent_config` keys that shape a local codebase's workspace.
 const WORKSPACE_KEYS: [&str; 3] = ["template", "distro", "network"];
 
+pub(super) fn new_codebase_id() -> String {
+    format!("cb_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
 fn workspace_name(codebase_id: &str) -> String {
     format!("codebase-{codebase_id}")
 }
 
 /// `a//b/./c/` → `a/b/c`, without touching the file system (the path is on another machine).
-fn normalize(raw: &str) -> PathBuf {
+pub(super) fn normalize(raw: &str) -> PathBuf {
     let mut out = PathBuf::from("/");
     for part in Path::new(raw).components() {
         match part {

@@ -3,8 +3,11 @@
 //! works through itself and that external workers can claim from with leases, the OpenCode runtime
 //! view, and the monitor's activity log.
 
+mod channel;
 mod codebases;
+mod discovery;
 pub mod events;
+pub mod links;
 mod monitor;
 mod queue;
 mod runs;
@@ -29,10 +32,16 @@ use crate::store::agents::MonitorEntry;
 use crate::store::Store;
 use crate::workspaces::Workspaces;
 
+pub use channel::OpenChannel;
 pub use codebases::{CodebaseView, RegisterCodebase};
+pub use discovery::{AgentCard, Discovery};
+pub use links::{Links, Push, Tied};
 pub use runs::{MessageRequest, TriggerRequest};
 pub use tasks::{CreateTask, StatusUpdate, TaskView, TASK_STATUSES};
-pub use workers::{RegisterWorker, WorkerView, TOKEN_PREFIX};
+pub use workers::{
+    check_worker_id, shown, worker_key, RegisterWorker, WorkerRegistered, WorkerStatus, WorkerView,
+    TOKEN_PREFIX,
+};
 
 /// Who is calling: a user (a login or API token) or a worker with the token issued at its
 /// registration. A worker acts for the user who registered it, and only on its own work.
@@ -111,6 +120,10 @@ struct Inner {
     wake: Notify,
     /// Local codebases with a run of berth's own going (one agent run per codebase at a time).
     active: Mutex<HashSet<String>>,
+    /// Workers' push channels and what vouches for their token-less calls.
+    links: Links,
+    /// Agents registered for discovery over MCP.
+    discovery: Discovery,
 }
 
 pub struct Deps {
@@ -155,12 +168,27 @@ impl Agents {
                 shutdown: d.shutdown,
                 wake: Notify::new(),
                 active: Mutex::new(HashSet::new()),
+                links: Links::default(),
+                discovery: Discovery::default(),
             }),
         }
     }
 
     pub fn missions(&self) -> &Missions {
         &self.inner.missions
+    }
+
+    pub fn links(&self) -> &Links {
+        &self.inner.links
+    }
+
+    pub fn discovery(&self) -> &Discovery {
+        &self.inner.discovery
+    }
+
+    /// Cancelled when berth stops: long-lived answers end with it.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
     }
 
     /// At start-up: berth's own runs died with the last process, so their tasks go back to the queue;
@@ -200,6 +228,9 @@ impl Agents {
     /// Whose work a monitor entry is about, from the codebase, task or worker it names.
     async fn owner_of_entry(&self, metadata: &Value) -> Option<String> {
         let store = &self.inner.store;
+        if let Some(owner) = metadata["owner"].as_str() {
+            return Some(owner.to_string());
+        }
         if let Some(id) = metadata["codebase_id"].as_str() {
             if let Ok(Some(c)) = store.get_codebase(id).await {
                 return Some(c.owner);
@@ -208,11 +239,6 @@ impl Agents {
         if let Some(id) = metadata["task_id"].as_str() {
             if let Ok(Some(t)) = store.get_task(id).await {
                 return Some(t.owner);
-            }
-        }
-        if let Some(id) = metadata["worker_id"].as_str() {
-            if let Ok(Some(w)) = store.get_worker(id).await {
-                return Some(w.owner);
             }
         }
         None

@@ -33,7 +33,8 @@ impl Agents {
         };
         if row.worker_id.as_deref() != Some(worker) {
             return Err(ApiError::conflict(format!(
-                "worker {worker} does not serve codebase {}",
+                "worker {} does not serve codebase {}",
+                super::shown(worker),
                 row.id
             )));
         }
@@ -174,6 +175,9 @@ impl Agents {
                 let data = json!({ "error": t.error, "code": "LEASE_EXPIRED" });
                 (t, "error", data, "a task ran out of attempts")
             });
+            for t in &expired.requeued {
+                self.push_task(t).await;
+            }
             for (t, kind, data, what) in requeued.chain(failed) {
                 tracing::warn!(task.id = %t.id, attempts = t.attempts, "{what}");
                 self.task_event(t, kind, data).await;

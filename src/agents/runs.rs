@@ -14,6 +14,8 @@ use crate::store::agents::CodebaseRow;
 use crate::store::tasks::{TaskRow, LOCAL_WORKER};
 
 const MAX_PROMPT: usize = 1024 * 1024;
+/// How long a trigger's answer waits for a workspace that is still building.
+const TRIGGER_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TriggerRequest {
@@ -106,6 +108,9 @@ impl Agents {
             }));
         }
         self.missions().check_agent_name(&spec.agent).await?;
+        if self.status_of(&row).await == "building" {
+            return self.trigger_when_built(&row, spec).await;
+        }
         self.ready_for_run(&row).await?;
         // Runs at once, held by berth itself.
         let mut task = self.new_task(&row, spec);
@@ -129,6 +134,58 @@ impl Agents {
             "task_id": task.id,
             "status": "running",
             "message": format!("Agent started on codebase {}", row.name),
+        }))
+    }
+
+    /// A trigger while the codebase's workspace builds: queued, it starts once the workspace is ready
+    /// (berth's runner takes it then). The answer waits for that start, up to `TRIGGER_WAIT`; a longer
+    /// build is answered `pending`, and the run still starts when the build ends.
+    async fn trigger_when_built(&self, row: &CodebaseRow, spec: TaskSpec) -> ApiResult<Value> {
+        let task = self.new_task(row, spec);
+        let task = self.queue_task(row, task).await?;
+        let deadline = tokio::time::Instant::now() + TRIGGER_WAIT;
+        let session = loop {
+            let now = self.inner.store.get_task(&task.id).await?;
+            match now {
+                Some(t) if t.session_id.is_some() => break t.session_id,
+                Some(t) if t.status == "failed" || t.status == "cancelled" => {
+                    return Err(ApiError::conflict(format!(
+                        "the agent did not start on codebase {}: {}",
+                        row.name,
+                        t.error.unwrap_or_else(|| t.status.clone())
+                    )))
+                }
+                None => return Err(ApiError::not_found(format!("Task {} not found", task.id))),
+                Some(_) => {}
+            }
+            if self.status_of(row).await == "error" {
+                // The build failed: the task would wait for a workspace that never comes.
+                self.inner.store.cancel_task(&task.id).await?;
+                return Err(ApiError::conflict(format!(
+                    "codebase {}'s workspace failed to build; see GET /api/workspaces/{}",
+                    row.name,
+                    row.workspace_id.as_deref().unwrap_or("?")
+                )));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break None;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                _ = self.inner.shutdown.cancelled() => break None,
+            }
+        };
+        let started = session.is_some();
+        Ok(json!({
+            "success": true,
+            "session_id": session.unwrap_or_default(),
+            "task_id": task.id,
+            "status": if started { "running" } else { "pending" },
+            "message": if started {
+                format!("Agent started on codebase {}", row.name)
+            } else {
+                format!("Queued: the agent starts once codebase {}'s workspace is built", row.name)
+            },
         }))
     }
 

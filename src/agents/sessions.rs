@@ -4,7 +4,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use super::{owner_of, page, Agents, Caller};
+use super::{owner_of, page, worker_key, Agents, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::opencode::message_text;
 
@@ -84,7 +84,7 @@ impl Agents {
             Some(list) => {
                 let worker = match caller {
                     Caller::Worker { id: me, .. } => Some(me.clone()),
-                    Caller::User(_) => worker_id,
+                    Caller::User(p) => worker_id.map(|w| worker_key(&p.name, &w)),
                 };
                 self.check_serves(worker.as_deref(), &row).await?;
                 (list, worker)
@@ -117,9 +117,18 @@ impl Agents {
         }
         for s in &list {
             let id = session_id(s).unwrap_or_default();
-            let id = id.as_str();
+            let mut data = s.clone();
+            // A session list carries no messages: keep those a message sync stored.
+            if data.get("messages").is_none() {
+                if let Some(before) = store.synced_session(&row.id, &id).await? {
+                    let before: Value = serde_json::from_str(&before).unwrap_or_default();
+                    if let Some(m) = before.get("messages") {
+                        data["messages"] = m.clone();
+                    }
+                }
+            }
             store
-                .upsert_synced_session(&row.id, id, from.as_deref(), &s.to_string())
+                .upsert_synced_session(&row.id, &id, from.as_deref(), &data.to_string())
                 .await?;
         }
         Ok(json!({
@@ -127,6 +136,46 @@ impl Agents {
             "synced": list.len(),
             "message": format!("Synced {} sessions from OpenCode", list.len()),
         }))
+    }
+
+    /// Records a session's messages as the worker serving the codebase sent them (all it has of the
+    /// session: they replace what was stored); the session is recorded too if it was not.
+    pub async fn sync_messages(
+        &self,
+        caller: &Caller,
+        codebase_id: &str,
+        session_id: &str,
+        worker_id: Option<String>,
+        messages: Vec<Value>,
+    ) -> ApiResult<usize> {
+        let row = self.codebase(codebase_id).await?;
+        let worker = match caller {
+            Caller::Worker { id: me, .. } => Some(me.clone()),
+            Caller::User(p) => worker_id.map(|w| worker_key(&p.name, &w)),
+        };
+        self.check_serves(worker.as_deref(), &row).await?;
+        if session_id.is_empty() || session_id.len() > 256 {
+            return Err(ApiError::invalid("a session id is 1 to 256 characters"));
+        }
+        if messages.len() > 10_000 {
+            return Err(ApiError::invalid("at most 10000 messages per sync"));
+        }
+        if messages.iter().any(|m| !m.is_object()) {
+            return Err(ApiError::invalid("every message is a JSON object"));
+        }
+        let store = &self.inner.store;
+        let mut data = match store.synced_session(&row.id, session_id).await? {
+            Some(d) => serde_json::from_str(&d).unwrap_or_else(|_| json!({})),
+            None => json!({ "id": session_id, "status": "running" }),
+        };
+        data["id"] = json!(session_id);
+        data["messageCount"] = json!(messages.len());
+        let n = messages.len();
+        data["messages"] = Value::Array(messages);
+        store
+            .upsert_synced_session(&row.id, session_id, worker.as_deref(), &data.to_string())
+            .await?;
+        Ok(n)
     }
 
     /// A session's messages (the codebase's current one when none is named).

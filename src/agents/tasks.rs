@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::codebases::check_text;
 use super::runs::check_model;
-use super::{owner_of, runs_principal, Agents, Caller};
+use super::{owner_of, runs_principal, shown, worker_key, Agents, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::store::agents::CodebaseRow;
 use crate::store::tasks::{Report, TaskFilter, TaskRow, LOCAL_WORKER};
@@ -66,7 +66,7 @@ pub(super) fn metadata_object(given: Option<Value>) -> ApiResult<Value> {
 }
 
 /// The seed's task object, with the queue's bookkeeping.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TaskView {
     pub id: String,
     /// Whose codebase it is for.
@@ -105,7 +105,7 @@ impl From<TaskRow> for TaskView {
             status: t.status,
             priority: t.priority,
             session_id: t.session_id,
-            worker_id: t.worker_id,
+            worker_id: t.worker_id.as_deref().map(|w| shown(w).to_string()),
             attempts: t.attempts,
             max_attempts: t.max_attempts,
             lease_expires_at: t.lease_expires_at,
@@ -187,6 +187,7 @@ impl Agents {
     /// Stores a new pending task and tells the queue.
     pub(super) async fn queue_task(&self, row: &CodebaseRow, task: TaskRow) -> ApiResult<TaskRow> {
         self.inner.store.insert_task(&task).await?;
+        self.push_task(&task).await;
         self.task_event(
             &task,
             "status",
@@ -289,9 +290,12 @@ impl Agents {
         named: Option<&str>,
     ) -> ApiResult<String> {
         match (caller, named) {
-            (Caller::Worker { id: me, .. }, Some(w)) if w != me => Err(ApiError::Forbidden(
-                format!("this token belongs to worker {me}, not {w}"),
-            )),
+            (Caller::Worker { id: me, owner }, Some(w)) if worker_key(owner, w) != *me => {
+                Err(ApiError::Forbidden(format!(
+                    "this token belongs to worker {}, not {w}",
+                    shown(me)
+                )))
+            }
             (Caller::Worker { id: me, .. }, _) => Ok(me.clone()),
             (Caller::User(_), Some(w)) => Ok(self.check_worker(caller, w).await?.id),
             (Caller::User(_), None) => Err(ApiError::invalid("worker_id is required")),
@@ -318,7 +322,8 @@ impl Agents {
             if let Caller::Worker { id: me, .. } = caller {
                 if task.worker_id.as_deref() != Some(me.as_str()) {
                     return Err(ApiError::Forbidden(format!(
-                        "worker {me} does not hold task {id}"
+                        "worker {} does not hold task {id}",
+                        shown(me)
                     )));
                 }
             }
@@ -369,11 +374,13 @@ impl Agents {
         if !ok {
             let holder = task
                 .worker_id
-                .map(|w| format!(" held by {w}"))
+                .map(|w| format!(" held by {}", shown(&w)))
                 .unwrap_or_default();
             return Err(ApiError::conflict(format!(
                 "task {id} is {}{holder}; {} may not set it {}",
-                task.status, worker, req.status
+                task.status,
+                shown(&worker),
+                req.status
             )));
         }
         // A running report may name the session the worker opened (a final one recorded it already).
@@ -427,8 +434,8 @@ impl Agents {
         self.monitor(
             kind,
             &name,
-            &format!("{msg} by worker {worker}"),
-            json!({ "task_id": task.id, "worker_id": worker }),
+            &format!("{msg} by worker {}", shown(worker)),
+            json!({ "task_id": task.id, "worker_id": shown(worker) }),
         )
         .await;
         if task.status != "running" {
@@ -461,7 +468,7 @@ impl Agents {
                     task.status,
                     task.worker_id
                         .as_deref()
-                        .map(|w| format!(" (held by {w})"))
+                        .map(|w| format!(" (held by {})", shown(w)))
                         .unwrap_or_default()
                 ))
             })?;
@@ -473,7 +480,7 @@ impl Agents {
         self.task_event(
             &task,
             "output",
-            json!({ "type": "text", "content": output, "worker_id": worker }),
+            json!({ "type": "text", "content": output, "worker_id": shown(&worker) }),
         )
         .await;
         Ok(seq)
@@ -484,7 +491,7 @@ impl Agents {
         let rows = self.inner.store.task_output(id, since).await?;
         let outputs: Vec<Value> = rows
             .iter()
-            .map(|r| json!({ "seq": r.seq, "output": r.output, "timestamp": r.created_at, "worker_id": r.worker_id }))
+            .map(|r| json!({ "seq": r.seq, "output": r.output, "timestamp": r.created_at, "worker_id": r.worker_id.as_deref().map(shown) }))
             .collect();
         Ok(json!({ "task_id": id, "outputs": outputs, "total": outputs.len() }))
     }
@@ -513,6 +520,7 @@ impl Agents {
                     .await;
             }
         }
+        self.push_cancel(&before).await;
         self.task_event(&before, "status", json!({ "status": "cancelled", "message": format!("Task: {} (cancelled)", before.title) }))
             .await;
         self.monitor(

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::codebases::check_text;
@@ -18,11 +18,16 @@ pub const TOKEN_PREFIX: &str = "bwt_";
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterWorker {
+    /// The worker's own id (letters, digits, `.`, `_`, `-`; at most 128), unique among the owner's
+    /// workers: registering it again is the same worker. Absent: berth picks one.
+    #[serde(default)]
+    pub worker_id: Option<String>,
     pub name: String,
     #[serde(default)]
     pub capabilities: Vec<String>,
     #[serde(default)]
     pub hostname: Option<String>,
+    /// Codebases it serves; ids that name no codebase (CodeTether's `global`) are ignored.
     #[serde(default)]
     pub codebases: Vec<String>,
 }
@@ -37,8 +42,50 @@ pub struct WorkerView {
     pub codebases: Vec<String>,
     pub registered_at: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
-    /// `active` while heartbeats come within a lease, else `offline`.
-    pub status: &'static str,
+    /// `active` while its push channel is open or heartbeats come within a lease, else `offline`.
+    pub status: WorkerStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerStatus {
+    Active,
+    Offline,
+}
+
+/// The answer to a registration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerRegistered {
+    pub success: bool,
+    pub worker_id: String,
+    /// The worker's token (`bwt_…`), shown once; only when a user's token registered it.
+    pub token: Option<String>,
+    pub worker: WorkerView,
+}
+
+/// A worker's key in the store: its id in its owner's namespace (user names hold no colon).
+pub fn worker_key(owner: &str, id: &str) -> String {
+    format!("{owner}:{id}")
+}
+
+/// The id a worker key shows to clients.
+pub fn shown(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(_, id)| id)
+}
+
+/// A client-chosen worker id.
+pub fn check_worker_id(id: &str) -> ApiResult<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        return Err(ApiError::invalid(format!(
+            "worker_id {id:?} must be 1 to 128 letters, digits, '.', '_' or '-'"
+        )));
+    }
+    Ok(())
 }
 
 fn check_list(field: &str, items: &[String]) -> ApiResult<()> {
@@ -52,59 +99,99 @@ fn check_list(field: &str, items: &[String]) -> ApiResult<()> {
 }
 
 impl Agents {
-    /// Registers a worker; the answer carries its token, the only time it is shown.
-    pub async fn register_worker(&self, caller: &Caller, req: RegisterWorker) -> ApiResult<Value> {
-        let who = caller.require_user()?;
+    /// Registers a worker, or updates it when its id is registered already. A user's token gets the
+    /// worker's own token in the answer (a new one each time); a worker speaking for itself does not.
+    pub async fn register_worker(
+        &self,
+        caller: &Caller,
+        req: RegisterWorker,
+    ) -> ApiResult<WorkerRegistered> {
         check_text("name", &req.name, 128)?;
         if let Some(h) = &req.hostname {
             check_text("hostname", h, 256)?;
         }
         check_list("capabilities", &req.capabilities)?;
         check_list("codebases", &req.codebases)?;
-        let id = format!("wk_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        self.check_own_codebases(&id, &req.codebases).await?;
+        if let Some(id) = &req.worker_id {
+            check_worker_id(id)?;
+        }
+        let (key, owner, issue) = match caller {
+            Caller::Worker { id, owner } => {
+                if let Some(named) = &req.worker_id {
+                    if &worker_key(owner, named) != id {
+                        return Err(ApiError::Forbidden(format!(
+                            "this token belongs to worker {}, not {named}",
+                            shown(id)
+                        )));
+                    }
+                }
+                (id.clone(), owner.clone(), false)
+            }
+            Caller::User(p) => {
+                let id = req.worker_id.clone().unwrap_or_else(|| {
+                    format!("wk_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+                });
+                (worker_key(&p.name, &id), p.name.clone(), true)
+            }
+        };
+        let codebases = self.own_codebases(&key, &req.codebases).await?;
         let now = Utc::now();
         let row = WorkerRow {
-            id,
-            owner: who.name.clone(),
+            id: key.clone(),
+            owner,
             name: req.name.clone(),
             hostname: req.hostname.clone(),
             capabilities: json!(req.capabilities).to_string(),
-            codebases: json!(req.codebases).to_string(),
+            codebases: json!(codebases).to_string(),
             registered_at: now,
             last_seen: now,
         };
         let token = format!("{TOKEN_PREFIX}{}", secrets::random_hex(24));
-        self.inner
+        // A worker registering itself keeps the token it has; a new row gets one nobody holds.
+        let hash = secrets::sha256_hex(token.as_bytes());
+        let new = self.inner.store.upsert_worker(&row, &hash, issue).await?;
+        if new {
+            self.monitor(
+                "system",
+                &row.name,
+                &format!("worker {} registered", shown(&key)),
+                json!({ "owner": row.owner, "worker_id": shown(&key), "hostname": row.hostname }),
+            )
+            .await;
+            tracing::info!(worker.id = %key, "worker registered");
+        }
+        let row = self
+            .inner
             .store
-            .insert_worker(&row, &secrets::sha256_hex(token.as_bytes()))
-            .await?;
-        self.monitor(
-            "system",
-            &row.name,
-            &format!("worker {} registered", row.id),
-            json!({ "worker_id": row.id, "hostname": row.hostname }),
-        )
-        .await;
-        tracing::info!(worker.id = %row.id, "worker registered");
-        Ok(
-            json!({ "success": true, "worker_id": row.id, "token": token, "worker": self.worker_view(row) }),
-        )
+            .get_worker(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("Worker {} not found", shown(&key))))?;
+        Ok(WorkerRegistered {
+            success: true,
+            worker_id: shown(&key).to_string(),
+            token: issue.then_some(token),
+            worker: self.worker_view(row),
+        })
     }
 
-    fn worker_view(&self, w: WorkerRow) -> WorkerView {
-        let online = Utc::now() - w.last_seen
-            < chrono::Duration::seconds(self.inner.config.task_lease_secs as i64);
+    pub(super) fn worker_view(&self, w: WorkerRow) -> WorkerView {
+        let online = self.inner.links.is_live(&w.id)
+            || Utc::now() - w.last_seen
+                < chrono::Duration::seconds(self.inner.config.task_lease_secs as i64);
         WorkerView {
             capabilities: serde_json::from_str(&w.capabilities).unwrap_or_default(),
             codebases: serde_json::from_str(&w.codebases).unwrap_or_default(),
-            worker_id: w.id,
+            worker_id: shown(&w.id).to_string(),
             owner: w.owner,
             name: w.name,
             hostname: w.hostname,
             registered_at: w.registered_at,
             last_seen: w.last_seen,
-            status: if online { "active" } else { "offline" },
+            status: if online {
+                WorkerStatus::Active
+            } else {
+                WorkerStatus::Offline
+            },
         }
     }
 
@@ -123,15 +210,17 @@ impl Agents {
 
     /// A worker acts only for itself; users for their own workers (an admin for any). Another
     /// user's worker is 404, as if it did not exist.
-    pub(super) async fn check_worker(&self, caller: &Caller, id: &str) -> ApiResult<WorkerRow> {
+    pub async fn check_worker(&self, caller: &Caller, id: &str) -> ApiResult<WorkerRow> {
+        let key = worker_key(caller.owner(), id);
         if let Caller::Worker { id: me, .. } = caller {
-            if me != id {
+            if *me != key {
                 return Err(ApiError::conflict(format!(
-                    "this token belongs to worker {me}, not {id}"
+                    "this token belongs to worker {}, not {id}",
+                    shown(me)
                 )));
             }
         }
-        match self.inner.store.get_worker(id).await? {
+        match self.inner.store.get_worker(&key).await? {
             Some(w) if caller.may_act_on(&w.owner) => Ok(w),
             _ => Err(ApiError::not_found(format!(
                 "Worker {id} not found; register again"
@@ -139,55 +228,69 @@ impl Agents {
         }
     }
 
-    /// A worker may list only codebases registered with its own id: listing one cannot hand it
-    /// another worker's, another user's or berth's own tasks.
-    async fn check_own_codebases(&self, worker: &str, ids: &[String]) -> ApiResult<()> {
+    /// The codebases of a worker's list that are its own. Listing one cannot hand it another worker's,
+    /// another user's or berth's own tasks: such ids are refused (403); ids that name no codebase at
+    /// all (CodeTether's `global`, or one deleted meanwhile) are dropped.
+    async fn own_codebases(&self, worker: &str, ids: &[String]) -> ApiResult<Vec<String>> {
         let own = self.served_by(worker).await?;
-        let foreign: Vec<&str> = ids
-            .iter()
-            .filter(|id| !own.contains(id))
-            .map(String::as_str)
-            .collect();
+        let mut keep = Vec::new();
+        let mut foreign = Vec::new();
+        for id in ids {
+            if own.contains(id) {
+                keep.push(id.clone());
+            } else if self.inner.store.get_codebase(id).await?.is_some() {
+                foreign.push(id.as_str());
+            }
+        }
         if !foreign.is_empty() {
             return Err(ApiError::Forbidden(format!(
-                "worker {worker} may list only codebases registered with its id; not: {}",
+                "worker {} may list only codebases registered with its id; not: {}",
+                shown(worker),
                 foreign.join(", ")
             )));
         }
-        Ok(())
+        Ok(keep)
     }
 
+    /// Keeps the worker online and the leases of the tasks it holds alive; with a list, sets the
+    /// codebases it serves now.
     pub async fn heartbeat(
         &self,
         caller: &Caller,
         id: &str,
         codebases: Option<Vec<String>>,
-    ) -> ApiResult<Value> {
-        self.check_worker(caller, id).await?;
-        if let Some(list) = &codebases {
-            check_list("codebases", list)?;
-            self.check_own_codebases(id, list).await?;
-        }
+    ) -> ApiResult<()> {
+        let w = self.check_worker(caller, id).await?;
         let store = &self.inner.store;
-        if !store.heartbeat(id, self.lease()).await? {
+        if let Some(list) = &codebases {
+            self.set_worker_codebases(&w.id, list).await?;
+        }
+        if !store.heartbeat(&w.id, self.lease()).await? {
             return Err(ApiError::not_found(format!(
                 "Worker {id} not found; register again"
             )));
         }
-        if let Some(list) = codebases {
-            store
-                .set_worker_codebases(id, &json!(list).to_string())
-                .await?;
-        }
-        Ok(json!({ "success": true }))
+        Ok(())
     }
 
-    pub async fn unregister_worker(&self, caller: &Caller, id: &str) -> ApiResult<Value> {
-        self.check_worker(caller, id).await?;
+    /// Records the codebases a worker says it serves (its own only; see `own_codebases`).
+    pub async fn set_worker_codebases(&self, key: &str, list: &[String]) -> ApiResult<Vec<String>> {
+        check_list("codebases", list)?;
+        let own = self.own_codebases(key, list).await?;
+        self.inner
+            .store
+            .set_worker_codebases(key, &json!(own).to_string())
+            .await?;
+        Ok(own)
+    }
+
+    /// Removes the worker; the tasks it held go back to the queue.
+    pub async fn unregister_worker(&self, caller: &Caller, id: &str) -> ApiResult<Vec<String>> {
+        let w = self.check_worker(caller, id).await?;
         let requeued = self
             .inner
             .store
-            .delete_worker(id)
+            .delete_worker(&w.id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("Worker {id} not found")))?;
         self.monitor(
@@ -197,16 +300,14 @@ impl Agents {
                 "worker {id} unregistered; {} tasks queued again",
                 requeued.len()
             ),
-            json!({ "worker_id": id, "requeued": requeued }),
+            json!({ "owner": w.owner, "worker_id": id, "requeued": requeued }),
         )
         .await;
         self.inner.wake.notify_one();
-        Ok(
-            json!({ "success": true, "message": format!("Worker {id} unregistered"), "requeued_tasks": requeued }),
-        )
+        Ok(requeued)
     }
 
-    /// `(worker id, owner)` behind a worker token, if it is one.
+    /// `(worker key, owner)` behind a worker token, if it is one.
     pub async fn worker_for_token(&self, token: &str) -> ApiResult<Option<(String, String)>> {
         if !token.starts_with(TOKEN_PREFIX) {
             return Ok(None);

@@ -24,6 +24,7 @@ use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::principal::Principal;
 use crate::secrets;
+use crate::store::tokens::TokenScope;
 
 /// `username` only in multi-user mode.
 #[derive(Deserialize, ToSchema)]
@@ -112,7 +113,20 @@ pub async fn login(
 #[derive(Debug, Clone)]
 pub enum Credential {
     Login { jti: String, exp: DateTime<Utc> },
-    ApiToken { id: String },
+    ApiToken { id: String, scope: TokenScope },
+}
+
+impl Credential {
+    /// A worker token: only for the user's workers, never for the user's own actions.
+    pub fn is_worker_scoped(&self) -> bool {
+        matches!(
+            self,
+            Self::ApiToken {
+                scope: TokenScope::Worker,
+                ..
+            }
+        )
+    }
 }
 
 #[utoipa::path(
@@ -162,7 +176,7 @@ pub async fn logout(
             }
             s.store.revoke_login(&jti, exp).await?;
         }
-        Credential::ApiToken { id } => {
+        Credential::ApiToken { id, .. } => {
             s.store.delete_api_token(&id).await?;
         }
     }
@@ -200,7 +214,11 @@ pub async fn authenticate(s: &AppState, token: &str) -> ApiResult<(Principal, Cr
         if version != row.user_version {
             return Err(void());
         }
-        return Ok((who, Credential::ApiToken { id: row.id }));
+        let cred = Credential::ApiToken {
+            id: row.id,
+            scope: row.scope,
+        };
+        return Ok((who, cred));
     }
     let (claims, who) = s.auth.verify(token).ok_or_else(void)?;
     if !claims.jti.is_empty() && s.store.login_revoked(&claims.jti).await? {
@@ -286,6 +304,11 @@ pub async fn require_token(
         ));
     }
     let (who, cred) = authenticate(&s, &token).await?;
+    if cred.is_worker_scoped() {
+        return Err(ApiError::Forbidden(
+            "a worker token is only valid for workers, under /v1 and /mcp".into(),
+        ));
+    }
     let actor = Actor(who.name.clone());
     req.extensions_mut().insert(who);
     req.extensions_mut().insert(cred);

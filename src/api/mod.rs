@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod event_stream;
 pub mod library;
+pub mod mcp;
 pub mod metrics;
 pub mod missions;
 pub mod observe;

@@ -16,7 +16,7 @@ use crate::audit::Entry;
 use crate::error::{ApiError, ApiResult};
 use crate::principal::Principal;
 use crate::secrets;
-use crate::store::tokens::ApiTokenRow;
+use crate::store::tokens::{ApiTokenRow, TokenScope};
 
 /// Every API token starts with this, so it is recognisable in a config file or a leak scan.
 pub const API_TOKEN_PREFIX: &str = "berth_";
@@ -28,6 +28,10 @@ pub struct CreateToken {
     name: String,
     /// 1 to 3650; absent: the token does not expire.
     expires_in_days: Option<u32>,
+    /// `user` (default): acts as the caller everywhere; `worker`: only for the caller's agent workers
+    /// (`/v1/worker/*`, a worker's own work under `/v1/opencode`, `/mcp`), refused everywhere else.
+    #[serde(default)]
+    scope: Option<TokenScope>,
 }
 
 /// An API token, never its secret.
@@ -39,6 +43,7 @@ pub struct TokenView {
     created_at: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
     last_used_at: Option<DateTime<Utc>>,
+    scope: TokenScope,
 }
 
 impl From<ApiTokenRow> for TokenView {
@@ -50,6 +55,7 @@ impl From<ApiTokenRow> for TokenView {
             created_at: t.created_at,
             expires_at: t.expires_at,
             last_used_at: t.last_used_at,
+            scope: t.scope,
         }
     }
 }
@@ -95,6 +101,7 @@ pub async fn create_token(
             .map(|d| now + chrono::Duration::days(i64::from(d))),
         last_used_at: None,
         user_version,
+        scope: req.scope.unwrap_or(TokenScope::User),
     };
     let token = format!("{API_TOKEN_PREFIX}{}", secrets::random_hex(24));
     s.store
@@ -102,7 +109,8 @@ pub async fn create_token(
         .await?;
     s.audit
         .record(
-            Entry::ok(&who.name, "token.create", Some(&row.id)).detail(json!({ "name": row.name })),
+            Entry::ok(&who.name, "token.create", Some(&row.id))
+                .detail(json!({ "name": row.name, "scope": row.scope })),
         )
         .await;
     let mut v = json!(TokenView::from(row));

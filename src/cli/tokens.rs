@@ -16,6 +16,10 @@ pub enum TokensCommand {
         /// Days until it expires; without it, it does not.
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// A worker token: only for your agent workers (e.g. CodeTether's worker's `A2A_AUTH_TOKEN`),
+        /// refused on everything else.
+        #[arg(long)]
+        worker: bool,
     },
     /// List your tokens (never their secrets).
     Ls,
@@ -74,8 +78,10 @@ pub async fn run(t: &Target, c: TokensCommand) -> Result<ExitCode, CliError> {
         TokensCommand::Create {
             name,
             expires_in_days,
+            worker,
         } => {
-            let mut body = json!({ "name": name });
+            let scope = if worker { "worker" } else { "user" };
+            let mut body = json!({ "name": name, "scope": scope });
             if let Some(d) = expires_in_days {
                 body["expires_in_days"] = json!(d);
             }
@@ -104,6 +110,7 @@ pub async fn run(t: &Target, c: TokensCommand) -> Result<ExitCode, CliError> {
                             text(&tok["id"]),
                             text(&tok["name"]),
                             text(&tok["owner"]),
+                            text(&tok["scope"]),
                             text(&tok["created_at"]),
                             text(&tok["expires_at"]),
                             text(&tok["last_used_at"]),
@@ -111,7 +118,15 @@ pub async fn run(t: &Target, c: TokensCommand) -> Result<ExitCode, CliError> {
                     })
                     .collect();
                 table(
-                    &["ID", "NAME", "OWNER", "CREATED", "EXPIRES", "LAST USED"],
+                    &[
+                        "ID",
+                        "NAME",
+                        "OWNER",
+                        "SCOPE",
+                        "CREATED",
+                        "EXPIRES",
+                        "LAST USED",
+                    ],
                     rows,
                 );
             }

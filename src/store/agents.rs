@@ -60,11 +60,20 @@ pub struct MonitorEntry<'a> {
 impl Store {
     // Workers.
 
-    pub async fn insert_worker(&self, w: &WorkerRow, token_hash: &str) -> anyhow::Result<()> {
-        sqlx::query(
+    /// Inserts the worker, or updates its name, hostname, capabilities and codebases when its key is
+    /// registered already (its token changes only with `new_token`); whether it was new.
+    pub async fn upsert_worker(
+        &self,
+        w: &WorkerRow,
+        token_hash: &str,
+        new_token: bool,
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
             "INSERT INTO workers (id, name, hostname, capabilities, codebases, token_hash, registered_at, last_seen,
                owner)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(&w.id)
         .bind(&w.name)
@@ -75,9 +84,33 @@ impl Store {
         .bind(w.registered_at)
         .bind(w.last_seen)
         .bind(&w.owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            sqlx::query(
+                "UPDATE workers SET name = ?, hostname = ?, capabilities = ?, codebases = ?, last_seen = ?
+                 WHERE id = ?",
+            )
+            .bind(&w.name)
+            .bind(&w.hostname)
+            .bind(&w.capabilities)
+            .bind(&w.codebases)
+            .bind(w.last_seen)
+            .bind(&w.id)
+            .execute(&mut *tx)
+            .await?;
+            if new_token {
+                sqlx::query("UPDATE workers SET token_hash = ? WHERE id = ?")
+                    .bind(token_hash)
+                    .bind(&w.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(inserted)
     }
 
     /// `(worker id, owner)` of a worker token.
@@ -232,6 +265,16 @@ impl Store {
         .await?)
     }
 
+    /// Workers' codebases at this path (one per worker).
+    pub async fn codebases_at_path(&self, path: &str) -> anyhow::Result<Vec<CodebaseRow>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM codebases WHERE path = ? AND worker_id IS NOT NULL ORDER BY created_at",
+        )
+        .bind(path)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The codebases a worker works on: those registered with its id.
     pub async fn codebases_of_worker(&self, worker_id: &str) -> anyhow::Result<Vec<CodebaseRow>> {
         Ok(
@@ -328,6 +371,20 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    pub async fn synced_session(
+        &self,
+        codebase_id: &str,
+        id: &str,
+    ) -> anyhow::Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT data FROM synced_sessions WHERE codebase_id = ? AND id = ?")
+                .bind(codebase_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn synced_sessions(&self, codebase_id: &str) -> anyhow::Result<Vec<String>> {

@@ -14,15 +14,36 @@ pub struct ApiTokenRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub user_version: String,
+    pub scope: TokenScope,
 }
 
-const COLUMNS: &str = "id, owner, name, created_at, expires_at, last_used_at, user_version";
+/// What a token may do: act as its user everywhere, or only as that user's workers (under `/v1`, on
+/// the worker's own work, and `/mcp`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    sqlx::Type,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    User,
+    Worker,
+}
+
+const COLUMNS: &str = "id, owner, name, created_at, expires_at, last_used_at, user_version, scope";
 
 impl Store {
     pub async fn insert_api_token(&self, t: &ApiTokenRow, hash: &str) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO api_tokens (id, owner, name, token_hash, created_at, expires_at, user_version)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_tokens (id, owner, name, token_hash, created_at, expires_at, user_version, scope)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.id)
         .bind(&t.owner)
@@ -31,6 +52,7 @@ impl Store {
         .bind(t.created_at)
         .bind(t.expires_at)
         .bind(&t.user_version)
+        .bind(t.scope)
         .execute(&self.pool)
         .await?;
         Ok(())

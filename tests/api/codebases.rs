@@ -113,16 +113,8 @@ async fn the_seed_workflow_runs_the_real_agent_on_a_mounted_codebase() {
             "codebase lacks {key}: {v}"
         );
     }
-    let (status, v) = s
-        .post(
-            &format!("/v1/opencode/codebases/{cb}/trigger"),
-            json!({ "prompt": "too early" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "still building: {v}");
-    let c = wait_codebase(&s, &cb, "idle").await;
-    let ws = c["workspace_id"].as_str().unwrap().to_string();
-    assert_eq!(s.sh(&ws, "cat /code/README.md").await["stdout"], "my app\n");
+    assert_eq!(v["codebase"]["status"], "building", "{v}");
+    let ws = v["codebase"]["workspace_id"].as_str().unwrap().to_string();
     // The agent binary is a read-only mount, not a copy per workspace.
     let (_, v) = s.get("/v1/opencode/status").await;
     assert!(
@@ -159,11 +151,13 @@ async fn the_seed_workflow_runs_the_real_agent_on_a_mounted_codebase() {
             json!({ "prompt": write, "agent": "build", "files": ["README.md"], "metadata": { "ticket": "T-1" } }),
         )
         .await;
+    // Triggered while the workspace still builds (no waiting in between): it starts once built.
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "running");
     let session = v["session_id"].as_str().unwrap().to_string();
     assert!(session.starts_with("ses"), "{v}");
     let task = v["task_id"].as_str().unwrap().to_string();
+    assert_eq!(s.sh(&ws, "cat /code/README.md").await["stdout"], "my app\n");
     let (status, v) = s
         .post(
             &format!("/v1/opencode/codebases/{cb}/trigger"),

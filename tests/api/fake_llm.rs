@@ -113,6 +113,15 @@ async fn complete(body: Value) -> Response {
         .find(|m| m["role"] == "user")
         .map(text_of)
         .unwrap_or_default();
+    // `opencode run` (CodeTether's worker runs it) sends a prompt of several words in quotes.
+    let user = match user
+        .trim()
+        .strip_prefix('"')
+        .and_then(|u| u.strip_suffix('"'))
+    {
+        Some(inner) => inner.to_string(),
+        None => user,
+    };
 
     let mut pieces: Vec<(String, Duration)> = Vec::new();
     let instant = Duration::ZERO;

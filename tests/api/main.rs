@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod cli;
 mod codebases;
+mod codetether;
 mod containers;
 mod exec;
 mod inputs;

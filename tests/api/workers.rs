@@ -542,7 +542,8 @@ async fn the_v1_api_needs_a_token_and_answers_errors_as_detail() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(v["detail"].is_string(), "{v}");
 
-    // A worker token does not register other workers, act for another worker, or do a user's work.
+    // A worker token does not register other workers, act for another worker, or do a user's work;
+    // registering itself again is the same worker, and gets no new token.
     let (w1, t1) = worker(&s, "one").await;
     let (w2, _) = worker(&s, "two").await;
     let (status, v) = s
@@ -550,11 +551,25 @@ async fn the_v1_api_needs_a_token_and_answers_errors_as_detail() {
             &t1,
             "POST",
             "/v1/opencode/workers/register",
-            Some(json!({ "name": "evil" })),
+            Some(json!({ "name": "evil", "worker_id": w2 })),
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
     assert!(v["detail"].is_string());
+    let (status, v) = s
+        .call_as(
+            &t1,
+            "POST",
+            "/v1/opencode/workers/register",
+            Some(json!({ "name": "one again" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["worker_id"].as_str(), &v["token"]),
+        (Some(w1.as_str()), &Value::Null),
+        "{v}"
+    );
     let (_, cb) = s
         .call_as(
             &t1,

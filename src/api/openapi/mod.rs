@@ -15,7 +15,7 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::OpenApi;
 
 use super::{
-    audit, auth, library, metrics, missions, opencode_proxy, providers, system, tokens, v1,
+    audit, auth, library, mcp, metrics, missions, opencode_proxy, providers, system, tokens, v1,
     workspaces,
 };
 
@@ -61,7 +61,8 @@ method is 405 (`method_not_allowed`).",
         v1::list_codebase_tasks, v1::create_task, v1::list_tasks, v1::get_task,
         v1::update_task_status, v1::get_task_output, v1::append_task_output, v1::cancel_task,
         v1::list_workers, v1::register_worker, v1::unregister_worker, v1::heartbeat_worker,
-        v1::claim_task,
+        v1::claim_task, v1::task_channel, v1::claim_by_id, v1::release_task,
+        v1::put_worker_codebases, v1::sync_api_keys, v1::sync_session_messages, mcp::rpc,
         v1::get_runtime_status, v1::list_runtime_projects, v1::list_runtime_sessions,
         v1::get_runtime_session, v1::list_runtime_messages, v1::list_runtime_parts,
         v1::list_monitor_agents, v1::list_monitor_messages, v1::get_monitor_stats,

@@ -9,10 +9,11 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::Extension;
 use futures::Stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use super::stock::Unvouched;
 use crate::agents::events::seed_events;
 use crate::agents::{
     Agents, Caller, CodebaseView, MessageRequest, RegisterCodebase, TriggerRequest,
@@ -22,7 +23,7 @@ use crate::api::event_stream::{self, StreamQuery};
 use crate::api::openapi::shapes;
 use crate::api::{limit_or, optional_json, Json, Page, Path, Query};
 use crate::audit::{Audit, Entry};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
 #[utoipa::path(
     get, path = "/v1/opencode/codebases", tag = "v1 codebases",
@@ -53,9 +54,23 @@ pub async fn list_codebases(
 pub async fn register_codebase(
     State(a): State<Agents>,
     State(audit): State<Audit>,
-    Extension(c): Extension<Caller>,
+    caller: Option<Extension<Caller>>,
+    unvouched: Option<Extension<Unvouched>>,
     Json(req): Json<RegisterCodebase>,
 ) -> ApiResult<Json<Value>> {
+    let Some(Extension(c)) = caller else {
+        // CodeTether's worker registers before it vouches for itself: held until it does.
+        let Some(Extension(u)) = unvouched else {
+            return Err(ApiError::Unauthorized("Not authenticated".into()));
+        };
+        let (name, path) = (req.name.clone(), req.path.clone());
+        let id = a.hold_codebase(u.addr, &u.worker_id, req).await?;
+        return Ok(Json(json!({
+            "success": true,
+            "codebase": { "id": id, "name": name, "path": path, "worker_id": u.worker_id, "status": "pending" },
+            "message": "registered once the worker's push channel opens with its token",
+        })));
+    };
     let cb = a.register_codebase(&c, req).await?;
     audit
         .record(
@@ -275,6 +290,53 @@ pub async fn sync_sessions(
         a.sync_sessions(&c, &id, req.worker_id, req.sessions)
             .await?,
     ))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MessagesSyncBody {
+    /// The reporting worker (a user's token names the codebase's worker).
+    worker_id: Option<String>,
+    /// The session's messages, as the worker has them (OpenCode's `{info, parts}` or flat).
+    messages: Vec<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessagesSynced {
+    success: bool,
+    synced: usize,
+    session_id: String,
+}
+
+#[utoipa::path(
+    post, path = "/v1/opencode/codebases/{id}/sessions/{sid}/messages/sync", tag = "v1 codebases",
+    summary = "Record a worker's session messages (they replace what was stored for the session)",
+    params(
+        ("id" = String, Path, description = "the codebase's id"),
+        ("sid" = String, Path, description = "the session's id"),
+    ),
+    request_body = MessagesSyncBody,
+    responses(
+        (status = 200, description = "recorded", body = MessagesSynced),
+        (status = 400, description = "over 10000 messages, a message that is not an object, or a user's call without `worker_id`"),
+        (status = 404, description = "no codebase the caller may act on"),
+        (status = 409, description = "the worker does not serve the codebase"),
+    ),
+)]
+pub async fn sync_session_messages(
+    State(a): State<Agents>,
+    Extension(c): Extension<Caller>,
+    Path((id, sid)): Path<(String, String)>,
+    Json(req): Json<MessagesSyncBody>,
+) -> ApiResult<Json<MessagesSynced>> {
+    a.codebase_for(&c, &id).await?;
+    let synced = a
+        .sync_messages(&c, &id, &sid, req.worker_id, req.messages)
+        .await?;
+    Ok(Json(MessagesSynced {
+        success: true,
+        synced,
+        session_id: sid,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]

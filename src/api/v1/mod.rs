@@ -3,13 +3,18 @@
 
 mod codebases;
 mod runtime;
+pub mod stock;
 mod tasks;
+mod workers;
 
 pub use codebases::*;
 pub use runtime::*;
 pub use tasks::*;
+pub use workers::*;
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -18,25 +23,64 @@ use serde_json::{json, Value};
 
 use super::openapi::shapes;
 use super::Json;
-use crate::agents::{Agents, Caller};
+use crate::agents::{check_worker_id, shown, worker_key, Agents, Caller, Tied};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 
-/// Accepts a user's token (login or API token) or a worker's; the caller goes into the request.
+/// Accepts a user's token (login or API token), a worker's, or a user's worker token; the caller goes
+/// into the request. A worker token, and a user's token on `/v1/worker/*`, act as the worker the
+/// request names. Calls without a token are CodeTether's stock worker's (see `stock`).
 pub async fn require_caller(
     State(s): State<AppState>,
-    mut req: Request,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = super::auth::bearer(&req)
-        .map_err(|_| {
-            ApiError::Unauthorized("Not authenticated: send Authorization: Bearer <token>".into())
-        })?
-        .to_string();
-    let caller = match super::auth::worker_caller(&s, &token).await? {
-        Some((id, owner)) => Caller::Worker { id, owner },
-        None => Caller::User(super::auth::authenticate(&s, &token).await?.0),
+    let Ok(token) = super::auth::bearer(&req).map(str::to_string) else {
+        let req = stock::tokenless(&s.agents, peer.ip(), req).await?;
+        let actor = req
+            .extensions()
+            .get::<Caller>()
+            .map_or_else(|| "worker:unvouched".to_string(), Caller::name);
+        let mut resp = next.run(req).await;
+        resp.extensions_mut().insert(super::observe::Actor(actor));
+        return Ok(resp);
     };
+    let (mut req, caller) = match super::auth::worker_caller(&s, &token).await? {
+        Some((id, owner)) => (req, Caller::Worker { id, owner }),
+        None => {
+            let (who, cred) = super::auth::authenticate(&s, &token).await?;
+            let for_worker =
+                cred.is_worker_scoped() || stock::route_of(&req).starts_with("/v1/worker/");
+            if for_worker {
+                let (req, named) = stock::worker_id_of(req).await?;
+                let named = named.ok_or_else(|| {
+                    ApiError::invalid(
+                        "a worker token acts as a worker: name it (worker_id, X-Worker-ID)",
+                    )
+                })?;
+                check_worker_id(&named)?;
+                let id = worker_key(&who.name, &named);
+                (
+                    req,
+                    Caller::Worker {
+                        id,
+                        owner: who.name,
+                    },
+                )
+            } else {
+                (req, Caller::User(who))
+            }
+        }
+    };
+    if let Caller::Worker { id, owner } = &caller {
+        // A token-authenticated call of a worker vouches for its token-less ones from this address.
+        let tied = Tied {
+            key: id.clone(),
+            owner: owner.clone(),
+        };
+        s.agents.links().vouch(peer.ip(), shown(id), &tied);
+    }
     let actor = super::observe::Actor(caller.name());
     req.extensions_mut().insert(caller);
     req.extensions_mut()

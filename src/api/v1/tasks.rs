@@ -1,18 +1,17 @@
 //! Tasks and workers: the queue, the holder's reports, registration, heartbeats and claims.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::agents::{
-    Agents, Caller, CreateTask, RegisterWorker, StatusUpdate, TaskView, WorkerView,
-};
+use super::stock::StockPoll;
+use super::WorkerTask;
+use crate::agents::{Agents, Caller, CreateTask, StatusUpdate, TaskView};
 use crate::api::openapi::shapes;
-use crate::api::{limit_or, optional_json, Json, Path, Query};
-use crate::error::ApiResult;
+use crate::api::{limit_or, Json, Path, Query};
+use crate::error::{ApiError, ApiResult};
 
 #[utoipa::path(
     post, path = "/v1/opencode/codebases/{id}/tasks", tag = "v1 tasks",
@@ -50,6 +49,7 @@ pub struct TaskFilter {
 #[utoipa::path(
     get, path = "/v1/opencode/tasks", tag = "v1 tasks",
     summary = "The caller's tasks (a worker's: those it holds or may claim), priority order then oldest first",
+    description = "A token-less call from an address whose workers vouched for themselves (CodeTether's worker polling while its push channel is down) is answered with what that worker reads: a bare JSON array of the tasks waiting for those workers, each with `model_ref`. Every caller with a token gets the seed's `{\"tasks\": [...]}`.",
     params(TaskFilter),
     responses(
         (status = 200, description = "the tasks", body = shapes::TaskList),
@@ -58,16 +58,29 @@ pub struct TaskFilter {
 )]
 pub async fn list_tasks(
     State(a): State<Agents>,
-    Extension(c): Extension<Caller>,
+    caller: Option<Extension<Caller>>,
+    poll: Option<Extension<StockPoll>>,
     Query(f): Query<TaskFilter>,
 ) -> ApiResult<Json<Value>> {
+    let limit = limit_or(f.limit, 100)?;
+    let Some(Extension(c)) = caller else {
+        let Some(Extension(poll)) = poll else {
+            return Err(ApiError::Unauthorized("Not authenticated".into()));
+        };
+        let mut waiting: Vec<WorkerTask> = Vec::new();
+        for w in &poll.workers {
+            waiting.extend(
+                a.waiting_for(&w.key)
+                    .await?
+                    .into_iter()
+                    .map(WorkerTask::from),
+            );
+        }
+        waiting.truncate(limit as usize);
+        return Ok(Json(json!(waiting)));
+    };
     let tasks = a
-        .list_tasks(
-            &c,
-            f.codebase_id.as_deref(),
-            f.status.as_deref(),
-            limit_or(f.limit, 100)?,
-        )
+        .list_tasks(&c, f.codebase_id.as_deref(), f.status.as_deref(), limit)
         .await?;
     Ok(Json(json!({ "tasks": tasks })))
 }
@@ -214,112 +227,4 @@ pub async fn cancel_task(
     Ok(Json(
         json!({ "success": true, "message": "Task cancelled" }),
     ))
-}
-
-#[utoipa::path(
-    get, path = "/v1/opencode/workers", tag = "v1 workers",
-    summary = "The caller's workers (an admin's: everyone's; a worker's: itself), `active` while they heartbeat",
-    responses(
-        (status = 200, description = "the workers", body = Vec<WorkerView>),
-    ),
-)]
-pub async fn list_workers(
-    State(a): State<Agents>,
-    Extension(c): Extension<Caller>,
-) -> ApiResult<Json<Vec<WorkerView>>> {
-    Ok(Json(a.list_workers(&c).await?))
-}
-
-#[utoipa::path(
-    post, path = "/v1/opencode/workers/register", tag = "v1 workers",
-    summary = "Register a worker; the answer carries its token, shown once",
-    request_body = RegisterWorker,
-    responses(
-        (status = 200, description = "registered", body = shapes::WorkerRegistered),
-        (status = 400, description = "an empty or oversized name or hostname, or over 1000 capabilities or codebases"),
-        (status = 403, description = "a worker's token, or codebases not registered with this worker"),
-    ),
-)]
-pub async fn register_worker(
-    State(a): State<Agents>,
-    Extension(c): Extension<Caller>,
-    Json(req): Json<RegisterWorker>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(a.register_worker(&c, req).await?))
-}
-
-#[utoipa::path(
-    post, path = "/v1/opencode/workers/{id}/unregister", tag = "v1 workers",
-    summary = "Unregister a worker; the tasks it held go back to the queue",
-    params(("id" = String, Path, description = "the worker's id")),
-    responses(
-        (status = 200, description = "unregistered", body = shapes::WorkerUnregistered),
-        (status = 404, description = "no worker of the caller's with that id; register again"),
-        (status = 409, description = "a worker's token naming another worker"),
-    ),
-)]
-pub async fn unregister_worker(
-    State(a): State<Agents>,
-    Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(a.unregister_worker(&c, &id).await?))
-}
-
-#[derive(Default, Deserialize, ToSchema)]
-pub struct HeartbeatBody {
-    /// The codebases the worker serves now; only ones registered with its id.
-    codebases: Option<Vec<String>>,
-}
-
-#[utoipa::path(
-    post, path = "/v1/opencode/workers/{id}/heartbeat", tag = "v1 workers",
-    summary = "Keep a worker online and its task leases alive",
-    params(("id" = String, Path, description = "the worker's id")),
-    request_body(content = Option<HeartbeatBody>, description = "optional"),
-    responses(
-        (status = 200, description = "recorded", body = shapes::Success),
-        (status = 400, description = "over 1000 codebases"),
-        (status = 403, description = "codebases not registered with this worker"),
-        (status = 404, description = "no worker of the caller's with that id; register again"),
-        (status = 409, description = "a worker's token naming another worker"),
-    ),
-)]
-pub async fn heartbeat_worker(
-    State(a): State<Agents>,
-    Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let req: HeartbeatBody = optional_json(&body)?;
-    Ok(Json(a.heartbeat(&c, &id, req.codebases).await?))
-}
-
-#[derive(Default, Deserialize, ToSchema)]
-pub struct ClaimBody {
-    /// Claim only from this codebase (one the worker serves).
-    codebase_id: Option<String>,
-}
-
-#[utoipa::path(
-    post, path = "/v1/opencode/workers/{id}/claim", tag = "v1 workers",
-    summary = "Take the next task the worker serves, atomically: a lease of `BERTH_TASK_LEASE_SECS`",
-    params(("id" = String, Path, description = "the worker's id")),
-    request_body(content = Option<ClaimBody>, description = "optional"),
-    responses(
-        (status = 200, description = "the task, or `task: null` when none is queued", body = shapes::Claimed),
-        (status = 403, description = "a worker's token naming another worker"),
-        (status = 404, description = "no such worker or codebase of the caller's"),
-        (status = 409, description = "the worker does not serve the codebase"),
-    ),
-)]
-pub async fn claim_task(
-    State(a): State<Agents>,
-    Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let req: ClaimBody = optional_json(&body)?;
-    let task = a.claim(&c, &id, req.codebase_id.as_deref()).await?;
-    Ok(Json(json!({ "success": true, "task": task })))
 }

@@ -325,6 +325,12 @@ async fn another_users_objects_do_not_exist_on_any_route() {
             Value::Null,
         ),
         (
+            "/v1/opencode/codebases/{id}/sessions/{sid}/messages/sync",
+            "POST",
+            format!("{cbp}/sessions/ses_x/messages/sync"),
+            json!({ "worker_id": worker, "messages": [] }),
+        ),
+        (
             "/v1/opencode/workers/{id}/unregister",
             "POST",
             format!("/v1/opencode/workers/{worker}/unregister"),
