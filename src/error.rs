@@ -76,6 +76,30 @@ impl ApiError {
     }
 }
 
+/// The one place engine failures become API errors: an object berth expected that the engine does
+/// not have (removed behind berth's back), or one in the wrong state (not running), is the
+/// workspace's state (409 `engine_state`: rebuild or start it); anything else is the engine failing
+/// (502).
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
+        match e {
+            E::NotFound { .. } | E::Conflict { .. } => Self::ConflictCode {
+                code: "engine_state",
+                message: format!("{e}; rebuild or start the workspace"),
+            },
+            E::Other { .. } => Self::Engine(e.to_string()),
+        }
+    }
+}
+
+/// A workspace's OpenCode server failing a call is a failing upstream (502), like the engine.
+impl From<crate::opencode::client::ClientError> for ApiError {
+    fn from(e: crate::opencode::client::ClientError) -> Self {
+        Self::Engine(e.to_string())
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         Self::Internal(e.into())

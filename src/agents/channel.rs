@@ -8,8 +8,7 @@ use std::net::IpAddr;
 use tokio::sync::broadcast;
 
 use super::links::{ChannelGuard, Push, Tied};
-use super::tasks::TaskView;
-use super::{shown, Agents, Caller, RegisterCodebase, RegisterWorker};
+use super::{shown, Agents, Caller, RegisterCodebase, RegisterWorker, TaskStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::store::tasks::{TaskFilter, TaskRow};
 
@@ -19,7 +18,7 @@ pub struct OpenChannel {
     pub rx: broadcast::Receiver<Push>,
     pub worker_id: String,
     pub codebases: Vec<String>,
-    pub waiting: Vec<TaskView>,
+    pub waiting: Vec<TaskRow>,
 }
 
 impl Agents {
@@ -82,14 +81,14 @@ impl Agents {
     }
 
     /// The pending tasks of the worker's codebases, in queue order.
-    pub async fn waiting_for(&self, key: &str) -> ApiResult<Vec<TaskView>> {
+    pub async fn waiting_for(&self, key: &str) -> ApiResult<Vec<TaskRow>> {
         let filter = TaskFilter {
-            status: Some("pending"),
+            status: Some(TaskStatus::Pending),
             worker: Some(key),
             ..Default::default()
         };
         let rows = self.inner.store.list_tasks(filter, 1000).await?;
-        Ok(rows.into_iter().map(TaskView::from).collect())
+        Ok(rows)
     }
 
     /// While the channel is open: the worker stays `active` and the tasks it holds keep their lease.
@@ -105,7 +104,7 @@ impl Agents {
             if let Some(key) = &c.worker_id {
                 self.inner
                     .links
-                    .push(key, Push::Task(Box::new(TaskView::from(task.clone()))));
+                    .push(key, Push::Task(Box::new(task.clone())));
             }
         }
     }
@@ -121,7 +120,7 @@ impl Agents {
 
     /// The calling worker takes one task by id, atomically: the task must be pending and of a
     /// codebase it serves (409 otherwise, as when another worker was quicker).
-    pub async fn claim_by_id(&self, caller: &Caller, task_id: &str) -> ApiResult<TaskView> {
+    pub async fn claim_by_id(&self, caller: &Caller, task_id: &str) -> ApiResult<TaskRow> {
         let worker = self.acting_worker(caller, None).await?;
         self.check_worker(caller, shown(&worker)).await?;
         let task = self
@@ -150,7 +149,7 @@ impl Agents {
             )));
         };
         self.after_report(&task, &worker).await;
-        Ok(task.into())
+        Ok(task)
     }
 
     /// The calling worker is done with a task. One it still holds (it ended without a report) goes
@@ -159,7 +158,7 @@ impl Agents {
     pub async fn release(&self, caller: &Caller, task_id: &str) -> ApiResult<bool> {
         let worker = self.acting_worker(caller, None).await?;
         let task = self.task_for(caller, task_id).await?;
-        if task.status != "running" {
+        if task.status != TaskStatus::Running {
             return Ok(false);
         }
         if task.worker_id.as_deref() != Some(worker.as_str()) {

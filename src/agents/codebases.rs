@@ -4,12 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::{owner_of, runs_principal, shown, worker_key, Agents, Caller};
+use super::{owner_of, runs_principal, worker_key, Agents, Caller, CodebaseStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::principal::{Principal, Role};
 use crate::store::agents::CodebaseRow;
@@ -28,22 +28,19 @@ pub struct RegisterCodebase {
     pub worker_id: Option<String>,
 }
 
-/// The seed's codebase object, plus what berth knows of its agent.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CodebaseView {
-    pub id: String,
-    pub owner: String,
-    pub name: String,
-    pub path: String,
-    pub description: String,
-    pub worker_id: Option<String>,
-    pub agent_config: Value,
-    pub created_at: DateTime<Utc>,
-    pub last_activity: Option<DateTime<Utc>>,
-    /// `building`, `idle`, `running` or `error` (local); `idle` or `running` (remote).
-    pub status: String,
-    pub workspace_id: Option<String>,
+/// A codebase with what berth knows of its agent now.
+#[derive(Debug, Clone)]
+pub struct Codebase {
+    pub row: CodebaseRow,
+    pub status: CodebaseStatus,
+    /// The session of its current run, if it has had one.
     pub session_id: Option<String>,
+}
+
+impl Codebase {
+    pub fn agent_config(&self) -> Value {
+        serde_json::from_str(&self.row.agent_config).unwrap_or_else(|_| json!({}))
+    }
 }
 
 /// `agent_config` keys berth acts on, with the JSON type each must have.
@@ -88,7 +85,7 @@ impl Agents {
         &self,
         caller: &Caller,
         req: RegisterCodebase,
-    ) -> ApiResult<CodebaseView> {
+    ) -> ApiResult<Codebase> {
         self.register_codebase_as(caller, req, None).await
     }
 
@@ -98,7 +95,7 @@ impl Agents {
         caller: &Caller,
         req: RegisterCodebase,
         id: Option<String>,
-    ) -> ApiResult<CodebaseView> {
+    ) -> ApiResult<Codebase> {
         check_text("name", &req.name, 128)?;
         if !req.path.starts_with('/') || req.path.len() > 4096 || req.path.contains('\0') {
             return Err(ApiError::invalid("path must be an absolute path"));
@@ -156,7 +153,7 @@ impl Agents {
             }
             existing.agent_config = config.to_string();
             store.update_codebase_info(&existing).await?;
-            return Ok(self.codebase_view(existing).await);
+            return Ok(self.codebase_state(existing).await);
         }
         let id = id.unwrap_or_else(new_codebase_id);
         let mut row = CodebaseRow {
@@ -180,7 +177,7 @@ impl Agents {
                 .await?
                 .filter(|c| c.owner == owner)
                 .ok_or_else(|| taken(&path_text))?;
-            return Ok(self.codebase_view(existing).await);
+            return Ok(self.codebase_state(existing).await);
         }
         if worker_id.is_none() {
             // A local codebase is registered by a user (a worker's is always its own): its workspace
@@ -208,7 +205,7 @@ impl Agents {
             json!({ "codebase_id": row.id, "worker_id": row.worker_id }),
         )
         .await;
-        Ok(self.codebase_view(row).await)
+        Ok(self.codebase_state(row).await)
     }
 
     /// A local directory may not hold, or lie inside, another user's codebase: its workspace would
@@ -312,7 +309,7 @@ impl Agents {
     }
 
     /// The caller's codebases (everyone's for an admin; a worker's own for a worker).
-    pub async fn list_codebases(&self, caller: &Caller) -> ApiResult<Vec<CodebaseView>> {
+    pub async fn list_codebases(&self, caller: &Caller) -> ApiResult<Vec<Codebase>> {
         let rows = match caller.worker() {
             Some(me) => self.inner.store.codebases_of_worker(me).await?,
             None => {
@@ -324,7 +321,7 @@ impl Agents {
         };
         let mut out = Vec::new();
         for row in rows {
-            out.push(self.codebase_view(row).await);
+            out.push(self.codebase_state(row).await);
         }
         Ok(out)
     }
@@ -351,9 +348,9 @@ impl Agents {
             .ok_or_else(|| ApiError::not_found(format!("Codebase {id} not found")))
     }
 
-    pub async fn get_codebase(&self, caller: &Caller, id: &str) -> ApiResult<CodebaseView> {
+    pub async fn get_codebase(&self, caller: &Caller, id: &str) -> ApiResult<Codebase> {
         let row = self.codebase_for(caller, id).await?;
-        Ok(self.codebase_view(row).await)
+        Ok(self.codebase_state(row).await)
     }
 
     /// Stops what runs on the codebase, cancels its queued tasks, removes its workspace (the directory
@@ -392,7 +389,7 @@ impl Agents {
         Ok(())
     }
 
-    pub(super) async fn codebase_view(&self, row: CodebaseRow) -> CodebaseView {
+    pub(super) async fn codebase_state(&self, row: CodebaseRow) -> Codebase {
         let status = self.status_of(&row).await;
         let session_id = match &row.mission_id {
             Some(m) => self
@@ -405,48 +402,37 @@ impl Agents {
                 .and_then(|m| m.opencode_session_id),
             None => None,
         };
-        CodebaseView {
-            agent_config: serde_json::from_str(&row.agent_config).unwrap_or_else(|_| json!({})),
+        Codebase {
+            row,
             status,
             session_id,
-            id: row.id,
-            owner: row.owner,
-            name: row.name,
-            path: row.path,
-            description: row.description,
-            worker_id: row.worker_id.as_deref().map(|w| shown(w).to_string()),
-            created_at: row.created_at,
-            last_activity: row.last_activity,
-            workspace_id: row.workspace_id,
         }
     }
 
-    pub(super) async fn status_of(&self, row: &CodebaseRow) -> String {
+    pub(super) async fn status_of(&self, row: &CodebaseRow) -> CodebaseStatus {
         if self.running_task(&row.id).await.is_some() {
-            return "running".into();
+            return CodebaseStatus::Running;
         }
         if let Some(m) = &row.mission_id {
             if self.inner.missions.is_busy(m).await {
-                return "running".into();
+                return CodebaseStatus::Running;
             }
         }
         let Some(ws) = &row.workspace_id else {
             // A remote codebase has no workspace; a local one without one is still being set up.
             return if row.worker_id.is_some() {
-                "idle"
+                CodebaseStatus::Idle
             } else {
-                "building"
-            }
-            .into();
+                CodebaseStatus::Building
+            };
         };
         match self.inner.workspaces.get(ws).await {
             Ok(w) => match w.status {
-                WsStatus::Ready => "idle",
-                WsStatus::Pending | WsStatus::Building => "building",
-                WsStatus::Error => "error",
-            }
-            .into(),
-            Err(_) => "error".into(),
+                WsStatus::Ready => CodebaseStatus::Idle,
+                WsStatus::Pending | WsStatus::Building => CodebaseStatus::Building,
+                WsStatus::Error => CodebaseStatus::Error,
+            },
+            Err(_) => CodebaseStatus::Error,
         }
     }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
-use super::tasks::TaskView;
 use super::{RegisterCodebase, RegisterWorker};
+use crate::store::tasks::TaskRow;
 
 /// How long a token-authenticated call vouches for token-less calls of the same worker from the same
 /// address once its channel is gone (the stock worker polls, reports and unregisters meanwhile).
@@ -29,7 +29,7 @@ const MAX_HELD: usize = 256;
 #[derive(Debug, Clone)]
 pub enum Push {
     /// A task it may claim.
-    Task(Box<TaskView>),
+    Task(Box<TaskRow>),
     /// A task it holds or was offered was cancelled.
     Cancelled(String),
 }

@@ -8,6 +8,7 @@ mod codebases;
 mod discovery;
 pub mod events;
 pub mod links;
+pub mod model;
 mod monitor;
 mod queue;
 mod runs;
@@ -33,14 +34,14 @@ use crate::store::Store;
 use crate::workspaces::Workspaces;
 
 pub use channel::OpenChannel;
-pub use codebases::{CodebaseView, RegisterCodebase};
+pub use codebases::{Codebase, RegisterCodebase};
 pub use discovery::{AgentCard, Discovery};
 pub use links::{Links, Push, Tied};
-pub use runs::{MessageRequest, TriggerRequest};
-pub use tasks::{CreateTask, StatusUpdate, TaskView, TASK_STATUSES};
+pub use model::{CodebaseStatus, TaskStatus};
+pub use runs::{MessageRequest, Start, TriggerRequest, Triggered};
+pub use tasks::{CreateTask, StatusUpdate};
 pub use workers::{
-    check_worker_id, shown, worker_key, RegisterWorker, WorkerRegistered, WorkerStatus, WorkerView,
-    TOKEN_PREFIX,
+    check_worker_id, shown, worker_key, RegisterWorker, Registered, Worker, TOKEN_PREFIX,
 };
 
 /// Who is calling: a user (a login or API token) or a worker with the token issued at its

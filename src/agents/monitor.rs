@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Agents, Caller};
+use super::{Agents, Caller, CodebaseStatus};
 use crate::error::{ApiError, ApiResult};
 
 pub const MONITOR_TYPES: [&str; 5] = ["agent", "human", "system", "tool", "error"];
@@ -75,11 +75,11 @@ impl Agents {
     /// tasks by status, agent servers running.
     pub async fn counts(&self, owner: Option<&str>) -> ApiResult<Value> {
         let mut tasks = serde_json::Map::new();
-        for status in super::tasks::TASK_STATUSES {
+        for status in super::TaskStatus::ALL {
             tasks.insert(status.to_string(), json!(0));
         }
         for (status, n) in self.inner.store.task_counts(owner).await? {
-            tasks.insert(status, json!(n));
+            tasks.insert(status.to_string(), json!(n));
         }
         let mut servers = 0;
         for (ws, _) in self.missions().runtime().servers() {
@@ -107,7 +107,7 @@ impl Agents {
         };
         let mut active = 0;
         for row in self.inner.store.codebases_of(owner).await? {
-            if self.status_of(&row).await == "running" {
+            if self.status_of(&row).await == CodebaseStatus::Running {
                 active += 1;
             }
         }

@@ -8,11 +8,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::tasks::TaskView;
-use super::{Agents, Caller};
+use super::{Agents, Caller, CodebaseStatus, TaskStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::store::agents::CodebaseRow;
-use crate::store::tasks::LOCAL_WORKER;
+use crate::store::tasks::{TaskRow, LOCAL_WORKER};
 
 /// A lease far enough away that the sweeper never takes berth's own runs: they end with their turn,
 /// and a crash puts them back at the next start.
@@ -59,7 +58,7 @@ impl Agents {
         caller: &Caller,
         worker_id: &str,
         codebase_id: Option<&str>,
-    ) -> ApiResult<Option<TaskView>> {
+    ) -> ApiResult<Option<TaskRow>> {
         let worker = self.acting_worker(caller, Some(worker_id)).await?;
         let wanted = match codebase_id {
             Some(id) => {
@@ -79,7 +78,7 @@ impl Agents {
         if let Some(t) = &task {
             self.after_report(t, &worker).await;
         }
-        Ok(task.map(TaskView::from))
+        Ok(task)
     }
 
     /// berth's own runner: takes queued tasks of local codebases whose workspace is ready, up to the
@@ -107,7 +106,7 @@ impl Agents {
             for c in self.inner.store.list_codebases().await? {
                 if c.worker_id.is_none()
                     && !busy.contains(&c.id)
-                    && self.status_of(&c).await == "idle"
+                    && self.status_of(&c).await == CodebaseStatus::Idle
                 {
                     ready.push(c.id);
                 }
@@ -126,7 +125,13 @@ impl Agents {
                     // Deleted meanwhile: the task cannot run.
                     self.inner
                         .store
-                        .finish_task(&task.id, LOCAL_WORKER, "failed", None, Some(&e.to_string()))
+                        .finish_task(
+                            &task.id,
+                            LOCAL_WORKER,
+                            TaskStatus::Failed,
+                            None,
+                            Some(&e.to_string()),
+                        )
                         .await?;
                     continue;
                 }

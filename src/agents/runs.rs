@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::codebases::check_text;
 use super::tasks::{metadata_object, TaskSpec};
-use super::{runs_principal, Agents};
+use super::{runs_principal, Agents, Codebase, CodebaseStatus, TaskStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::store::agents::CodebaseRow;
 use crate::store::tasks::{TaskRow, LOCAL_WORKER};
@@ -28,6 +28,24 @@ pub struct TriggerRequest {
     pub files: Vec<String>,
     #[serde(default)]
     pub metadata: Option<Value>,
+}
+
+/// How a trigger went.
+#[derive(Debug)]
+pub struct Triggered {
+    pub codebase: String,
+    pub task_id: String,
+    pub start: Start,
+}
+
+#[derive(Debug)]
+pub enum Start {
+    /// berth runs the agent now, in this OpenCode session.
+    Running { session_id: String },
+    /// Queued for the codebase's worker, which opens the session when it starts the task.
+    Queued { worker: String },
+    /// Queued until the codebase's workspace is built (longer than a trigger waits).
+    AfterBuild,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -69,7 +87,7 @@ fn prompt_with_files(prompt: &str, files: &[String]) -> ApiResult<String> {
 }
 
 impl Agents {
-    pub async fn trigger(&self, codebase_id: &str, req: TriggerRequest) -> ApiResult<Value> {
+    pub async fn trigger(&self, codebase_id: &str, req: TriggerRequest) -> ApiResult<Triggered> {
         let row = self.codebase(codebase_id).await?;
         check_text("prompt", &req.prompt, MAX_PROMPT)?;
         check_model(req.model.as_deref())?;
@@ -98,23 +116,22 @@ impl Agents {
         if let Some(worker) = &row.worker_id {
             let task = self.new_task(&row, spec);
             let task = self.queue_task(&row, task).await?;
-            return Ok(json!({
-                "success": true,
-                // The worker opens the session when it starts the task; it reports it on the task.
-                "session_id": "",
-                "task_id": task.id,
-                "status": "pending",
-                "message": format!("Task queued for worker {worker}"),
-            }));
+            return Ok(Triggered {
+                codebase: row.name.clone(),
+                task_id: task.id,
+                start: Start::Queued {
+                    worker: super::shown(worker).to_string(),
+                },
+            });
         }
         self.missions().check_agent_name(&spec.agent).await?;
-        if self.status_of(&row).await == "building" {
+        if self.status_of(&row).await == CodebaseStatus::Building {
             return self.trigger_when_built(&row, spec).await;
         }
         self.ready_for_run(&row).await?;
         // Runs at once, held by berth itself.
         let mut task = self.new_task(&row, spec);
-        task.status = "running".into();
+        task.status = TaskStatus::Running;
         task.worker_id = Some(LOCAL_WORKER.into());
         task.attempts = 1;
         task.started_at = Some(task.created_at);
@@ -128,19 +145,19 @@ impl Agents {
             .spawn(async move { this.start_trigger(started_row, started_task).await })
             .await
             .map_err(|e| ApiError::Internal(e.into()))??;
-        Ok(json!({
-            "success": true,
-            "session_id": session,
-            "task_id": task.id,
-            "status": "running",
-            "message": format!("Agent started on codebase {}", row.name),
-        }))
+        Ok(Triggered {
+            codebase: row.name,
+            task_id: task.id,
+            start: Start::Running {
+                session_id: session,
+            },
+        })
     }
 
     /// A trigger while the codebase's workspace builds: queued, it starts once the workspace is ready
     /// (berth's runner takes it then). The answer waits for that start, up to `TRIGGER_WAIT`; a longer
     /// build is answered `pending`, and the run still starts when the build ends.
-    async fn trigger_when_built(&self, row: &CodebaseRow, spec: TaskSpec) -> ApiResult<Value> {
+    async fn trigger_when_built(&self, row: &CodebaseRow, spec: TaskSpec) -> ApiResult<Triggered> {
         let task = self.new_task(row, spec);
         let task = self.queue_task(row, task).await?;
         let deadline = tokio::time::Instant::now() + TRIGGER_WAIT;
@@ -148,17 +165,17 @@ impl Agents {
             let now = self.inner.store.get_task(&task.id).await?;
             match now {
                 Some(t) if t.session_id.is_some() => break t.session_id,
-                Some(t) if t.status == "failed" || t.status == "cancelled" => {
+                Some(t) if t.status.is_final() => {
                     return Err(ApiError::conflict(format!(
                         "the agent did not start on codebase {}: {}",
                         row.name,
-                        t.error.unwrap_or_else(|| t.status.clone())
+                        t.error.unwrap_or_else(|| t.status.to_string())
                     )))
                 }
                 None => return Err(ApiError::not_found(format!("Task {} not found", task.id))),
                 Some(_) => {}
             }
-            if self.status_of(row).await == "error" {
+            if self.status_of(row).await == CodebaseStatus::Error {
                 // The build failed: the task would wait for a workspace that never comes.
                 self.inner.store.cancel_task(&task.id).await?;
                 return Err(ApiError::conflict(format!(
@@ -175,18 +192,14 @@ impl Agents {
                 _ = self.inner.shutdown.cancelled() => break None,
             }
         };
-        let started = session.is_some();
-        Ok(json!({
-            "success": true,
-            "session_id": session.unwrap_or_default(),
-            "task_id": task.id,
-            "status": if started { "running" } else { "pending" },
-            "message": if started {
-                format!("Agent started on codebase {}", row.name)
-            } else {
-                format!("Queued: the agent starts once codebase {}'s workspace is built", row.name)
+        Ok(Triggered {
+            codebase: row.name.clone(),
+            task_id: task.id,
+            start: match session {
+                Some(session_id) => Start::Running { session_id },
+                None => Start::AfterBuild,
             },
-        }))
+        })
     }
 
     /// Takes the codebase for the trigger's run, records the task and starts it; the session id.
@@ -206,17 +219,17 @@ impl Agents {
 
     /// A local codebase's workspace must be ready for a run.
     async fn ready_for_run(&self, row: &CodebaseRow) -> ApiResult<()> {
-        match self.status_of(row).await.as_str() {
-            "idle" => Ok(()),
-            "running" => Err(ApiError::conflict(format!(
+        match self.status_of(row).await {
+            CodebaseStatus::Idle => Ok(()),
+            CodebaseStatus::Running => Err(ApiError::conflict(format!(
                 "An agent is already running on codebase {}",
                 row.name
             ))),
-            "building" => Err(ApiError::conflict(format!(
+            CodebaseStatus::Building => Err(ApiError::conflict(format!(
                 "codebase {}'s workspace is still building; retry when its status is idle",
                 row.name
             ))),
-            _ => Err(ApiError::conflict(format!(
+            CodebaseStatus::Error => Err(ApiError::conflict(format!(
                 "codebase {}'s workspace failed to build; see GET /api/workspaces/{}",
                 row.name,
                 row.workspace_id.as_deref().unwrap_or("?")
@@ -253,7 +266,13 @@ impl Agents {
     }
 
     /// A follow-up message to the codebase's current session; queued while the agent works.
-    pub async fn message(&self, codebase_id: &str, req: MessageRequest) -> ApiResult<Value> {
+    /// Sends a follow-up to the codebase's current session: the message's id, and whether it waits
+    /// for the agent's turn to end.
+    pub async fn message(
+        &self,
+        codebase_id: &str,
+        req: MessageRequest,
+    ) -> ApiResult<(String, bool)> {
         let row = self.codebase(codebase_id).await?;
         check_text("message", &req.message, MAX_PROMPT)?;
         if let Some(w) = &row.worker_id {
@@ -275,7 +294,9 @@ impl Agents {
         self.ready_for_message(&row).await?;
         let owner = runs_principal(&row.id);
         let missions = self.missions();
-        if missions.get(&owner, &mission).await?.status == "interrupted" {
+        if missions.get(&owner, &mission).await?.status
+            == crate::missions::MissionStatus::Interrupted
+        {
             missions.resume(&owner, &mission).await?;
         }
         missions.load(&owner, &mission).await?;
@@ -289,9 +310,7 @@ impl Agents {
             json!({ "codebase_id": row.id, "message_id": id }),
         )
         .await;
-        Ok(
-            json!({ "success": true, "message": "Message sent to agent", "message_id": id, "queued": queued }),
-        )
+        Ok((id, queued))
     }
 
     /// The codebase's workspace is ready for a turn.
@@ -314,7 +333,7 @@ impl Agents {
     }
 
     /// Aborts what the agent is doing now; the session stays for follow-ups.
-    pub async fn interrupt(&self, codebase_id: &str) -> ApiResult<Value> {
+    pub async fn interrupt(&self, codebase_id: &str) -> ApiResult<()> {
         let row = self.codebase(codebase_id).await?;
         if !self.halt(&row, "interrupted").await {
             return Err(ApiError::conflict(format!(
@@ -322,11 +341,11 @@ impl Agents {
                 row.name
             )));
         }
-        Ok(json!({ "success": true, "message": "Interrupt signal sent" }))
+        Ok(())
     }
 
     /// Aborts the run and stops the codebase's OpenCode server (a new one starts with the next run).
-    pub async fn stop(&self, codebase_id: &str) -> ApiResult<Value> {
+    pub async fn stop(&self, codebase_id: &str) -> ApiResult<()> {
         let row = self.codebase(codebase_id).await?;
         self.halt(&row, "stopped").await;
         if let Some(ws) = &row.workspace_id {
@@ -334,7 +353,7 @@ impl Agents {
                 self.missions().runtime().kill(&ws).await;
             }
         }
-        Ok(json!({ "success": true, "message": "Agent stopped" }))
+        Ok(())
     }
 
     /// Cancels the codebase's running task and turn; whether anything was running.
@@ -372,7 +391,7 @@ impl Agents {
             .list_tasks(
                 crate::store::tasks::TaskFilter {
                     codebase_id: Some(codebase_id),
-                    status: Some("running"),
+                    status: Some(TaskStatus::Running),
                     ..Default::default()
                 },
                 1,
@@ -383,24 +402,11 @@ impl Agents {
             .next()
     }
 
-    pub async fn agent_status(&self, codebase_id: &str) -> ApiResult<Value> {
+    /// The codebase's state and the task running on it, if one is.
+    pub async fn agent_status(&self, codebase_id: &str) -> ApiResult<(Codebase, Option<TaskRow>)> {
         let row = self.codebase(codebase_id).await?;
-        let view = self.codebase_view(row.clone()).await;
         let task = self.running_task(&row.id).await;
-        let model = task.as_ref().and_then(|t| t.model.clone()).or_else(|| {
-            view.agent_config["default_model"]
-                .as_str()
-                .map(str::to_string)
-        });
-        Ok(json!({
-            "codebase_id": row.id,
-            "status": view.status,
-            "session_id": task.as_ref().and_then(|t| t.session_id.clone()).or(view.session_id),
-            "current_task": task.as_ref().map(|t| t.title.clone()),
-            "task_id": task.as_ref().map(|t| t.id.clone()),
-            "started_at": task.as_ref().and_then(|t| t.started_at),
-            "model": model,
-        }))
+        Ok((self.codebase_state(row).await, task))
     }
 }
 

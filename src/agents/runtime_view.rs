@@ -201,10 +201,7 @@ impl Agents {
         offset: i64,
     ) -> ApiResult<Value> {
         let (client, _) = self.find_session(caller, sid).await?;
-        let raw = client
-            .messages(sid)
-            .await
-            .map_err(|e| ApiError::Engine(e.to_string()))?;
+        let raw = client.messages(sid).await?;
         let total = raw.len();
         let messages: Vec<Value> = page(raw, limit, offset)
             .iter()
@@ -239,10 +236,7 @@ impl Agents {
         limit: i64,
     ) -> ApiResult<Value> {
         let (client, _) = self.find_session(caller, sid).await?;
-        let raw = client
-            .messages(sid)
-            .await
-            .map_err(|e| ApiError::Engine(e.to_string()))?;
+        let raw = client.messages(sid).await?;
         let mut parts = Vec::new();
         for m in &raw {
             let mid = m["info"]["id"].as_str().unwrap_or_default();

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::{owner_of, page, worker_key, Agents, Caller};
 use crate::error::{ApiError, ApiResult};
+use crate::missions::MissionStatus;
 use crate::opencode::message_text;
 
 impl Agents {
@@ -27,9 +28,9 @@ impl Agents {
             let status = if running {
                 "running"
             } else {
-                match m.status.as_str() {
-                    "failed" => "failed",
-                    "interrupted" => "interrupted",
+                match m.status {
+                    MissionStatus::Failed => "failed",
+                    MissionStatus::Interrupted => "interrupted",
                     _ => "completed",
                 }
             };
@@ -77,7 +78,7 @@ impl Agents {
         codebase_id: &str,
         worker_id: Option<String>,
         sessions: Option<Vec<Value>>,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<usize> {
         let row = self.codebase(codebase_id).await?;
         let store = &self.inner.store;
         let (list, from) = match sessions {
@@ -95,10 +96,7 @@ impl Agents {
                 })?;
                 let ws = self.inner.workspaces.get(ws_id).await?;
                 let client = self.missions().agent_client(&ws).await?;
-                let v = client
-                    .get("/session")
-                    .await
-                    .map_err(|e| ApiError::Engine(e.to_string()))?;
+                let v = client.get("/session").await?;
                 (v.as_array().cloned().unwrap_or_default(), None)
             }
         };
@@ -131,11 +129,7 @@ impl Agents {
                 .upsert_synced_session(&row.id, &id, from.as_deref(), &data.to_string())
                 .await?;
         }
-        Ok(json!({
-            "success": true,
-            "synced": list.len(),
-            "message": format!("Synced {} sessions from OpenCode", list.len()),
-        }))
+        Ok(list.len())
     }
 
     /// Records a session's messages as the worker serving the codebase sent them (all it has of the
@@ -186,7 +180,7 @@ impl Agents {
         limit: i64,
     ) -> ApiResult<Value> {
         let row = self.codebase(codebase_id).await?;
-        let current = self.codebase_view(row.clone()).await.session_id;
+        let current = self.codebase_state(row.clone()).await.session_id;
         let sid = session_id.or(current).ok_or_else(|| {
             ApiError::not_found(format!("codebase {} has no session yet", row.name))
         })?;
@@ -211,10 +205,7 @@ impl Agents {
         if !client.session_exists(&sid).await {
             return Err(ApiError::not_found(format!("Session {sid} not found")));
         }
-        let raw = client
-            .messages(&sid)
-            .await
-            .map_err(|e| ApiError::Engine(e.to_string()))?;
+        let raw = client.messages(&sid).await?;
         let messages: Vec<Value> = raw
             .iter()
             .rev()

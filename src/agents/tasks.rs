@@ -3,18 +3,16 @@
 //! did; `queue` hands tasks out.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use super::codebases::check_text;
 use super::runs::check_model;
-use super::{owner_of, runs_principal, shown, worker_key, Agents, Caller};
+use super::{owner_of, runs_principal, shown, worker_key, Agents, Caller, TaskStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::store::agents::CodebaseRow;
-use crate::store::tasks::{Report, TaskFilter, TaskRow, LOCAL_WORKER};
-
-pub const TASK_STATUSES: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
+use crate::store::tasks::{OutputRow, Report, TaskFilter, TaskRow, LOCAL_WORKER};
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateTask {
@@ -32,7 +30,7 @@ pub struct CreateTask {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct StatusUpdate {
-    pub status: String,
+    pub status: TaskStatus,
     #[serde(default)]
     pub worker_id: Option<String>,
     #[serde(default)]
@@ -65,59 +63,6 @@ pub(super) fn metadata_object(given: Option<Value>) -> ApiResult<Value> {
     Ok(metadata)
 }
 
-/// The seed's task object, with the queue's bookkeeping.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TaskView {
-    pub id: String,
-    /// Whose codebase it is for.
-    pub owner: String,
-    pub codebase_id: String,
-    pub title: String,
-    pub prompt: String,
-    pub agent_type: String,
-    pub model: Option<String>,
-    pub status: String,
-    pub priority: i64,
-    pub metadata: Value,
-    pub session_id: Option<String>,
-    pub worker_id: Option<String>,
-    pub attempts: i64,
-    pub max_attempts: i64,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    pub result: Option<String>,
-    pub error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub completed_at: Option<DateTime<Utc>>,
-}
-
-impl From<TaskRow> for TaskView {
-    fn from(t: TaskRow) -> Self {
-        Self {
-            metadata: serde_json::from_str(&t.metadata).unwrap_or_else(|_| json!({})),
-            id: t.id,
-            owner: t.owner,
-            codebase_id: t.codebase_id,
-            title: t.title,
-            prompt: t.prompt,
-            agent_type: t.agent_type,
-            model: t.model,
-            status: t.status,
-            priority: t.priority,
-            session_id: t.session_id,
-            worker_id: t.worker_id.as_deref().map(|w| shown(w).to_string()),
-            attempts: t.attempts,
-            max_attempts: t.max_attempts,
-            lease_expires_at: t.lease_expires_at,
-            result: t.result,
-            error: t.error,
-            created_at: t.created_at,
-            started_at: t.started_at,
-            completed_at: t.completed_at,
-        }
-    }
-}
-
 impl Agents {
     pub(super) fn lease(&self) -> DateTime<Utc> {
         Utc::now() + chrono::Duration::seconds(self.inner.config.task_lease_secs as i64)
@@ -128,7 +73,7 @@ impl Agents {
         caller: &Caller,
         codebase_id: &str,
         req: CreateTask,
-    ) -> ApiResult<TaskView> {
+    ) -> ApiResult<TaskRow> {
         caller.require_user()?;
         let row = self.codebase_for(caller, codebase_id).await?;
         check_text("title", &req.title, 1000)?;
@@ -154,7 +99,7 @@ impl Agents {
                 metadata,
             },
         );
-        Ok(self.queue_task(&row, task).await?.into())
+        self.queue_task(&row, task).await
     }
 
     /// A pending task of the codebase, not yet stored.
@@ -169,7 +114,7 @@ impl Agents {
             model: spec.model,
             priority: spec.priority,
             metadata: spec.metadata.to_string(),
-            status: "pending".into(),
+            status: TaskStatus::Pending,
             worker_id: None,
             lease_expires_at: None,
             attempts: 0,
@@ -224,17 +169,9 @@ impl Agents {
         &self,
         caller: &Caller,
         codebase_id: Option<&str>,
-        status: Option<&str>,
+        status: Option<TaskStatus>,
         limit: i64,
-    ) -> ApiResult<Vec<TaskView>> {
-        if let Some(s) = status {
-            if !TASK_STATUSES.contains(&s) {
-                return Err(ApiError::invalid(format!(
-                    "invalid status {s:?}; valid: {}",
-                    TASK_STATUSES.join(", ")
-                )));
-            }
-        }
+    ) -> ApiResult<Vec<TaskRow>> {
         if let Some(id) = codebase_id {
             self.codebase_for(caller, id).await?;
         }
@@ -245,7 +182,7 @@ impl Agents {
             worker: caller.worker(),
         };
         let rows = self.inner.store.list_tasks(filter, limit).await?;
-        Ok(rows.into_iter().map(TaskView::from).collect())
+        Ok(rows)
     }
 
     async fn task(&self, id: &str) -> ApiResult<TaskRow> {
@@ -278,8 +215,8 @@ impl Agents {
         Ok(task)
     }
 
-    pub async fn get_task(&self, caller: &Caller, id: &str) -> ApiResult<TaskView> {
-        Ok(self.task_for(caller, id).await?.into())
+    pub async fn get_task(&self, caller: &Caller, id: &str) -> ApiResult<TaskRow> {
+        self.task_for(caller, id).await
     }
 
     /// The worker a call acts for: a worker token speaks for itself; a user names one of their own
@@ -309,16 +246,9 @@ impl Agents {
         caller: &Caller,
         id: &str,
         req: StatusUpdate,
-    ) -> ApiResult<TaskView> {
-        if !TASK_STATUSES.contains(&req.status.as_str()) {
-            return Err(ApiError::invalid(format!(
-                "invalid status {:?}; valid: {}",
-                req.status,
-                TASK_STATUSES.join(", ")
-            )));
-        }
+    ) -> ApiResult<TaskRow> {
         let task = self.task_for(caller, id).await?;
-        if req.status == "cancelled" {
+        if req.status == TaskStatus::Cancelled {
             if let Caller::Worker { id: me, .. } = caller {
                 if task.worker_id.as_deref() != Some(me.as_str()) {
                     return Err(ApiError::Forbidden(format!(
@@ -337,8 +267,8 @@ impl Agents {
             ));
         }
         let store = &self.inner.store;
-        let ok = match req.status.as_str() {
-            "running" if task.status == "pending" => {
+        let ok = match req.status {
+            TaskStatus::Running if task.status == TaskStatus::Pending => {
                 let row = self.codebase(&task.codebase_id).await?;
                 self.check_serves(Some(&worker), &row).await?;
                 let only_this = [row.id.clone()];
@@ -354,15 +284,15 @@ impl Agents {
                     .is_some()
             }
             // Running again (e.g. with its session id now) by the holder; the report renews its lease.
-            "running" => {
-                task.status == "running"
+            TaskStatus::Running => {
+                task.status == TaskStatus::Running
                     && task.worker_id.as_deref() == Some(&worker)
                     && store.renew_lease(id, &worker, self.lease()).await?
             }
-            "pending" => store.release_task(id, &worker, false).await?,
+            TaskStatus::Pending => store.release_task(id, &worker, false).await?,
             _ => {
                 let report = Report {
-                    status: &req.status,
+                    status: req.status,
                     result: req.result.as_deref(),
                     error: req.error.as_deref(),
                     session_id: req.session_id.as_deref(),
@@ -387,13 +317,13 @@ impl Agents {
         if let Some(sid) = req
             .session_id
             .as_deref()
-            .filter(|_| req.status == "running")
+            .filter(|_| req.status == TaskStatus::Running)
         {
             store.set_task_session(id, &worker, Some(sid), None).await?;
         }
         let task = self.task(id).await?;
         self.after_report(&task, &worker).await;
-        Ok(task.into())
+        Ok(task)
     }
 
     /// Events and monitor entries for a worker's report.
@@ -404,8 +334,8 @@ impl Agents {
             .map(|c| c.name)
             .unwrap_or_default();
         let msg = format!("Task: {} ({})", task.title, task.status);
-        match task.status.as_str() {
-            "completed" => {
+        match task.status {
+            TaskStatus::Completed => {
                 self.task_event(
                     task,
                     "complete",
@@ -413,7 +343,7 @@ impl Agents {
                 )
                 .await
             }
-            "failed" => {
+            TaskStatus::Failed => {
                 self.task_event(
                     task,
                     "error",
@@ -426,7 +356,7 @@ impl Agents {
                     .await
             }
         }
-        let kind = if task.status == "failed" {
+        let kind = if task.status == TaskStatus::Failed {
             "error"
         } else {
             "system"
@@ -438,7 +368,7 @@ impl Agents {
             json!({ "task_id": task.id, "worker_id": shown(worker) }),
         )
         .await;
-        if task.status != "running" {
+        if task.status != TaskStatus::Running {
             self.inner.wake.notify_one();
         }
     }
@@ -486,14 +416,15 @@ impl Agents {
         Ok(seq)
     }
 
-    pub async fn task_output(&self, caller: &Caller, id: &str, since: i64) -> ApiResult<Value> {
+    /// A task's stored output after `since`, in order.
+    pub async fn task_output(
+        &self,
+        caller: &Caller,
+        id: &str,
+        since: i64,
+    ) -> ApiResult<Vec<OutputRow>> {
         self.task_for(caller, id).await?;
-        let rows = self.inner.store.task_output(id, since).await?;
-        let outputs: Vec<Value> = rows
-            .iter()
-            .map(|r| json!({ "seq": r.seq, "output": r.output, "timestamp": r.created_at, "worker_id": r.worker_id.as_deref().map(shown) }))
-            .collect();
-        Ok(json!({ "task_id": id, "outputs": outputs, "total": outputs.len() }))
+        Ok(self.inner.store.task_output(id, since).await?)
     }
 
     /// Cancels a pending or running task of the caller's; a run of berth's own is aborted, a worker

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::{runs_principal, Agents};
+use super::{runs_principal, Agents, TaskStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::missions::CreateMission;
 use crate::store::agents::{CodebaseRow, MonitorEntry};
@@ -43,7 +43,13 @@ impl Agents {
                 let _ = self
                     .inner
                     .store
-                    .finish_task(&task.id, LOCAL_WORKER, "failed", None, Some(&e.to_string()))
+                    .finish_task(
+                        &task.id,
+                        LOCAL_WORKER,
+                        TaskStatus::Failed,
+                        None,
+                        Some(&e.to_string()),
+                    )
                     .await;
                 self.end_run(&row.id);
                 Err(e)
@@ -116,8 +122,7 @@ impl Agents {
             }
             // Cancelled (task cancel, interrupt, stop, codebase deleted): abort the turn if it runs;
             // if it never ran (dropped from the queue), the run is over.
-            let live =
-                matches!(store.get_task(task_id).await, Ok(Some(t)) if t.status == "running");
+            let live = matches!(store.get_task(task_id).await, Ok(Some(t)) if t.status == TaskStatus::Running);
             if !live {
                 if !self.missions().is_busy(mission).await {
                     break TurnEnd::Cancelled;
@@ -140,13 +145,13 @@ impl Agents {
         let secs = started.elapsed().as_secs_f64();
         // How the task ends; berth stopping leaves it running, to be queued again at the next start.
         let finish = match &end {
-            TurnEnd::Done(text) => Some(("completed", Some(text.as_str()), None)),
-            TurnEnd::Failed(e) => Some(("failed", None, Some(e.as_str()))),
-            TurnEnd::Cancelled => Some(("cancelled", None, Some("interrupted"))),
+            TurnEnd::Done(text) => Some((TaskStatus::Completed, Some(text.as_str()), None)),
+            TurnEnd::Failed(e) => Some((TaskStatus::Failed, None, Some(e.as_str()))),
+            TurnEnd::Cancelled => Some((TaskStatus::Cancelled, None, Some("interrupted"))),
             TurnEnd::Interrupted => None,
         };
         if let Some((status, result, error)) = finish {
-            if status != "cancelled" {
+            if status != TaskStatus::Cancelled {
                 self.monitor_entry(MonitorEntry {
                     kind: if error.is_some() { "error" } else { "agent" },
                     agent_name: &row.name,

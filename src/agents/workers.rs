@@ -2,8 +2,8 @@
 //! Registration issues the worker's own API token (answered once, stored as a hash); heartbeats keep
 //! the worker online and its task leases alive; unregistering puts the tasks it held back in the queue.
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
+use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -32,35 +32,18 @@ pub struct RegisterWorker {
     pub codebases: Vec<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WorkerView {
-    pub worker_id: String,
-    pub owner: String,
-    pub name: String,
-    pub capabilities: Vec<String>,
-    pub hostname: Option<String>,
-    pub codebases: Vec<String>,
-    pub registered_at: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
-    /// `active` while its push channel is open or heartbeats come within a lease, else `offline`.
-    pub status: WorkerStatus,
+/// A worker with whether it is online now: its push channel open, or a heartbeat within a lease.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub row: WorkerRow,
+    pub online: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkerStatus {
-    Active,
-    Offline,
-}
-
-/// The answer to a registration.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WorkerRegistered {
-    pub success: bool,
-    pub worker_id: String,
-    /// The worker's token (`bwt_…`), shown once; only when a user's token registered it.
+/// A registration's outcome: the worker, and its token when one was issued (shown once).
+#[derive(Debug)]
+pub struct Registered {
+    pub worker: Worker,
     pub token: Option<String>,
-    pub worker: WorkerView,
 }
 
 /// A worker's key in the store: its id in its owner's namespace (user names hold no colon).
@@ -105,7 +88,7 @@ impl Agents {
         &self,
         caller: &Caller,
         req: RegisterWorker,
-    ) -> ApiResult<WorkerRegistered> {
+    ) -> ApiResult<Registered> {
         check_text("name", &req.name, 128)?;
         if let Some(h) = &req.hostname {
             check_text("hostname", h, 256)?;
@@ -166,37 +149,21 @@ impl Agents {
             .get_worker(&key)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("Worker {} not found", shown(&key))))?;
-        Ok(WorkerRegistered {
-            success: true,
-            worker_id: shown(&key).to_string(),
+        Ok(Registered {
+            worker: self.worker_state(row),
             token: issue.then_some(token),
-            worker: self.worker_view(row),
         })
     }
 
-    pub(super) fn worker_view(&self, w: WorkerRow) -> WorkerView {
-        let online = self.inner.links.is_live(&w.id)
-            || Utc::now() - w.last_seen
+    pub(super) fn worker_state(&self, row: WorkerRow) -> Worker {
+        let online = self.inner.links.is_live(&row.id)
+            || Utc::now() - row.last_seen
                 < chrono::Duration::seconds(self.inner.config.task_lease_secs as i64);
-        WorkerView {
-            capabilities: serde_json::from_str(&w.capabilities).unwrap_or_default(),
-            codebases: serde_json::from_str(&w.codebases).unwrap_or_default(),
-            worker_id: shown(&w.id).to_string(),
-            owner: w.owner,
-            name: w.name,
-            hostname: w.hostname,
-            registered_at: w.registered_at,
-            last_seen: w.last_seen,
-            status: if online {
-                WorkerStatus::Active
-            } else {
-                WorkerStatus::Offline
-            },
-        }
+        Worker { row, online }
     }
 
     /// The caller's workers (everyone's for an admin; a worker sees only itself).
-    pub async fn list_workers(&self, caller: &Caller) -> ApiResult<Vec<WorkerView>> {
+    pub async fn list_workers(&self, caller: &Caller) -> ApiResult<Vec<Worker>> {
         Ok(self
             .inner
             .store
@@ -204,7 +171,7 @@ impl Agents {
             .await?
             .into_iter()
             .filter(|w| caller.worker().is_none_or(|me| me == w.id))
-            .map(|w| self.worker_view(w))
+            .map(|w| self.worker_state(w))
             .collect())
     }
 

@@ -37,11 +37,11 @@ pub async fn get_metrics(State(s): State<AppState>, headers: HeaderMap) -> ApiRe
     for (status, n) in s.workspaces.counts_for(None).await? {
         m.workspaces.with_label_values(&[status.as_str()]).set(n);
     }
-    for status in crate::agents::TASK_STATUSES {
-        m.tasks.with_label_values(&[status]).set(0);
+    for status in crate::agents::TaskStatus::ALL {
+        m.tasks.with_label_values(&[status.as_str()]).set(0);
     }
     for (status, n) in s.store.task_counts(None).await? {
-        m.tasks.with_label_values(&[&status]).set(n);
+        m.tasks.with_label_values(&[status.as_str()]).set(n);
     }
     m.missions_running
         .set(s.missions.running_turns().await as i64);

@@ -18,7 +18,7 @@ use super::openapi::shapes;
 use super::{Json, Page, Path, Query};
 use crate::audit::{Audit, Entry};
 use crate::error::ApiResult;
-use crate::missions::{CreateMission, Event, MissionView, Missions};
+use crate::missions::{CreateMission, Event, MissionStatus, MissionView, Missions};
 use crate::principal::Principal;
 
 #[utoipa::path(
@@ -182,7 +182,7 @@ pub async fn cancel_mission(
 #[derive(Deserialize, ToSchema)]
 pub struct StatusRequest {
     /// `pending`, `active`, `completed`, `failed` or `interrupted`.
-    status: String,
+    status: MissionStatus,
 }
 
 #[utoipa::path(
@@ -202,7 +202,7 @@ pub async fn set_mission_status(
     Path(id): Path<String>,
     Json(req): Json<StatusRequest>,
 ) -> ApiResult<Json<MissionView>> {
-    Ok(Json(m.set_status(&c, &id, &req.status).await?))
+    Ok(Json(m.set_status(&c, &id, req.status).await?))
 }
 
 #[utoipa::path(

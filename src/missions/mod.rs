@@ -5,6 +5,7 @@
 pub mod hub;
 pub mod providers;
 mod queue;
+mod status;
 mod turn;
 
 use std::collections::HashMap;
@@ -28,8 +29,8 @@ use crate::store::Store;
 use crate::workspaces::model::{Status as WsStatus, WorkspaceType};
 use crate::workspaces::{CreateWorkspace, Workspaces};
 pub use hub::{Event, Hub};
+pub use status::MissionStatus;
 
-pub const STATUSES: [&str; 5] = ["pending", "active", "completed", "failed", "interrupted"];
 const EFFORTS: [&str; 3] = ["low", "medium", "high"];
 /// OpenCode's own primary and sub agents; library agents add to these.
 const BUILTIN_AGENTS: [&str; 4] = ["build", "plan", "general", "explore"];
@@ -60,7 +61,7 @@ pub struct MissionView {
     pub id: String,
     /// Whose mission it is (admins list everyone's).
     pub owner: String,
-    pub status: String,
+    pub status: MissionStatus,
     pub title: Option<String>,
     pub workspace_id: String,
     pub workspace_name: Option<String>,
@@ -130,11 +131,11 @@ impl Missions {
     /// At start-up: turns that were running when berth stopped are interrupted, and so are their missions.
     pub async fn recover(&self) -> anyhow::Result<()> {
         let store = &self.inner.store;
-        for m in store.missions_with_status("active").await? {
+        for m in store.missions_with_status(MissionStatus::Active).await? {
             let n = store.move_messages(&m.id, "running", "interrupted").await?;
             if n > 0 {
                 store
-                    .transition_mission(&m.id, &["active"], "interrupted")
+                    .transition_mission(&m.id, &[MissionStatus::Active], MissionStatus::Interrupted)
                     .await?;
                 self.inner
                     .hub
@@ -212,7 +213,7 @@ impl Missions {
             id: uuid::Uuid::new_v4().to_string(),
             owner: who.name.clone(),
             title: req.title,
-            status: "pending".into(),
+            status: MissionStatus::Pending,
             workspace_id,
             agent: req.agent,
             model_override: req.model_override,
@@ -347,14 +348,8 @@ impl Missions {
         &self,
         who: &Principal,
         id: &str,
-        status: &str,
+        status: MissionStatus,
     ) -> ApiResult<MissionView> {
-        if !STATUSES.contains(&status) {
-            return Err(ApiError::invalid(format!(
-                "invalid status {status:?}; valid: {}",
-                STATUSES.join(", ")
-            )));
-        }
         let m = self.owned(who, id).await?;
         self.inner
             .store
@@ -440,7 +435,7 @@ impl Missions {
         let runners = self.inner.runners.lock().await.clone();
         let mut nodes = Vec::new();
         for m in self.inner.store.list_missions(Some(&who.name)).await? {
-            if m.status != "active" && !runners.contains_key(&m.id) {
+            if m.status != MissionStatus::Active && !runners.contains_key(&m.id) {
                 continue;
             }
             let pending = self.inner.store.pending_messages(&m.id, "").await?;

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{MissionView, Missions, MAX_MESSAGE};
+use super::{MissionStatus, MissionView, Missions, MAX_MESSAGE};
 use crate::error::{ApiError, ApiResult};
 use crate::principal::Principal;
 use crate::workspaces::model::Status as WsStatus;
@@ -38,9 +38,9 @@ impl Missions {
                 )
             })?;
         let m = self.owned(who, &mission_id).await?;
-        match m.status.as_str() {
-            "pending" | "active" => {}
-            "interrupted" => {
+        match m.status {
+            MissionStatus::Pending | MissionStatus::Active => {}
+            MissionStatus::Interrupted => {
                 return Err(ApiError::conflict(
                     "the mission was interrupted; POST resume first",
                 ))
@@ -173,7 +173,7 @@ impl Missions {
         if !self
             .inner
             .store
-            .transition_mission(&m.id, &["interrupted"], "active")
+            .transition_mission(&m.id, &[MissionStatus::Interrupted], MissionStatus::Active)
             .await?
         {
             return Err(ApiError::conflict(format!(

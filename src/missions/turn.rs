@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::Missions;
+use super::{MissionStatus, Missions};
 use crate::opencode::{message_text, Client};
 use crate::store::missions::MessageRow;
 use crate::workspaces::model::Status as WsStatus;
@@ -38,7 +38,11 @@ impl Missions {
         let _ = self
             .inner
             .store
-            .transition_mission(mission_id, &["pending", "active"], "active")
+            .transition_mission(
+                mission_id,
+                &[MissionStatus::Pending, MissionStatus::Active],
+                MissionStatus::Active,
+            )
             .await;
         hub.emit(
             mission_id,
@@ -88,7 +92,11 @@ impl Missions {
             let _ = self
                 .inner
                 .store
-                .transition_mission(mission_id, &["active"], "interrupted")
+                .transition_mission(
+                    mission_id,
+                    &[MissionStatus::Active],
+                    MissionStatus::Interrupted,
+                )
                 .await;
         }
         hub.emit(mission_id, &owner, "status", event).await;

@@ -6,13 +6,14 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use super::Store;
+use crate::missions::MissionStatus;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct MissionRow {
     pub id: String,
     pub owner: String,
     pub title: Option<String>,
-    pub status: String,
+    pub status: MissionStatus,
     pub workspace_id: String,
     pub agent: Option<String>,
     pub model_override: Option<String>,
@@ -50,7 +51,7 @@ impl Store {
         .bind(&m.id)
         .bind(&m.owner)
         .bind(&m.title)
-        .bind(&m.status)
+        .bind(m.status)
         .bind(&m.workspace_id)
         .bind(&m.agent)
         .bind(&m.model_override)
@@ -82,7 +83,10 @@ impl Store {
         .await?)
     }
 
-    pub async fn missions_with_status(&self, status: &str) -> anyhow::Result<Vec<MissionRow>> {
+    pub async fn missions_with_status(
+        &self,
+        status: MissionStatus,
+    ) -> anyhow::Result<Vec<MissionRow>> {
         Ok(sqlx::query_as("SELECT * FROM missions WHERE status = ?")
             .bind(status)
             .fetch_all(&self.pool)
@@ -93,8 +97,8 @@ impl Store {
     pub async fn transition_mission(
         &self,
         id: &str,
-        from: &[&str],
-        to: &str,
+        from: &[MissionStatus],
+        to: MissionStatus,
     ) -> anyhow::Result<bool> {
         let cond = if from.is_empty() {
             String::new()
@@ -104,7 +108,7 @@ impl Store {
         let sql = format!("UPDATE missions SET status = ?, updated_at = ? WHERE id = ?{cond}");
         let mut q = sqlx::query(&sql).bind(to).bind(Utc::now()).bind(id);
         for s in from {
-            q = q.bind(*s);
+            q = q.bind(s);
         }
         Ok(q.execute(&self.pool).await?.rows_affected() == 1)
     }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use super::Store;
+use crate::agents::TaskStatus;
 
 /// The pseudo worker id berth's own runner claims tasks under.
 pub const LOCAL_WORKER: &str = "berth";
@@ -22,7 +23,7 @@ pub struct TaskRow {
     pub model: Option<String>,
     pub priority: i64,
     pub metadata: String,
-    pub status: String,
+    pub status: TaskStatus,
     pub worker_id: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub attempts: i64,
@@ -45,9 +46,9 @@ pub struct OutputRow {
 }
 
 /// How a holder ends a task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Report<'a> {
-    pub status: &'a str,
+    pub status: TaskStatus,
     pub result: Option<&'a str>,
     pub error: Option<&'a str>,
     pub session_id: Option<&'a str>,
@@ -59,7 +60,7 @@ pub struct Report<'a> {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TaskFilter<'a> {
     pub codebase_id: Option<&'a str>,
-    pub status: Option<&'a str>,
+    pub status: Option<TaskStatus>,
     pub owner: Option<&'a str>,
     /// Only tasks this worker holds or whose codebase is its own.
     pub worker: Option<&'a str>,
@@ -90,7 +91,7 @@ impl Store {
         .bind(&t.model)
         .bind(t.priority)
         .bind(&t.metadata)
-        .bind(&t.status)
+        .bind(t.status)
         .bind(&t.worker_id)
         .bind(t.lease_expires_at)
         .bind(t.attempts)
@@ -127,7 +128,7 @@ impl Store {
     }
 
     /// How many tasks (of one owner's, with `Some`) are in each status.
-    pub async fn task_counts(&self, owner: Option<&str>) -> anyhow::Result<Vec<(String, i64)>> {
+    pub async fn task_counts(&self, owner: Option<&str>) -> anyhow::Result<Vec<(TaskStatus, i64)>> {
         Ok(sqlx::query_as(
             "SELECT status, COUNT(*) FROM tasks WHERE (? IS NULL OR owner = ?) GROUP BY status",
         )
@@ -254,7 +255,7 @@ impl Store {
         &self,
         id: &str,
         worker_id: &str,
-        status: &str,
+        status: TaskStatus,
         result: Option<&str>,
         error: Option<&str>,
     ) -> anyhow::Result<bool> {
@@ -262,7 +263,8 @@ impl Store {
             status,
             result,
             error,
-            ..Default::default()
+            session_id: None,
+            attempt: None,
         };
         self.finish_task_attempt(id, worker_id, report).await
     }

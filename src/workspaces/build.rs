@@ -100,12 +100,7 @@ impl Workspaces {
         if self.inner.config.pull_base_images {
             return Ok(());
         }
-        let present = self
-            .inner
-            .engine
-            .image_id(&d.image)
-            .await
-            .map_err(|e| ApiError::Engine(e.to_string()))?;
+        let present = self.inner.engine.image_id(&d.image).await?;
         if present.is_none() {
             return Err(ApiError::conflict(format!(
                 "base image {} is not available locally and pulling is disabled; build it on this host with `berth images bootstrap {}` (nothing was changed)",

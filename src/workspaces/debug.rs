@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use super::model::WorkspaceType;
 use super::Workspaces;
 use crate::engine;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 
 impl Workspaces {
     pub async fn debug(&self, id: &str) -> ApiResult<Value> {
@@ -35,10 +35,7 @@ impl Workspaces {
         }
         let engine = self.engine();
         let name = engine::container_name(id);
-        let inspect = engine
-            .inspect_container(&name)
-            .await
-            .map_err(|e| ApiError::Engine(e.to_string()))?;
+        let inspect = engine.inspect_container(&name).await?;
         out["container"] = match inspect {
             None => json!(null),
             Some(c) => {
@@ -80,7 +77,7 @@ impl Workspaces {
         };
         out["image"] = json!({
             "tag": engine::image_tag(id),
-            "id": engine.image_id(&engine::image_tag(id)).await.map_err(|e| ApiError::Engine(e.to_string()))?,
+            "id": engine.image_id(&engine::image_tag(id)).await?,
         });
         Ok(out)
     }

@@ -117,7 +117,7 @@ impl Workspaces {
                         engine::EngineError::Conflict { .. } => ApiError::conflict(format!(
                             "the workspace's container is not running; rebuild it ({e})"
                         )),
-                        e => ApiError::Engine(e.to_string()),
+                        e => e.into(),
                     })?;
                 if out.cwd_missing() {
                     return Err(ApiError::invalid(format!(

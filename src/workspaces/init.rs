@@ -211,8 +211,7 @@ impl Workspaces {
             .inner
             .engine
             .inspect_container(&container)
-            .await
-            .map_err(|e| ApiError::Engine(e.to_string()))?
+            .await?
             .and_then(|c| c.state.and_then(|s| s.running))
             .unwrap_or(false);
         if !matches!(ws.status, Status::Ready | Status::Error) || !running {

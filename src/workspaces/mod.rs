@@ -159,17 +159,12 @@ impl Workspaces {
         }
         if ws.workspace_type == WorkspaceType::Container {
             let engine = &self.inner.engine;
-            let err = |e: crate::engine::EngineError| ApiError::Engine(e.to_string());
             engine
                 .remove_container(&crate::engine::container_name(id))
-                .await
-                .map_err(err)?;
-            engine
-                .remove_image(&crate::engine::image_tag(id))
-                .await
-                .map_err(err)?;
+                .await?;
+            engine.remove_image(&crate::engine::image_tag(id)).await?;
             if !keep_volume {
-                engine.remove_volume(id).await.map_err(err)?;
+                engine.remove_volume(id).await?;
             }
         }
         self.inner.store.delete_workspace(id).await?;

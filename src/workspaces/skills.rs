@@ -110,11 +110,7 @@ impl Workspaces {
     async fn sync_container(&self, ws: &Workspace, files: Vec<(String, Vec<u8>)>) -> ApiResult<()> {
         let engine = &self.inner.engine;
         let container = engine::container_name(&ws.id);
-        let engine_err = |e: engine::EngineError| ApiError::Engine(e.to_string());
-        let out = engine
-            .run_quiet(&container, CLEAR)
-            .await
-            .map_err(engine_err)?;
+        let out = engine.run_quiet(&container, CLEAR).await?;
         if out.exit_code != 0 {
             return Err(ApiError::Engine(format!(
                 "clearing .opencode in workspace {} failed: {}",
@@ -130,7 +126,7 @@ impl Workspaces {
         engine
             .upload_tar(&container, "/workspace", tar)
             .await
-            .map_err(engine_err)
+            .map_err(ApiError::from)
     }
 }
 

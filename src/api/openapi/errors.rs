@@ -13,7 +13,7 @@ use utoipa::openapi::{Content, Header, OpenApi, Ref, RefOr};
 
 /// Every `code` an `/api` error carries, with its status and meaning; the first code listed for a
 /// status is the one an error of that status has unless its description names another.
-pub const CODES: [(u16, &str, &str); 15] = [
+pub const CODES: [(u16, &str, &str); 16] = [
     (
         400,
         "invalid_request",
@@ -45,6 +45,11 @@ pub const CODES: [(u16, &str, &str); 15] = [
         409,
         "diverged_history",
         "the library's remote has commits the local history lacks, and the other way round",
+    ),
+    (
+        409,
+        "engine_state",
+        "the workspace's container or image is gone or not running; rebuild or start it",
     ),
     (
         409,

@@ -5,10 +5,10 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::agents::{CodebaseView, TaskView, WorkerView};
 use crate::api::tokens::TokenView;
 
 // Mirrors `auth::login`.
@@ -39,10 +39,19 @@ pub struct Success {
 }
 
 /// An acknowledgement with a message for people.
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct SuccessMessage {
     success: bool,
     message: String,
+}
+
+impl SuccessMessage {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            success: true,
+            message: message.into(),
+        }
+    }
 }
 
 // Mirrors `tokens::create_token`.
@@ -168,50 +177,6 @@ pub struct Model {
     provider: String,
 }
 
-// Mirrors `v1::register_codebase`.
-#[derive(ToSchema)]
-pub struct CodebaseRegistered {
-    success: bool,
-    codebase: CodebaseView,
-}
-
-// Mirrors `v1::trigger_agent`.
-#[derive(ToSchema)]
-pub struct Triggered {
-    success: bool,
-    /// The OpenCode session; `""` on a worker's codebase until the worker reports it on the task.
-    session_id: String,
-    /// The task that records the run.
-    task_id: String,
-    /// `running`, or `pending` when queued for a worker.
-    status: String,
-    message: String,
-}
-
-// Mirrors `v1::message_agent`.
-#[derive(ToSchema)]
-pub struct MessageSent {
-    success: bool,
-    message: String,
-    message_id: String,
-    /// True while the agent works: the message waits its turn.
-    queued: bool,
-}
-
-// Mirrors `v1::get_agent_status`.
-#[derive(ToSchema)]
-pub struct AgentStatus {
-    codebase_id: String,
-    /// `building`, `idle`, `running` or `error`.
-    status: String,
-    session_id: Option<String>,
-    /// The running task's title.
-    current_task: Option<String>,
-    task_id: Option<String>,
-    started_at: Option<DateTime<Utc>>,
-    model: Option<String>,
-}
-
 // Mirrors `v1::list_sessions`.
 /// `sessions` are `{id, codebase_id, started_at, ended_at, status, model,
 /// prompt, messages_count}`.
@@ -223,86 +188,12 @@ pub struct SessionPage {
     offset: i64,
 }
 
-// Mirrors `v1::sync_sessions`.
-#[derive(ToSchema)]
-pub struct SessionsSynced {
-    success: bool,
-    synced: i64,
-    message: String,
-}
-
 // Mirrors `v1::list_session_messages`.
 /// `messages` are `{id, role, content, timestamp, agent, model}`.
 #[derive(ToSchema)]
 pub struct SessionMessages {
     messages: Vec<Value>,
     session_id: String,
-}
-
-// Mirrors `v1::create_task`, `v1::update_task_status`.
-#[derive(ToSchema)]
-pub struct TaskEnvelope {
-    success: bool,
-    task: TaskView,
-}
-
-// Mirrors `v1::claim_task`.
-/// `task` is null when nothing is queued for the worker.
-#[derive(ToSchema)]
-pub struct Claimed {
-    success: bool,
-    task: Option<TaskView>,
-}
-
-// Mirrors `v1::list_tasks`, `v1::list_codebase_tasks`.
-/// Priority order, then oldest first.
-#[derive(ToSchema)]
-pub struct TaskList {
-    tasks: Vec<TaskView>,
-}
-
-// Mirrors `v1::append_task_output`.
-#[derive(ToSchema)]
-pub struct OutputAppended {
-    success: bool,
-    /// The chunk's sequence number (for `?since=`).
-    seq: i64,
-}
-
-// Mirrors `v1::get_task_output`.
-#[derive(ToSchema)]
-pub struct TaskOutput {
-    task_id: String,
-    outputs: Vec<OutputChunk>,
-    total: i64,
-}
-
-#[derive(ToSchema)]
-pub struct OutputChunk {
-    seq: i64,
-    output: String,
-    timestamp: DateTime<Utc>,
-    worker_id: Option<String>,
-}
-
-// Mirrors `v1::register_worker`.
-/// The token is shown this once.
-#[derive(ToSchema)]
-pub struct WorkerRegistered {
-    success: bool,
-    worker_id: String,
-    /// `bwt_…`: the worker's own token, valid only under `/v1`.
-    token: String,
-    worker: WorkerView,
-}
-
-// Mirrors `v1::unregister_worker`.
-#[derive(ToSchema)]
-pub struct WorkerUnregistered {
-    success: bool,
-    message: String,
-    /// Tasks the worker held, back in the queue.
-    requeued_tasks: Vec<String>,
 }
 
 // Mirrors `v1::get_runtime_status`.

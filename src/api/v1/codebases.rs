@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::Extension;
+use chrono::{DateTime, Utc};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -16,14 +17,102 @@ use utoipa::{IntoParams, ToSchema};
 use super::stock::Unvouched;
 use crate::agents::events::seed_events;
 use crate::agents::{
-    Agents, Caller, CodebaseView, MessageRequest, RegisterCodebase, TriggerRequest,
+    shown, Agents, Caller, Codebase, CodebaseStatus, MessageRequest, RegisterCodebase, Start,
+    TaskStatus, TriggerRequest,
 };
 use crate::api::auth::Lapse;
 use crate::api::event_stream::{self, StreamQuery};
-use crate::api::openapi::shapes;
+use crate::api::openapi::shapes::{self, SuccessMessage};
 use crate::api::{limit_or, optional_json, Json, Page, Path, Query};
 use crate::audit::{Audit, Entry};
 use crate::error::{ApiError, ApiResult};
+
+/// The seed's codebase object, plus what berth knows of its agent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CodebaseView {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub path: String,
+    pub description: String,
+    pub worker_id: Option<String>,
+    pub agent_config: Value,
+    pub created_at: DateTime<Utc>,
+    pub last_activity: Option<DateTime<Utc>>,
+    pub status: CodebaseStatus,
+    pub workspace_id: Option<String>,
+    pub session_id: Option<String>,
+}
+
+impl From<Codebase> for CodebaseView {
+    fn from(c: Codebase) -> Self {
+        let agent_config = c.agent_config();
+        let r = c.row;
+        Self {
+            agent_config,
+            status: c.status,
+            session_id: c.session_id,
+            id: r.id,
+            owner: r.owner,
+            name: r.name,
+            path: r.path,
+            description: r.description,
+            worker_id: r.worker_id.as_deref().map(|w| shown(w).to_string()),
+            created_at: r.created_at,
+            last_activity: r.last_activity,
+            workspace_id: r.workspace_id,
+        }
+    }
+}
+
+/// The seed's agent status of a codebase.
+#[derive(Serialize, ToSchema)]
+pub struct AgentStatus {
+    codebase_id: String,
+    status: CodebaseStatus,
+    session_id: Option<String>,
+    /// The running task's title.
+    current_task: Option<String>,
+    task_id: Option<String>,
+    started_at: Option<DateTime<Utc>>,
+    model: Option<String>,
+}
+
+/// The seed's answer to a trigger.
+#[derive(Serialize, ToSchema)]
+pub struct Triggered {
+    success: bool,
+    /// The OpenCode session; `""` until one is open (a worker reports it on the task).
+    session_id: String,
+    /// The task that records the run.
+    task_id: String,
+    /// `running`, or `pending` when queued for a worker or a workspace still building.
+    status: TaskStatus,
+    message: String,
+}
+
+/// The seed's answer to a follow-up message.
+#[derive(Serialize, ToSchema)]
+pub struct MessageSent {
+    success: bool,
+    message: String,
+    message_id: String,
+    /// True while the agent works: the message waits its turn.
+    queued: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CodebaseRegistered {
+    success: bool,
+    codebase: CodebaseView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionsSynced {
+    success: bool,
+    synced: usize,
+    message: String,
+}
 
 #[utoipa::path(
     get, path = "/v1/opencode/codebases", tag = "v1 codebases",
@@ -36,7 +125,8 @@ pub async fn list_codebases(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
 ) -> ApiResult<Json<Vec<CodebaseView>>> {
-    Ok(Json(a.list_codebases(&c).await?))
+    let all = a.list_codebases(&c).await?;
+    Ok(Json(all.into_iter().map(CodebaseView::from).collect()))
 }
 
 #[utoipa::path(
@@ -44,7 +134,7 @@ pub async fn list_codebases(
     summary = "Register a codebase (the same path again updates it in place)",
     request_body = RegisterCodebase,
     responses(
-        (status = 200, description = "registered; a local codebase is `building` until its workspace is ready", body = shapes::CodebaseRegistered),
+        (status = 200, description = "registered; a local codebase is `building` until its workspace is ready", body = CodebaseRegistered),
         (status = 400, description = "a name or path berth refuses (a local path must be a directory under `BERTH_CODEBASE_ROOTS`), or an invalid `agent_config`"),
         (status = 403, description = "a worker registering for another worker or a local codebase, or a workspace setting (e.g. `agent_config.network: host`) the registering user may not have"),
         (status = 404, description = "no worker of the caller's with that `worker_id`"),
@@ -71,14 +161,17 @@ pub async fn register_codebase(
             "message": "registered once the worker's push channel opens with its token",
         })));
     };
-    let cb = a.register_codebase(&c, req).await?;
+    let cb = CodebaseView::from(a.register_codebase(&c, req).await?);
     audit
         .record(
             Entry::ok(&c.name(), "codebase.register", Some(&cb.id))
                 .detail(json!({ "path": cb.path, "worker_id": cb.worker_id })),
         )
         .await;
-    Ok(Json(json!({ "success": true, "codebase": cb })))
+    Ok(Json(json!(CodebaseRegistered {
+        success: true,
+        codebase: cb,
+    })))
 }
 
 #[utoipa::path(
@@ -95,7 +188,7 @@ pub async fn get_codebase(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<CodebaseView>> {
-    Ok(Json(a.get_codebase(&c, &id).await?))
+    Ok(Json(a.get_codebase(&c, &id).await?.into()))
 }
 
 #[utoipa::path(
@@ -113,16 +206,14 @@ pub async fn delete_codebase(
     State(audit): State<Audit>,
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SuccessMessage>> {
     a.codebase_for(&c, &id).await?;
     c.require_user()?;
     a.delete_codebase(&id).await?;
     audit
         .record(Entry::ok(&c.name(), "codebase.delete", Some(&id)))
         .await;
-    Ok(Json(
-        json!({ "success": true, "message": format!("Codebase {id} deleted") }),
-    ))
+    Ok(Json(SuccessMessage::new(format!("Codebase {id} deleted"))))
 }
 
 #[utoipa::path(
@@ -131,7 +222,7 @@ pub async fn delete_codebase(
     params(("id" = String, Path, description = "the codebase's id")),
     request_body = TriggerRequest,
     responses(
-        (status = 200, description = "started, or queued for the worker", body = shapes::Triggered),
+        (status = 200, description = "started, or queued for the worker", body = Triggered),
         (status = 400, description = "an empty or oversized prompt, a model not written `provider/model`, too many files, or non-object metadata"),
         (status = 403, description = "a worker's token: this needs a user's"),
         (status = 404, description = "no codebase the caller may act on"),
@@ -144,10 +235,38 @@ pub async fn trigger_agent(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Json(req): Json<TriggerRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Triggered>> {
     a.codebase_for(&c, &id).await?;
     c.require_user()?;
-    Ok(Json(a.trigger(&id, req).await?))
+    let t = a.trigger(&id, req).await?;
+    let (session_id, status, message) = match t.start {
+        Start::Running { session_id } => (
+            session_id,
+            TaskStatus::Running,
+            format!("Agent started on codebase {}", t.codebase),
+        ),
+        // The worker opens the session when it starts the task; it reports it on the task.
+        Start::Queued { worker } => (
+            String::new(),
+            TaskStatus::Pending,
+            format!("Task queued for worker {worker}"),
+        ),
+        Start::AfterBuild => (
+            String::new(),
+            TaskStatus::Pending,
+            format!(
+                "Queued: the agent starts once codebase {}'s workspace is built",
+                t.codebase
+            ),
+        ),
+    };
+    Ok(Json(Triggered {
+        success: true,
+        session_id,
+        task_id: t.task_id,
+        status,
+        message,
+    }))
 }
 
 #[utoipa::path(
@@ -156,7 +275,7 @@ pub async fn trigger_agent(
     params(("id" = String, Path, description = "the codebase's id")),
     request_body = MessageRequest,
     responses(
-        (status = 200, description = "sent or queued", body = shapes::MessageSent),
+        (status = 200, description = "sent or queued", body = MessageSent),
         (status = 400, description = "an empty or oversized message"),
         (status = 403, description = "a worker's token: this needs a user's"),
         (status = 404, description = "no codebase the caller may act on"),
@@ -169,10 +288,16 @@ pub async fn message_agent(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Json(req): Json<MessageRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MessageSent>> {
     a.codebase_for(&c, &id).await?;
     c.require_user()?;
-    Ok(Json(a.message(&id, req).await?))
+    let (message_id, queued) = a.message(&id, req).await?;
+    Ok(Json(MessageSent {
+        success: true,
+        message: "Message sent to agent".into(),
+        message_id,
+        queued,
+    }))
 }
 
 #[utoipa::path(
@@ -190,10 +315,11 @@ pub async fn interrupt_agent(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SuccessMessage>> {
     a.codebase_for(&c, &id).await?;
     c.require_user()?;
-    Ok(Json(a.interrupt(&id).await?))
+    a.interrupt(&id).await?;
+    Ok(Json(SuccessMessage::new("Interrupt signal sent")))
 }
 
 #[utoipa::path(
@@ -210,10 +336,11 @@ pub async fn stop_agent(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SuccessMessage>> {
     a.codebase_for(&c, &id).await?;
     c.require_user()?;
-    Ok(Json(a.stop(&id).await?))
+    a.stop(&id).await?;
+    Ok(Json(SuccessMessage::new("Agent stopped")))
 }
 
 #[utoipa::path(
@@ -221,7 +348,7 @@ pub async fn stop_agent(
     summary = "The codebase's agent: status, session, running task, model",
     params(("id" = String, Path, description = "the codebase's id")),
     responses(
-        (status = 200, description = "the status", body = shapes::AgentStatus),
+        (status = 200, description = "the status", body = AgentStatus),
         (status = 404, description = "no codebase the caller may act on"),
     ),
 )]
@@ -229,9 +356,26 @@ pub async fn get_agent_status(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AgentStatus>> {
     a.codebase_for(&c, &id).await?;
-    Ok(Json(a.agent_status(&id).await?))
+    let (cb, task) = a.agent_status(&id).await?;
+    let model = task.as_ref().and_then(|t| t.model.clone()).or_else(|| {
+        cb.agent_config()["default_model"]
+            .as_str()
+            .map(str::to_string)
+    });
+    Ok(Json(AgentStatus {
+        codebase_id: cb.row.id,
+        status: cb.status,
+        session_id: task
+            .as_ref()
+            .and_then(|t| t.session_id.clone())
+            .or(cb.session_id),
+        current_task: task.as_ref().map(|t| t.title.clone()),
+        task_id: task.as_ref().map(|t| t.id.clone()),
+        started_at: task.as_ref().and_then(|t| t.started_at),
+        model,
+    }))
 }
 
 #[utoipa::path(
@@ -269,7 +413,7 @@ pub struct SyncBody {
     params(("id" = String, Path, description = "the codebase's id")),
     request_body(content = Option<SyncBody>, description = "optional"),
     responses(
-        (status = 200, description = "recorded", body = shapes::SessionsSynced),
+        (status = 200, description = "recorded", body = SessionsSynced),
         (status = 400, description = "a remote codebase without a list, over 10000 sessions, or a session without a string id"),
         (status = 403, description = "a worker reporting for another worker"),
         (status = 404, description = "no codebase the caller may act on"),
@@ -283,13 +427,17 @@ pub async fn sync_sessions(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SessionsSynced>> {
     a.codebase_for(&c, &id).await?;
     let req: SyncBody = optional_json(&body)?;
-    Ok(Json(
-        a.sync_sessions(&c, &id, req.worker_id, req.sessions)
-            .await?,
-    ))
+    let synced = a
+        .sync_sessions(&c, &id, req.worker_id, req.sessions)
+        .await?;
+    Ok(Json(SessionsSynced {
+        success: true,
+        synced,
+        message: format!("Synced {synced} sessions from OpenCode"),
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]

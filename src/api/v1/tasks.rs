@@ -2,16 +2,119 @@
 
 use axum::extract::State;
 use axum::Extension;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::stock::StockPoll;
 use super::WorkerTask;
-use crate::agents::{Agents, Caller, CreateTask, StatusUpdate, TaskView};
-use crate::api::openapi::shapes;
+use crate::agents::{shown, Agents, Caller, CreateTask, StatusUpdate, TaskStatus};
+use crate::api::openapi::shapes::{self, SuccessMessage};
 use crate::api::{limit_or, Json, Path, Query};
 use crate::error::{ApiError, ApiResult};
+use crate::store::tasks::TaskRow;
+
+/// The seed's task object, with the queue's bookkeeping.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskView {
+    pub id: String,
+    /// Whose codebase it is for.
+    pub owner: String,
+    pub codebase_id: String,
+    pub title: String,
+    pub prompt: String,
+    pub agent_type: String,
+    pub model: Option<String>,
+    pub status: TaskStatus,
+    pub priority: i64,
+    pub metadata: Value,
+    pub session_id: Option<String>,
+    pub worker_id: Option<String>,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<TaskRow> for TaskView {
+    fn from(t: TaskRow) -> Self {
+        Self {
+            metadata: serde_json::from_str(&t.metadata).unwrap_or_else(|_| json!({})),
+            id: t.id,
+            owner: t.owner,
+            codebase_id: t.codebase_id,
+            title: t.title,
+            prompt: t.prompt,
+            agent_type: t.agent_type,
+            model: t.model,
+            status: t.status,
+            priority: t.priority,
+            session_id: t.session_id,
+            worker_id: t.worker_id.as_deref().map(|w| shown(w).to_string()),
+            attempts: t.attempts,
+            max_attempts: t.max_attempts,
+            lease_expires_at: t.lease_expires_at,
+            result: t.result,
+            error: t.error,
+            created_at: t.created_at,
+            started_at: t.started_at,
+            completed_at: t.completed_at,
+        }
+    }
+}
+
+pub fn views(rows: Vec<TaskRow>) -> Vec<TaskView> {
+    rows.into_iter().map(TaskView::from).collect()
+}
+
+/// `{success, task}`: a task created or reported on.
+#[derive(Serialize, ToSchema)]
+pub struct TaskEnvelope {
+    success: bool,
+    task: TaskView,
+}
+
+impl From<TaskRow> for TaskEnvelope {
+    fn from(t: TaskRow) -> Self {
+        Self {
+            success: true,
+            task: t.into(),
+        }
+    }
+}
+
+/// Priority order, then oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct TaskList {
+    tasks: Vec<TaskView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OutputAppended {
+    success: bool,
+    /// The chunk's sequence number (for `?since=`).
+    seq: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskOutput {
+    task_id: String,
+    outputs: Vec<OutputChunk>,
+    total: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OutputChunk {
+    seq: i64,
+    output: String,
+    timestamp: DateTime<Utc>,
+    worker_id: Option<String>,
+}
 
 #[utoipa::path(
     post, path = "/v1/opencode/codebases/{id}/tasks", tag = "v1 tasks",
@@ -19,7 +122,7 @@ use crate::error::{ApiError, ApiResult};
     params(("id" = String, Path, description = "the codebase's id")),
     request_body = CreateTask,
     responses(
-        (status = 200, description = "queued", body = shapes::TaskEnvelope),
+        (status = 200, description = "queued", body = TaskEnvelope),
         (status = 400, description = "an empty or oversized title or prompt, a model not written `provider/model`, a priority outside -1000 to 1000, or non-object metadata"),
         (status = 403, description = "a worker's token: this needs a user's"),
         (status = 404, description = "no codebase the caller may act on"),
@@ -30,16 +133,15 @@ pub async fn create_task(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Json(req): Json<CreateTask>,
-) -> ApiResult<Json<Value>> {
-    let task = a.create_task(&c, &id, req).await?;
-    Ok(Json(json!({ "success": true, "task": task })))
+) -> ApiResult<Json<TaskEnvelope>> {
+    Ok(Json(a.create_task(&c, &id, req).await?.into()))
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TaskFilter {
     /// `pending`, `running`, `completed`, `failed` or `cancelled`.
-    status: Option<String>,
+    status: Option<TaskStatus>,
     /// 1 to 10000 (default 100).
     limit: Option<i64>,
     /// Only this codebase's (ignored on a codebase's own listing).
@@ -52,7 +154,7 @@ pub struct TaskFilter {
     description = "A token-less call from an address whose workers vouched for themselves (CodeTether's worker polling while its push channel is down) is answered with what that worker reads: a bare JSON array of the tasks waiting for those workers, each with `model_ref`. Every caller with a token gets the seed's `{\"tasks\": [...]}`.",
     params(TaskFilter),
     responses(
-        (status = 200, description = "the tasks", body = shapes::TaskList),
+        (status = 200, description = "the tasks", body = TaskList),
         (status = 400, description = "an unknown status, or limit out of range"),
     ),
 )]
@@ -80,9 +182,11 @@ pub async fn list_tasks(
         return Ok(Json(json!(waiting)));
     };
     let tasks = a
-        .list_tasks(&c, f.codebase_id.as_deref(), f.status.as_deref(), limit)
+        .list_tasks(&c, f.codebase_id.as_deref(), f.status, limit)
         .await?;
-    Ok(Json(json!({ "tasks": tasks })))
+    Ok(Json(json!(TaskList {
+        tasks: views(tasks)
+    })))
 }
 
 #[utoipa::path(
@@ -90,7 +194,7 @@ pub async fn list_tasks(
     summary = "A codebase's tasks",
     params(("id" = String, Path, description = "the codebase's id"), TaskFilter),
     responses(
-        (status = 200, description = "the tasks", body = shapes::TaskList),
+        (status = 200, description = "the tasks", body = TaskList),
         (status = 400, description = "an unknown status, or limit out of range"),
         (status = 404, description = "no codebase the caller may act on"),
     ),
@@ -100,11 +204,13 @@ pub async fn list_codebase_tasks(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Query(f): Query<TaskFilter>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TaskList>> {
     let tasks = a
-        .list_tasks(&c, Some(&id), f.status.as_deref(), limit_or(f.limit, 100)?)
+        .list_tasks(&c, Some(&id), f.status, limit_or(f.limit, 100)?)
         .await?;
-    Ok(Json(json!({ "tasks": tasks })))
+    Ok(Json(TaskList {
+        tasks: views(tasks),
+    }))
 }
 
 #[utoipa::path(
@@ -121,7 +227,7 @@ pub async fn get_task(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
-    Ok(Json(a.get_task(&c, &id).await?))
+    Ok(Json(a.get_task(&c, &id).await?.into()))
 }
 
 #[utoipa::path(
@@ -130,7 +236,7 @@ pub async fn get_task(
     params(("id" = String, Path, description = "the task's id")),
     request_body = StatusUpdate,
     responses(
-        (status = 200, description = "recorded; the report renews the holder's lease", body = shapes::TaskEnvelope),
+        (status = 200, description = "recorded; the report renews the holder's lease", body = TaskEnvelope),
         (status = 400, description = "an unknown status, or a user's report without `worker_id`"),
         (status = 403, description = "a worker reporting as another worker"),
         (status = 404, description = "no task the caller may see"),
@@ -142,9 +248,8 @@ pub async fn update_task_status(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Json(req): Json<StatusUpdate>,
-) -> ApiResult<Json<Value>> {
-    let task = a.update_task_status(&c, &id, req).await?;
-    Ok(Json(json!({ "success": true, "task": task })))
+) -> ApiResult<Json<TaskEnvelope>> {
+    Ok(Json(a.update_task_status(&c, &id, req).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -163,7 +268,7 @@ pub struct OutputBody {
     params(("id" = String, Path, description = "the task's id")),
     request_body = OutputBody,
     responses(
-        (status = 200, description = "stored", body = shapes::OutputAppended),
+        (status = 200, description = "stored", body = OutputAppended),
         (status = 400, description = "a chunk over 1 MiB, or a user's report without `worker_id`"),
         (status = 403, description = "a worker reporting as another worker"),
         (status = 404, description = "no task the caller may see"),
@@ -175,11 +280,11 @@ pub async fn append_task_output(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Json(req): Json<OutputBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<OutputAppended>> {
     let seq = a
         .append_output(&c, &id, req.worker_id.as_deref(), req.attempt, &req.output)
         .await?;
-    Ok(Json(json!({ "success": true, "seq": seq })))
+    Ok(Json(OutputAppended { success: true, seq }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -194,7 +299,7 @@ pub struct Since {
     summary = "A task's stored output, in order",
     params(("id" = String, Path, description = "the task's id"), Since),
     responses(
-        (status = 200, description = "the chunks", body = shapes::TaskOutput),
+        (status = 200, description = "the chunks", body = TaskOutput),
         (status = 404, description = "no task the caller may see"),
     ),
 )]
@@ -203,8 +308,22 @@ pub async fn get_task_output(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<Since>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(a.task_output(&c, &id, q.since.unwrap_or(0)).await?))
+) -> ApiResult<Json<TaskOutput>> {
+    let rows = a.task_output(&c, &id, q.since.unwrap_or(0)).await?;
+    let outputs: Vec<OutputChunk> = rows
+        .into_iter()
+        .map(|r| OutputChunk {
+            seq: r.seq,
+            output: r.output,
+            timestamp: r.created_at,
+            worker_id: r.worker_id.as_deref().map(|w| shown(w).to_string()),
+        })
+        .collect();
+    Ok(Json(TaskOutput {
+        task_id: id,
+        total: outputs.len(),
+        outputs,
+    }))
 }
 
 #[utoipa::path(
@@ -222,9 +341,7 @@ pub async fn cancel_task(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SuccessMessage>> {
     a.cancel_task(&c, &id).await?;
-    Ok(Json(
-        json!({ "success": true, "message": "Task cancelled" }),
-    ))
+    Ok(Json(SuccessMessage::new("Task cancelled")))
 }

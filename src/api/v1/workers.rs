@@ -10,6 +10,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::Extension;
+use chrono::{DateTime, Utc};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -17,13 +18,13 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
 use super::stock::Unvouched;
-use crate::agents::{
-    Agents, Caller, OpenChannel, Push, RegisterWorker, TaskView, WorkerRegistered, WorkerView,
-};
+use super::TaskView;
+use crate::agents::{shown, Agents, Caller, OpenChannel, Push, RegisterWorker, Registered, Worker};
 use crate::api::auth::Lapse;
 use crate::api::openapi::shapes;
 use crate::api::{optional_json, Json, Path, Query};
 use crate::error::{ApiError, ApiResult};
+use crate::store::tasks::TaskRow;
 
 /// A task as a worker is handed it: the seed's task object, plus `model_ref` (CodeTether's name for
 /// the model its worker passes to OpenCode).
@@ -34,11 +35,76 @@ pub struct WorkerTask {
     pub model_ref: Option<String>,
 }
 
-impl From<TaskView> for WorkerTask {
-    fn from(task: TaskView) -> Self {
+impl From<TaskRow> for WorkerTask {
+    fn from(row: TaskRow) -> Self {
+        let task = TaskView::from(row);
         Self {
             model_ref: task.model.clone(),
             task,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerView {
+    pub worker_id: String,
+    pub owner: String,
+    pub name: String,
+    pub capabilities: Vec<String>,
+    pub hostname: Option<String>,
+    pub codebases: Vec<String>,
+    pub registered_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// `active` while its push channel is open or heartbeats come within a lease, else `offline`.
+    pub status: WorkerStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerStatus {
+    Active,
+    Offline,
+}
+
+/// The answer to a registration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerRegistered {
+    pub success: bool,
+    pub worker_id: String,
+    /// The worker's token (`bwt_…`), shown once; only when a user's token registered it.
+    pub token: Option<String>,
+    pub worker: WorkerView,
+}
+
+impl From<Worker> for WorkerView {
+    fn from(w: Worker) -> Self {
+        let r = w.row;
+        Self {
+            capabilities: serde_json::from_str(&r.capabilities).unwrap_or_default(),
+            codebases: serde_json::from_str(&r.codebases).unwrap_or_default(),
+            worker_id: shown(&r.id).to_string(),
+            owner: r.owner,
+            name: r.name,
+            hostname: r.hostname,
+            registered_at: r.registered_at,
+            last_seen: r.last_seen,
+            status: if w.online {
+                WorkerStatus::Active
+            } else {
+                WorkerStatus::Offline
+            },
+        }
+    }
+}
+
+impl From<Registered> for WorkerRegistered {
+    fn from(r: Registered) -> Self {
+        let worker = WorkerView::from(r.worker);
+        Self {
+            success: true,
+            worker_id: worker.worker_id.clone(),
+            token: r.token,
+            worker,
         }
     }
 }
@@ -54,7 +120,8 @@ pub async fn list_workers(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
 ) -> ApiResult<Json<Vec<WorkerView>>> {
-    Ok(Json(a.list_workers(&c).await?))
+    let all = a.list_workers(&c).await?;
+    Ok(Json(all.into_iter().map(WorkerView::from).collect()))
 }
 
 #[utoipa::path(
@@ -75,7 +142,8 @@ pub async fn register_worker(
     Json(req): Json<RegisterWorker>,
 ) -> ApiResult<Json<Value>> {
     if let Some(Extension(c)) = caller {
-        return Ok(Json(json!(a.register_worker(&c, req).await?)));
+        let registered = WorkerRegistered::from(a.register_worker(&c, req).await?);
+        return Ok(Json(json!(registered)));
     }
     let Some(Extension(u)) = unvouched else {
         return Err(ApiError::Unauthorized("Not authenticated".into()));
@@ -186,7 +254,7 @@ pub async fn claim_task(
     let task = a.claim(&c, &id, req.codebase_id.as_deref()).await?;
     Ok(Json(Claimed {
         success: true,
-        task,
+        task: task.map(TaskView::from),
     }))
 }
 
@@ -264,7 +332,7 @@ struct ChannelState {
     beat: tokio::time::Interval,
 }
 
-fn task_frame(t: TaskView) -> SseEvent {
+fn task_frame(t: TaskRow) -> SseEvent {
     let data = serde_json::to_string(&WorkerTask::from(t)).unwrap_or_default();
     SseEvent::default().event("task_available").data(data)
 }
@@ -337,7 +405,7 @@ pub async fn claim_by_id(
     let task = a.claim_by_id(&c, &req.task_id).await?;
     Ok(Json(Claimed {
         success: true,
-        task: Some(task),
+        task: Some(task.into()),
     }))
 }
 
