@@ -189,6 +189,12 @@ impl Agents {
             .ok_or_else(|| ApiError::invalid("worker_id is required"))?;
         super::check_worker_id(&id)?;
         super::codebases::check_text("name", &req.name, 128)?;
+        // Held in memory for anyone who asks: kept small.
+        if req.capabilities.len() > 100 || req.codebases.len() > 100 {
+            return Err(ApiError::invalid(
+                "at most 100 capabilities and codebases before the worker vouches for itself",
+            ));
+        }
         self.inner.links.hold_worker(addr, &id, req);
         Ok(())
     }
@@ -205,6 +211,13 @@ impl Agents {
         super::codebases::check_text("name", &req.name, 128)?;
         if !req.path.starts_with('/') || req.path.len() > 4096 || req.path.contains('\0') {
             return Err(ApiError::invalid("path must be an absolute path"));
+        }
+        // Held in memory for anyone who asks: kept small.
+        let config_len = req.agent_config.as_ref().map_or(0, |c| c.to_string().len());
+        if req.description.as_ref().is_some_and(|d| d.len() > 4096) || config_len > 16 * 1024 {
+            return Err(ApiError::invalid(
+                "before the worker vouches for itself: a description of at most 4 KiB, agent_config of at most 16 KiB",
+            ));
         }
         let path = super::codebases::normalize(&req.path)
             .to_string_lossy()

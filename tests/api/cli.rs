@@ -208,6 +208,22 @@ async fn the_cli_drives_a_workspace_from_login_to_removal() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let (status, _) = s.call_as(&token, "GET", "/api/auth/verify", None).await;
     assert_eq!(status, reqwest::StatusCode::OK);
+    // A worker token is for workers alone: refused on the user's own routes.
+    let r = run(&["tokens", "create", "--worker", "box"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let worker_token = r.stdout.trim().to_string();
+    let (status, _) = s
+        .call_as(&worker_token, "GET", "/api/workspaces", None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
+    let (status, v) = s
+        .call_as(&worker_token, "GET", "/v1/opencode/codebases", None)
+        .await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::BAD_REQUEST,
+        "names no worker: {v}"
+    );
     // A wrong password says so.
     let r = berth(&s.url, other.path(), &["login"], "wrong-password\n", &[]);
     one_line_error(&r, "invalid credentials");

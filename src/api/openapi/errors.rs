@@ -123,7 +123,7 @@ pub fn apply(doc: &mut OpenApi) {
     );
     components.security_schemes.insert(
         WORKER_TOKEN.into(),
-        bearer("A worker's own token (`bwt_…`, from `POST /v1/opencode/workers/register`); valid only under `/v1`, for the worker's own work."),
+        bearer("A worker's own token (`bwt_…`, from `POST /v1/opencode/workers/register`), or a user's worker token (`POST /api/auth/tokens` with `scope: worker`, naming the worker it acts as); valid only under `/v1`, for the worker's own work."),
     );
     for (path, item) in doc.paths.paths.iter_mut() {
         let family = Family::of(path);

@@ -29,7 +29,10 @@ under `/v1`.
 
 Every `/api` route except `/api/health` and `/api/auth/login` needs `Authorization: Bearer <token>`: \
 a login token or an API token (`berth_…`); a worker's token is refused there (403). `/v1` routes take a \
-user's token or a worker's own (`bwt_…`); `/health`, `/openapi.json` and `/docs` are public.
+user's token, a user's worker token (scope `worker`, naming the worker it acts as) or a worker's own \
+(`bwt_…`); CodeTether's stock worker's token-less calls are taken only as a worker that vouched for itself \
+(see the README). `/health`, `/openapi.json`, `/docs` and `/v1/opencode/api-keys/sync` are public; \
+`/mcp/v1/rpc` takes any token of a user's.
 
 Errors under `/api` are `{\"error\", \"code\"}` (see the `ApiError` schema for every code); under `/v1` \
 and `/health` they are `{\"detail\"}`. A path berth does not serve is 404, and a served path with another \
