@@ -6,6 +6,7 @@ use std::time::Instant;
 use axum::extract::FromRef;
 
 use crate::agents::Agents;
+use crate::api::cors::Origins;
 use crate::audit::Audit;
 use crate::auth::Auth;
 use crate::missions::Missions;
@@ -25,6 +26,14 @@ pub struct AppState {
     pub workspaces: Workspaces,
     pub stats: Arc<Mutex<HostStats>>,
     pub started: Instant,
+    /// Browser origins allowed to call the API.
+    pub cors: Origins,
+}
+
+impl FromRef<AppState> for Origins {
+    fn from_ref(s: &AppState) -> Self {
+        s.cors.clone()
+    }
 }
 
 impl FromRef<AppState> for Auth {

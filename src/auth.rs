@@ -177,6 +177,15 @@ impl Auth {
         Ok(Some(Token { token, expires_at }))
     }
 
+    /// How logins work, as Open Agent's dashboard reads it from `/api/health`: one password
+    /// (`single_tenant`) or users with their own (`multi_user`, the login asks for a username).
+    pub fn mode_name(&self) -> &'static str {
+        match &*self.mode {
+            Mode::Single { .. } => "single_tenant",
+            Mode::Multi { .. } => "multi_user",
+        }
+    }
+
     /// Guards against password guessing, per client and per account (see `account`).
     pub fn throttle(&self) -> &LoginThrottle {
         &self.throttle

@@ -31,6 +31,11 @@ pub struct Config {
     #[arg(long, env = "BERTH_USERS_FILE")]
     pub users_file: Option<PathBuf>,
 
+    /// Origins whose browser pages may call the API (comma-separated, e.g. a dashboard at
+    /// `http://localhost:3001`; `*` for any). None by default: no browser page on another origin may.
+    #[arg(long, env = "BERTH_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
     /// Whether host workspaces (commands run as berth's own user on the host) may be created, by
     /// admins only. Off by default.
     #[arg(long, env = "BERTH_HOST_WORKSPACES", default_value_t = false, action = clap::ArgAction::Set)]

@@ -11,8 +11,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    audit, auth, library, mcp, metrics, missions, observe, openapi, opencode_proxy, providers,
-    system, tokens, v1, workspaces,
+    audit, auth, cors, library, mcp, metrics, missions, observe, openapi, opencode_proxy,
+    providers, system, tokens, v1, workspaces,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -105,6 +105,8 @@ pub fn build(state: AppState) -> Router {
         .layer(middleware::from_fn(v1::detail_errors))
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn(observe::observe))
+        // Outermost: a preflight is answered before routing (which serves no OPTIONS).
+        .layer(middleware::from_fn_with_state(state.clone(), cors::cors))
         .with_state(state)
 }
 

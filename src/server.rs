@@ -132,6 +132,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         workspaces,
         stats: Arc::new(Mutex::new(HostStats::new(&config.data_dir))),
         started: Instant::now(),
+        cors: crate::api::cors::Origins::new(&config.cors_origins),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

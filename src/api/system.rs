@@ -13,13 +13,16 @@ use crate::principal::Principal;
 #[utoipa::path(
     get, path = "/api/health", tag = "system",
     summary = "Liveness, and whether the Docker engine answers",
-    responses((status = 200, description = "berth answers; `docker` says whether the engine does", body = shapes::Health)),
+    responses((status = 200, description = "berth answers; `docker` says whether the engine does; `auth_required` and `auth_mode` (`single_tenant`: one password; `multi_user`: a username too) tell a client how to log in", body = shapes::Health)),
 )]
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
     let engine = state.workspaces.engine().ping().await;
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
+        // Every route but a few public ones needs a token; clients show their login from these.
+        "auth_required": true,
+        "auth_mode": state.auth.mode_name(),
         "docker": match engine {
             Ok(api) => json!({ "reachable": true, "api_version": api }),
             Err(e) => json!({ "reachable": false, "error": e.to_string() }),

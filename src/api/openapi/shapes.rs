@@ -71,6 +71,10 @@ pub struct Health {
     /// Always `ok`: berth answers.
     status: String,
     version: String,
+    /// Always true: berth needs a token on every route but a few public ones.
+    auth_required: bool,
+    /// `single_tenant` (one password) or `multi_user` (a username and a password).
+    auth_mode: String,
     docker: DockerHealth,
 }
 

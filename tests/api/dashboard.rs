@@ -1,0 +1,103 @@
+//! Open Agent's dashboard as a client: the calls it makes, in its shapes, and the fields it reads.
+//! Each test is a contract for one screen or mechanism of the dashboard (see
+//! ../shared/notes/openagent-dashboard.md).
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::harness::{Options, Server};
+
+const DASHBOARD: &str = "http://localhost:3001";
+
+async fn preflight(s: &Server, origin: &str, path: &str) -> reqwest::Response {
+    s.client()
+        .request(reqwest::Method::OPTIONS, format!("{}{path}", s.url))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_dashboard_finds_its_login_and_may_call_from_its_origin_only_when_allowed() {
+    let s = Server::start_with(Options {
+        env: vec![(
+            "BERTH_CORS_ORIGINS".into(),
+            format!("{DASHBOARD}, https://other.example"),
+        )],
+        ..Default::default()
+    })
+    .await;
+
+    // The login dialog: shown because auth is required, without a username in single-password mode.
+    let (status, health) = s.get("/api/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["auth_required"], true, "{health}");
+    assert_eq!(health["auth_mode"], "single_tenant", "{health}");
+    let resp = s
+        .client()
+        .post(format!("{}/api/auth/login", s.url))
+        .header("origin", DASHBOARD)
+        .json(&serde_json::json!({ "password": crate::harness::PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        DASHBOARD,
+        "the login answer is readable by the dashboard"
+    );
+    let login: Value = resp.json().await.unwrap();
+    let exp = login["exp"].as_i64().expect("exp in unix seconds");
+    assert!(exp > chrono::Utc::now().timestamp(), "{login}");
+
+    // Its preflight is answered, with the Authorization header allowed.
+    let resp = preflight(&s, DASHBOARD, "/api/control/missions").await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], DASHBOARD);
+    assert!(h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("DELETE"));
+    assert!(h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
+    // Every answer carries the origin, errors too.
+    let resp = s
+        .client()
+        .get(format!("{}/api/workspaces", s.url))
+        .header("origin", DASHBOARD)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["access-control-allow-origin"], DASHBOARD);
+
+    // Another origin gets nothing a browser would accept, and changes nothing.
+    let resp = preflight(&s, "http://evil.example", "/api/control/missions").await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], "forbidden", "{v}");
+    let resp = s
+        .client()
+        .get(format!("{}/api/health", s.url))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+
+    // Without BERTH_CORS_ORIGINS no browser page on another origin may call.
+    let closed = Server::start().await;
+    let resp = preflight(&closed, DASHBOARD, "/api/health").await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+}
