@@ -31,6 +31,7 @@ impl Agents {
         addr: IpAddr,
         name: Option<&str>,
         listed: &[String],
+        token: &str,
     ) -> ApiResult<OpenChannel> {
         let Caller::Worker { id: key, owner } = caller else {
             return Err(ApiError::invalid("a push channel is a worker's: name it"));
@@ -62,10 +63,19 @@ impl Agents {
                 }
             }
         }
-        let codebases = self.set_worker_codebases(key, listed).await?;
+        // What it lists that is not its own (a stale id, another's) is left out, not refused: the
+        // worker re-registers its codebases and tells the channel again.
+        let own = self.served_by(key).await?;
+        let listed: Vec<String> = listed
+            .iter()
+            .filter(|id| own.contains(id))
+            .cloned()
+            .collect();
+        let codebases = self.set_worker_codebases(key, &listed).await?;
         let tied = Tied {
             key: key.clone(),
             owner: owner.clone(),
+            token: token.to_string(),
         };
         let (guard, rx) = self.inner.links.open(addr, &client, &tied);
         self.inner.store.heartbeat(key, self.lease()).await?;
@@ -92,9 +102,30 @@ impl Agents {
     }
 
     /// While the channel is open: the worker stays `active` and the tasks it holds keep their lease.
-    pub async fn channel_alive(&self, key: &str) {
-        if let Err(e) = self.inner.store.heartbeat(key, self.lease()).await {
-            tracing::warn!(worker.id = %key, error = %e, "renewing a worker's leases failed");
+    pub async fn channel_alive(&self, caller: &Caller) {
+        let Caller::Worker { id: key, .. } = caller else {
+            return;
+        };
+        match self.inner.store.heartbeat(key, self.lease()).await {
+            Ok(true) => {}
+            // Unregistered by another process of the same worker: one with an open channel is
+            // registered, so what it holds keeps its lease.
+            Ok(false) => {
+                let req = RegisterWorker {
+                    worker_id: Some(shown(key).to_string()),
+                    name: shown(key).to_string(),
+                    capabilities: Vec::new(),
+                    hostname: None,
+                    codebases: Vec::new(),
+                };
+                if let Err(e) = self.register_worker(caller, req).await {
+                    tracing::warn!(worker.id = %key, error = %e, "registering a connected worker again failed");
+                }
+                let _ = self.inner.store.heartbeat(key, self.lease()).await;
+            }
+            Err(e) => {
+                tracing::warn!(worker.id = %key, error = %e, "renewing a worker's leases failed")
+            }
         }
     }
 
@@ -166,6 +197,20 @@ impl Agents {
                 "task {task_id} is held by another worker"
             )));
         }
+        if task.attempts >= task.max_attempts {
+            // Out of attempts: queued again it would only wait for a worker that skips it.
+            let error = format!("released without a result after {} attempts", task.attempts);
+            let store = &self.inner.store;
+            if store
+                .finish_task(task_id, &worker, TaskStatus::Failed, None, Some(&error))
+                .await?
+            {
+                if let Some(t) = store.get_task(task_id).await? {
+                    self.after_report(&t, &worker).await;
+                }
+            }
+            return Ok(false);
+        }
         let requeued = self
             .inner
             .store
@@ -189,6 +234,11 @@ impl Agents {
             .ok_or_else(|| ApiError::invalid("worker_id is required"))?;
         super::check_worker_id(&id)?;
         super::codebases::check_text("name", &req.name, 128)?;
+        if let Some(h) = &req.hostname {
+            super::codebases::check_text("hostname", h, 256)?;
+        }
+        super::workers::check_list("capabilities", &req.capabilities)?;
+        super::workers::check_list("codebases", &req.codebases)?;
         // Held in memory for anyone who asks: kept small.
         if req.capabilities.len() > 100 || req.codebases.len() > 100 {
             return Err(ApiError::invalid(
@@ -214,9 +264,9 @@ impl Agents {
         }
         // Held in memory for anyone who asks: kept small.
         let config_len = req.agent_config.as_ref().map_or(0, |c| c.to_string().len());
-        if req.description.as_ref().is_some_and(|d| d.len() > 4096) || config_len > 16 * 1024 {
+        if req.description.as_ref().is_some_and(|d| d.len() > 4096) || config_len > 4096 {
             return Err(ApiError::invalid(
-                "before the worker vouches for itself: a description of at most 4 KiB, agent_config of at most 16 KiB",
+                "before the worker vouches for itself: a description and agent_config of at most 4 KiB each",
             ));
         }
         let path = super::codebases::normalize(&req.path)

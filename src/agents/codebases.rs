@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::{owner_of, runs_principal, worker_key, Agents, Caller, CodebaseStatus};
+use super::{owner_of, runs_principal, shown, worker_key, Agents, Caller, CodebaseStatus};
 use crate::error::{ApiError, ApiResult};
 use crate::principal::{Principal, Role};
 use crate::store::agents::CodebaseRow;
@@ -202,7 +202,7 @@ impl Agents {
             "system",
             &row.name,
             &format!("codebase {} registered at {}", row.id, row.path),
-            json!({ "codebase_id": row.id, "worker_id": row.worker_id }),
+            json!({ "codebase_id": row.id, "worker_id": row.worker_id.as_deref().map(shown) }),
         )
         .await;
         Ok(self.codebase_state(row).await)

@@ -22,8 +22,14 @@ use crate::store::tasks::TaskRow;
 const GRACE: Duration = Duration::from_secs(600);
 /// How long a registration waits for its worker's channel.
 const HOLD: Duration = Duration::from_secs(120);
-/// Held registrations across all addresses: a flood of forged ones costs bounded memory.
-const MAX_HELD: usize = 256;
+/// Held registrations across all addresses, and from one address: a flood of forged ones costs
+/// bounded memory and cannot crowd out other addresses.
+const MAX_HELD: usize = 128;
+const MAX_HELD_PER_ADDRESS: usize = 8;
+/// Codebases held per worker.
+const MAX_HELD_CODEBASES: usize = 16;
+/// Vouches kept at once (the oldest idle one goes first).
+const MAX_VOUCHED: usize = 4096;
 
 /// What a worker's channel is sent.
 #[derive(Debug, Clone)]
@@ -57,8 +63,12 @@ struct Channel {
 struct Vouch {
     key: String,
     owner: String,
+    /// The token that vouched: a token-less call is taken only while it still holds.
+    token: String,
     live: usize,
     last: Instant,
+    /// Two users' tokens vouched for this id at this address: it is nobody's (see `vouch_entry`).
+    contested: bool,
 }
 
 /// Registrations a worker made before it vouched for itself.
@@ -69,11 +79,12 @@ pub struct Held {
     at: Instant,
 }
 
-/// A worker's vouched identity: its key in the store and its owner.
+/// A worker's vouched identity: its key in the store, its owner, and the token that vouched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tied {
     pub key: String,
     pub owner: String,
+    pub token: String,
 }
 
 /// An open channel; dropping it closes it.
@@ -141,9 +152,10 @@ impl Links {
     pub fn tied(&self, addr: IpAddr, client: &str) -> Option<Tied> {
         let s = self.lock();
         let v = s.vouched.get(&(addr, client.to_string()))?;
-        (v.live > 0 || v.last.elapsed() < GRACE).then(|| Tied {
+        (!v.contested && (v.live > 0 || v.last.elapsed() < GRACE)).then(|| Tied {
             key: v.key.clone(),
             owner: v.owner.clone(),
+            token: v.token.clone(),
         })
     }
 
@@ -152,12 +164,21 @@ impl Links {
         let s = self.lock();
         s.vouched
             .iter()
-            .filter(|((a, _), v)| *a == addr && (v.live > 0 || v.last.elapsed() < GRACE))
+            .filter(|((a, _), v)| {
+                *a == addr && !v.contested && (v.live > 0 || v.last.elapsed() < GRACE)
+            })
             .map(|(_, v)| Tied {
                 key: v.key.clone(),
                 owner: v.owner.clone(),
+                token: v.token.clone(),
             })
             .collect()
+    }
+
+    /// A worker that is gone (unregistered, its token void): nothing vouches for it any longer.
+    pub fn forget(&self, key: &str) {
+        let mut s = self.lock();
+        s.vouched.retain(|_, v| v.key != key);
     }
 
     /// Whether the worker has a channel open now.
@@ -195,7 +216,7 @@ impl Links {
             *r = req;
             return Some(id.clone());
         }
-        if h.codebases.len() >= 64 {
+        if h.codebases.len() >= MAX_HELD_CODEBASES {
             return None;
         }
         let id = new_id();
@@ -213,23 +234,46 @@ impl Links {
 }
 
 fn vouch_entry<'a>(s: &'a mut State, addr: IpAddr, client: &str, tied: &Tied) -> &'a mut Vouch {
-    // Entries of workers long gone would pile up otherwise.
-    s.vouched
-        .retain(|_, v| v.live > 0 || v.last.elapsed() < GRACE);
-    let v = s
-        .vouched
-        .entry((addr, client.to_string()))
-        .or_insert_with(|| Vouch {
-            key: tied.key.clone(),
-            owner: tied.owner.clone(),
-            live: 0,
-            last: Instant::now(),
-        });
-    // The latest token decides whose worker this id at this address is.
+    let k = (addr, client.to_string());
+    if !s.vouched.contains_key(&k) && s.vouched.len() >= MAX_VOUCHED {
+        // Entries of workers long gone go first, then the idle one seen least recently.
+        s.vouched
+            .retain(|_, v| v.live > 0 || v.last.elapsed() < GRACE);
+        if s.vouched.len() >= MAX_VOUCHED {
+            let oldest = s
+                .vouched
+                .iter()
+                .filter(|(_, v)| v.live == 0)
+                .min_by_key(|(_, v)| v.last)
+                .map(|(k, _)| k.clone());
+            if let Some(o) = oldest {
+                s.vouched.remove(&o);
+            }
+        }
+    }
+    let fresh = |v: &Vouch| v.live > 0 || v.last.elapsed() < GRACE;
+    let v = s.vouched.entry(k).or_insert_with(|| Vouch {
+        key: tied.key.clone(),
+        owner: tied.owner.clone(),
+        token: tied.token.clone(),
+        live: 0,
+        last: Instant::now(),
+        contested: false,
+    });
     if v.key != tied.key {
-        v.key = tied.key.clone();
-        v.owner = tied.owner.clone();
-        v.live = 0;
+        if v.owner != tied.owner && fresh(v) {
+            // Another user's token names the same worker id at the same address while the first
+            // one's still vouches: token-less calls cannot be told apart, so they are nobody's.
+            v.contested = true;
+        } else if !fresh(v) || v.owner == tied.owner {
+            v.key = tied.key.clone();
+            v.owner = tied.owner.clone();
+            v.live = 0;
+            v.contested = false;
+        }
+    }
+    if v.key == tied.key {
+        v.token = tied.token.clone();
     }
     v.last = Instant::now();
     v
@@ -238,7 +282,8 @@ fn vouch_entry<'a>(s: &'a mut State, addr: IpAddr, client: &str, tied: &Tied) ->
 fn held_entry<'a>(s: &'a mut State, addr: IpAddr, client: &str) -> Option<&'a mut Held> {
     s.held.retain(|_, h| h.at.elapsed() < HOLD);
     let k = (addr, client.to_string());
-    if !s.held.contains_key(&k) && s.held.len() >= MAX_HELD {
+    let from_here = s.held.keys().filter(|(a, _)| *a == addr).count();
+    if !s.held.contains_key(&k) && (s.held.len() >= MAX_HELD || from_here >= MAX_HELD_PER_ADDRESS) {
         return None;
     }
     let h = s.held.entry(k).or_insert_with(|| Held {
@@ -258,6 +303,7 @@ mod tests {
         Tied {
             key: key.into(),
             owner: "alice".into(),
+            token: "t".into(),
         }
     }
 
@@ -276,6 +322,23 @@ mod tests {
         assert!(!links.is_live("alice:w1"));
         // Within the grace period the worker's reports still count as its own.
         assert_eq!(links.tied(here, "w1"), Some(tied("alice:w1")));
+        links.forget("alice:w1");
+        assert_eq!(links.tied(here, "w1"), None);
+    }
+
+    #[test]
+    fn another_users_token_for_the_same_id_and_address_leaves_it_to_nobody() {
+        let links = Links::default();
+        let here: IpAddr = "127.0.0.1".parse().unwrap();
+        links.vouch(here, "box", &tied("alice:box"));
+        let bob = Tied {
+            key: "bob:box".into(),
+            owner: "bob".into(),
+            token: "b".into(),
+        };
+        links.vouch(here, "box", &bob);
+        assert_eq!(links.tied(here, "box"), None);
+        assert!(links.tied_at(here).is_empty());
     }
 
     #[test]

@@ -59,7 +59,8 @@ impl Caller {
         match self {
             Self::User(p) => Ok(p),
             Self::Worker { id, .. } => Err(crate::error::ApiError::Forbidden(format!(
-                "worker {id}'s token is for its own work; this needs a user's token"
+                "worker {}'s token is for its own work; this needs a user's token",
+                shown(id)
             ))),
         }
     }

@@ -176,8 +176,15 @@ impl Agents {
                 Some(_) => {}
             }
             if self.status_of(row).await == CodebaseStatus::Error {
-                // The build failed: the task would wait for a workspace that never comes.
-                self.inner.store.cancel_task(&task.id).await?;
+                // The build failed: its queued tasks would wait for a workspace that never comes.
+                let waiting = crate::store::tasks::TaskFilter {
+                    codebase_id: Some(&row.id),
+                    status: Some(TaskStatus::Pending),
+                    ..Default::default()
+                };
+                for t in self.inner.store.list_tasks(waiting, 10_000).await? {
+                    self.inner.store.cancel_task(&t.id).await?;
+                }
                 return Err(ApiError::conflict(format!(
                     "codebase {}'s workspace failed to build; see GET /api/workspaces/{}",
                     row.name,

@@ -64,6 +64,11 @@ pub(super) fn metadata_object(given: Option<Value>) -> ApiResult<Value> {
 }
 
 impl Agents {
+    /// How long a claim lasts without renewal.
+    pub fn lease_period(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.inner.config.task_lease_secs)
+    }
+
     pub(super) fn lease(&self) -> DateTime<Utc> {
         Utc::now() + chrono::Duration::seconds(self.inner.config.task_lease_secs as i64)
     }

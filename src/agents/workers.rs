@@ -71,7 +71,7 @@ pub fn check_worker_id(id: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn check_list(field: &str, items: &[String]) -> ApiResult<()> {
+pub(super) fn check_list(field: &str, items: &[String]) -> ApiResult<()> {
     if items.len() > 1000 {
         return Err(ApiError::invalid(format!("{field}: at most 1000 entries")));
     }
@@ -175,8 +175,8 @@ impl Agents {
             .collect())
     }
 
-    /// A worker acts only for itself; users for their own workers (an admin for any). Another
-    /// user's worker is 404, as if it did not exist.
+    /// A worker acts only for itself; users (admins too) for their own workers: worker ids are per
+    /// user, so an id names the caller's worker. Another user's worker is 404, as if it did not exist.
     pub async fn check_worker(&self, caller: &Caller, id: &str) -> ApiResult<WorkerRow> {
         let key = worker_key(caller.owner(), id);
         if let Caller::Worker { id: me, .. } = caller {
@@ -251,9 +251,16 @@ impl Agents {
         Ok(own)
     }
 
-    /// Removes the worker; the tasks it held go back to the queue.
+    /// Removes the worker; the tasks it held go back to the queue. A worker unregistering itself
+    /// while a channel of it is open (another process of the same worker, or its own still closing)
+    /// leaves its tasks to their leases: the process that holds one renews it and reports.
     pub async fn unregister_worker(&self, caller: &Caller, id: &str) -> ApiResult<Vec<String>> {
         let w = self.check_worker(caller, id).await?;
+        if caller.worker().is_some() && self.inner.links.is_live(&w.id) {
+            self.inner.store.delete_worker_only(&w.id).await?;
+            self.inner.links.forget(&w.id);
+            return Ok(Vec::new());
+        }
         let requeued = self
             .inner
             .store
@@ -270,6 +277,7 @@ impl Agents {
             json!({ "owner": w.owner, "worker_id": id, "requeued": requeued }),
         )
         .await;
+        self.inner.links.forget(&w.id);
         self.inner.wake.notify_one();
         Ok(requeued)
     }

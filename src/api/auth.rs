@@ -261,17 +261,21 @@ impl Lapse {
     }
 
     async fn holds(&self) -> bool {
-        match worker_caller(&self.state, &self.token).await {
-            Ok(Some(_)) => true,
-            Ok(None) => match authenticate(&self.state, &self.token).await {
-                Ok(_) => true,
-                Err(ApiError::Unauthorized(_)) => false,
-                // A store that fails for a moment is not a logout.
-                Err(_) => true,
-            },
+        still_holds(&self.state, &self.token).await
+    }
+}
+
+/// Whether a token still authenticates (a store that fails for a moment is not a logout).
+pub async fn still_holds(s: &AppState, token: &str) -> bool {
+    match worker_caller(s, token).await {
+        Ok(Some(_)) => true,
+        Ok(None) => match authenticate(s, token).await {
+            Ok(_) => true,
             Err(ApiError::Unauthorized(_)) => false,
             Err(_) => true,
-        }
+        },
+        Err(ApiError::Unauthorized(_)) => false,
+        Err(_) => true,
     }
 }
 

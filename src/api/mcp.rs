@@ -109,13 +109,16 @@ pub async fn rpc(
                         text(&args["description"], 4096).unwrap_or_default(),
                         text(&args["url"], 2048),
                     );
+                    if args["capabilities"].to_string().len() > 16 * 1024 {
+                        return Ok(Json(rpc_error(&id, -32602, "capabilities: at most 16 KiB")));
+                    }
                     card.capabilities = args["capabilities"].clone();
                     card.models_supported = args["models_supported"]
                         .as_array()
                         .into_iter()
                         .flatten()
                         .filter_map(|m| text(m, 256))
-                        .take(1000)
+                        .take(100)
                         .collect();
                     if !discovery.register(&owner, card.clone()) {
                         return Err(ApiError::RateLimited {

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::{authenticate, bearer_of};
 use crate::app::AppState;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
 #[utoipa::path(
     get, path = "/metrics", tag = "system",
@@ -28,10 +28,13 @@ pub async fn get_metrics(State(s): State<AppState>, headers: HeaderMap) -> ApiRe
         .as_deref()
         .is_some_and(|t| !t.is_empty() && crate::secrets::equal(t.as_bytes(), token.as_bytes()));
     if !scraper {
-        authenticate(&s, token)
-            .await?
-            .0
-            .require_admin("reading metrics (or send BERTH_METRICS_TOKEN)")?;
+        let (who, cred) = authenticate(&s, token).await?;
+        if cred.is_worker_scoped() {
+            return Err(ApiError::Forbidden(
+                "a worker token is only valid for workers, under /v1 and /mcp".into(),
+            ));
+        }
+        who.require_admin("reading metrics (or send BERTH_METRICS_TOKEN)")?;
     }
     let m = crate::metrics::get();
     for (status, n) in s.workspaces.counts_for(None).await? {

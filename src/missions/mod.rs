@@ -2,6 +2,7 @@
 //! time per mission, through the workspace's OpenCode server; every event is stored before it is
 //! announced. State that must survive a restart is in the store; the maps here only hold handles.
 
+mod control;
 pub mod hub;
 pub mod providers;
 mod queue;
@@ -70,6 +71,18 @@ pub struct MissionView {
     pub model_effort: Option<String>,
     pub created_at: chrono::DateTime<Utc>,
     pub updated_at: chrono::DateTime<Utc>,
+    /// The conversation so far: each user message and answer, in order.
+    pub history: Vec<HistoryEntry>,
+    /// Whether `resume` goes on from here (an interrupted mission).
+    pub resumable: bool,
+}
+
+/// One turn of a mission's conversation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -155,7 +168,15 @@ impl Missions {
             .await
             .ok()
             .map(|w| w.name);
+        let history = self
+            .history(&m.id)
+            .await
+            .into_iter()
+            .map(|(role, content)| HistoryEntry { role, content })
+            .collect();
         MissionView {
+            history,
+            resumable: m.status == MissionStatus::Interrupted,
             id: m.id,
             owner: m.owner,
             status: m.status,

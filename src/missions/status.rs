@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
 pub enum MissionStatus {
     /// Created; no turn yet.
     Pending,
@@ -15,6 +15,10 @@ pub enum MissionStatus {
     Failed,
     /// A turn was cut off (berth stopped, or a cancel); `resume` goes on.
     Interrupted,
+    /// Waiting for the user (Open Agent's dashboard sets it).
+    Blocked,
+    /// Judged impossible (Open Agent's dashboard sets it).
+    NotFeasible,
 }
 
 impl MissionStatus {
@@ -25,6 +29,8 @@ impl MissionStatus {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Interrupted => "interrupted",
+            Self::Blocked => "blocked",
+            Self::NotFeasible => "not_feasible",
         }
     }
 }

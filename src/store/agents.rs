@@ -178,6 +178,15 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the worker's row only; the tasks it holds keep their leases.
+    pub async fn delete_worker_only(&self, id: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM workers WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Removes the worker and puts the tasks it held back in the queue; returns those tasks' ids.
     pub async fn delete_worker(&self, id: &str) -> anyhow::Result<Option<Vec<String>>> {
         let mut tx = self.pool.begin().await?;

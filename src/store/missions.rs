@@ -272,6 +272,33 @@ impl Store {
         Ok(n)
     }
 
+    /// Messages waiting their turn in the owner's missions, oldest first.
+    pub async fn queued_messages_of(&self, owner: &str) -> anyhow::Result<Vec<MessageRow>> {
+        Ok(sqlx::query_as(
+            "SELECT m.id, m.mission_id, m.content, m.agent, m.status FROM mission_messages m
+             JOIN missions s ON s.id = m.mission_id
+             WHERE s.owner = ? AND m.status = 'queued' ORDER BY m.created_at, m.position",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Drops a queued message of the owner's (all of them with `None`); how many were dropped.
+    pub async fn drop_queued(&self, owner: &str, id: Option<&str>) -> anyhow::Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE mission_messages SET status = 'cancelled'
+             WHERE status = 'queued' AND (? IS NULL OR id = ?)
+               AND mission_id IN (SELECT id FROM missions WHERE owner = ?)",
+        )
+        .bind(id)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// Claims the mission's oldest queued message, if no other is running.
     pub async fn claim_message(&self, mission_id: &str) -> anyhow::Result<Option<MessageRow>> {
         Ok(sqlx::query_as(

@@ -317,7 +317,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let failed = sqlx::query_as(&format!(
             "UPDATE tasks SET status = 'failed', completed_at = ?1, lease_expires_at = NULL,
-               error = 'worker ' || worker_id || ' stopped heartbeating; gave up after ' || attempts || ' attempts'
+               error = 'its worker stopped heartbeating; gave up after ' || attempts || ' attempts'
              WHERE status = 'running' AND lease_expires_at < ?1 AND attempts >= max_attempts
              RETURNING {TASK_COLUMNS}"
         ))
@@ -326,7 +326,7 @@ impl Store {
         .await?;
         let requeued = sqlx::query_as(&format!(
             "UPDATE tasks SET status = 'pending', lease_expires_at = NULL,
-               error = 'worker ' || worker_id || ' stopped heartbeating; requeued', worker_id = NULL
+               error = 'its worker stopped heartbeating; requeued', worker_id = NULL
              WHERE status = 'running' AND lease_expires_at < ?1
              RETURNING {TASK_COLUMNS}"
         ))

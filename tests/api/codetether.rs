@@ -445,5 +445,24 @@ async fn a_cancelled_task_stays_cancelled_and_forged_token_less_calls_are_refuse
     assert_eq!(t["status"], "cancelled", "{t}");
     let (_, all) = s.get("/v1/opencode/codebases").await;
     assert!(!all.to_string().contains("planted"), "{all}");
+
+    // A worker token is no admin's token anywhere else.
+    let (status, _) = s.call_as(&token, "GET", "/metrics", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Revoked, it vouches for nothing: the worker's token-less calls are refused at once.
+    let heartbeat = format!("{}/v1/opencode/workers/stock-c/heartbeat", s.url);
+    let resp = anon.post(&heartbeat).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "tied while its token holds");
+    let (_, tokens) = s.get("/api/auth/tokens").await;
+    let id = tokens.as_array().unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = s
+        .call("DELETE", &format!("/api/auth/tokens/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let resp = anon.post(&heartbeat).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     s.assert_no_engine_objects().await;
 }

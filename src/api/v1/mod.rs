@@ -37,7 +37,7 @@ pub async fn require_caller(
     next: Next,
 ) -> Result<Response, ApiError> {
     let Ok(token) = super::auth::bearer(&req).map(str::to_string) else {
-        let req = stock::tokenless(&s.agents, peer.ip(), req).await?;
+        let req = stock::tokenless(&s, peer.ip(), req).await?;
         let actor = req
             .extensions()
             .get::<Caller>()
@@ -78,8 +78,10 @@ pub async fn require_caller(
         let tied = Tied {
             key: id.clone(),
             owner: owner.clone(),
+            token: token.clone(),
         };
         s.agents.links().vouch(peer.ip(), shown(id), &tied);
+        req.extensions_mut().insert(tied);
     }
     let actor = super::observe::Actor(caller.name());
     req.extensions_mut().insert(caller);

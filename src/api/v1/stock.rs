@@ -9,7 +9,9 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use serde_json::Value;
 
-use crate::agents::{Agents, Caller, Tied};
+use crate::agents::{Caller, Tied};
+use crate::api::auth::still_holds;
+use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 
 /// The largest body read to find a worker id in it (the body limit is the router's).
@@ -100,7 +102,7 @@ pub async fn worker_id_of(req: Request) -> ApiResult<(Request, Option<String>)> 
 
 /// A call without a token: accepted only on the stock worker's routes, and only as a worker that
 /// vouched for itself from this address (registrations before that are held).
-pub async fn tokenless(agents: &Agents, addr: IpAddr, req: Request) -> ApiResult<Request> {
+pub async fn tokenless(s: &AppState, addr: IpAddr, req: Request) -> ApiResult<Request> {
     let refused = || {
         ApiError::Unauthorized(
             "Not authenticated: send Authorization: Bearer <token> (a worker's token-less calls are \
@@ -114,12 +116,17 @@ pub async fn tokenless(agents: &Agents, addr: IpAddr, req: Request) -> ApiResult
         return Err(refused());
     }
     let (mut req, worker_id) = worker_id_of(req).await?;
-    let links = agents.links();
+    let links = s.agents.links();
     let Some(worker_id) = worker_id else {
         if route != "/v1/opencode/tasks" {
             return Err(refused());
         }
-        let workers = links.tied_at(addr);
+        let mut workers = Vec::new();
+        for t in links.tied_at(addr) {
+            if still_holds(s, &t.token).await {
+                workers.push(t);
+            }
+        }
         let one_owner = workers.windows(2).all(|w| w[0].owner == w[1].owner);
         if workers.is_empty() || !one_owner {
             return Err(refused());
@@ -127,7 +134,12 @@ pub async fn tokenless(agents: &Agents, addr: IpAddr, req: Request) -> ApiResult
         req.extensions_mut().insert(StockPoll { workers });
         return Ok(req);
     };
-    if let Some(t) = links.tied(addr, &worker_id) {
+    // Only while the token that vouched still holds: a revoked token vouches for nothing.
+    let tied = match links.tied(addr, &worker_id) {
+        Some(t) if still_holds(s, &t.token).await => Some(t),
+        _ => None,
+    };
+    if let Some(t) = tied {
         req.extensions_mut().insert(Caller::Worker {
             id: t.key,
             owner: t.owner,

@@ -19,7 +19,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::stock::Unvouched;
 use super::TaskView;
-use crate::agents::{shown, Agents, Caller, OpenChannel, Push, RegisterWorker, Registered, Worker};
+use crate::agents::{
+    shown, Agents, Caller, OpenChannel, Push, RegisterWorker, Registered, Tied, Worker,
+};
 use crate::api::auth::Lapse;
 use crate::api::openapi::shapes;
 use crate::api::{optional_json, Json, Path, Query};
@@ -289,6 +291,7 @@ pub async fn task_channel(
     State(a): State<Agents>,
     Extension(c): Extension<Caller>,
     Extension(lapse): Extension<Lapse>,
+    Extension(tied): Extension<Tied>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<ChannelQuery>,
     headers: HeaderMap,
@@ -303,7 +306,7 @@ pub async fn task_channel(
         .map(str::to_string)
         .collect();
     let open = a
-        .open_channel(&c, peer.ip(), q.agent_name.as_deref(), &listed)
+        .open_channel(&c, peer.ip(), q.agent_name.as_deref(), &listed, &tied.token)
         .await?;
     let key = match &c {
         Caller::Worker { id, .. } => id.clone(),
@@ -311,11 +314,18 @@ pub async fn task_channel(
     };
     let state = ChannelState {
         agents: a.clone(),
+        caller: c.clone(),
         key,
         queued: Vec::new(),
         open,
         started: false,
-        beat: tokio::time::interval_at(tokio::time::Instant::now() + CHANNEL_BEAT, CHANNEL_BEAT),
+        beat: {
+            // Often enough to renew a lease shorter than the usual beat, too.
+            let every = CHANNEL_BEAT
+                .min(a.lease_period() / 3)
+                .max(Duration::from_secs(1));
+            tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+        },
     };
     let stream =
         futures::StreamExt::take_until(futures::stream::unfold(state, next_frame), lapse.wait());
@@ -324,6 +334,7 @@ pub async fn task_channel(
 
 struct ChannelState {
     agents: Agents,
+    caller: Caller,
     key: String,
     open: OpenChannel,
     /// Frames ready to send, in order.
@@ -373,7 +384,7 @@ async fn next_frame(mut s: ChannelState) -> Option<(Result<SseEvent, Infallible>
                 Err(RecvError::Closed) => return None,
             },
             _ = s.beat.tick() => {
-                s.agents.channel_alive(&s.key).await;
+                s.agents.channel_alive(&s.caller).await;
                 let data = json!({ "time": chrono::Utc::now() }).to_string();
                 return Some((Ok(SseEvent::default().event("heartbeat").data(data)), s));
             }
