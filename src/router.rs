@@ -11,7 +11,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    audit, auth, cors, library, mcp, metrics, missions, observe, openapi, opencode_proxy,
+    audit, auth, control, cors, library, mcp, metrics, missions, observe, openapi, opencode_proxy,
     providers, system, tokens, v1, workspaces,
 };
 use crate::app::AppState;
@@ -188,6 +188,17 @@ fn protected_routes() -> Table {
         .route("/api/control/cancel", post(missions::cancel_current))
         .route("/api/control/stream", get(missions::stream_mission_events))
         .route("/api/control/tree", get(missions::mission_tree))
+        .route(
+            "/api/control/missions/current",
+            get(control::current_mission),
+        )
+        .route("/api/control/running", get(control::running))
+        .route(
+            "/api/control/queue",
+            get(control::queue).delete(control::clear_queue),
+        )
+        .route("/api/control/queue/{id}", delete(control::drop_queued))
+        .route("/api/control/progress", get(control::progress))
         .route("/api/providers", get(providers::list_providers))
         .route(
             "/api/providers/{id}/auth",

@@ -35,6 +35,7 @@ pub fn stream(
     q: StreamQuery,
     map: Mapping,
     lapse: Lapse,
+    first: Option<SseEvent>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let raw = headers
         .get("last-event-id")
@@ -63,7 +64,7 @@ pub fn stream(
         missions: m.clone(),
         owner: owner.to_string(),
         cursor,
-        buffer: Vec::new(),
+        buffer: first.into_iter().collect(),
         notices,
         rx: m.hub().subscribe(),
         map,

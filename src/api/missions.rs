@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::Extension;
 use futures::Stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
@@ -84,7 +84,7 @@ pub async fn get_mission(
     summary = "Delete a mission (cancelling its turn first)",
     params(("id" = String, Path, description = "the mission's id")),
     responses(
-        (status = 204, description = "deleted"),
+        (status = 200, description = "deleted", body = Deleted),
         (status = 404, description = "no mission the caller may act on"),
     ),
 )]
@@ -93,12 +93,22 @@ pub async fn delete_mission(
     State(audit): State<Audit>,
     Extension(c): Extension<Principal>,
     Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<Deleted>> {
     m.delete(&c, &id).await?;
     audit
         .record(Entry::ok(&c.name, "mission.delete", Some(&id)))
         .await;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(Deleted {
+        ok: true,
+        deleted: id,
+    }))
+}
+
+/// What was deleted (Open Agent's dashboard reads the answer as JSON).
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    ok: bool,
+    deleted: String,
 }
 
 #[utoipa::path(
@@ -239,7 +249,7 @@ pub struct EventsQuery {
     summary = "A mission's stored events, in order",
     params(("id" = String, Path, description = "the mission's id"), EventsQuery),
     responses(
-        (status = 200, description = "the events", body = Vec<Event>),
+        (status = 200, description = "the events: berth's `{id, mission_id, seq, type, data, created_at}` with Open Agent's fields beside them (`event_type`, `sequence`, `timestamp`, `content`, `metadata`, `event_id`, `tool_call_id`, `tool_name`)", body = Vec<Event>),
         (status = 400, description = "limit or offset out of range"),
         (status = 404, description = "no mission the caller may act on"),
     ),
@@ -249,7 +259,7 @@ pub async fn list_mission_events(
     Extension(c): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
-) -> ApiResult<Json<Vec<Event>>> {
+) -> ApiResult<Json<Vec<Value>>> {
     let types: Vec<String> = q
         .types
         .as_deref()
@@ -264,7 +274,13 @@ pub async fn list_mission_events(
         offset: q.offset,
     }
     .get(100)?;
-    Ok(Json(m.events(&c, &id, &types, limit, offset).await?))
+    let events = m.events(&c, &id, &types, limit, offset).await?;
+    Ok(Json(
+        events
+            .iter()
+            .map(super::control::with_open_agent_fields)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(
@@ -301,11 +317,16 @@ pub async fn stream_mission_events(
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    event_stream::stream(&m, &c.name, &headers, q, as_is, lapse)
+    // A client shows itself connected once it knows the agent's state: it is sent first.
+    let hello = m.control_state(&c).await?;
+    let first = SseEvent::default().event("status").data(hello.to_string());
+    event_stream::stream(&m, &c.name, &headers, q, flat, lapse, Some(first))
 }
 
-fn as_is(ev: &Event) -> Vec<SseEvent> {
+/// Each event with Open Agent's flat fields beside berth's own, on one line.
+fn flat(ev: &Event) -> Vec<SseEvent> {
+    let payload = super::control::frame_payload(ev);
     vec![SseEvent::default()
         .event(ev.event_type.clone())
-        .data(serde_json::to_string(ev).unwrap_or_default())]
+        .data(payload.to_string())]
 }

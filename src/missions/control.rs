@@ -3,7 +3,7 @@
 //! Agent's dashboard draws its chat, its overview and its queue from these).
 
 use chrono::Utc;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{MissionView, Missions};
 use crate::error::{ApiError, ApiResult};
@@ -76,6 +76,20 @@ impl Missions {
             });
         }
         Ok(out)
+    }
+
+    /// The caller's control state, as the first frame of their stream: whether the loaded mission's
+    /// agent works, and how many messages wait.
+    pub async fn control_state(&self, who: &Principal) -> ApiResult<Value> {
+        let Some(id) = self.inner.store.loaded_mission(&who.name).await? else {
+            return Ok(
+                json!({ "status": "idle", "state": "idle", "queue_len": 0, "mission_id": null }),
+            );
+        };
+        let running = self.is_busy(&id).await;
+        let queue_len = self.inner.store.queued_count(&id).await?;
+        let state = if running { "running" } else { "idle" };
+        Ok(json!({ "status": state, "state": state, "queue_len": queue_len, "mission_id": id }))
     }
 
     /// Messages waiting their turn in the caller's own missions.

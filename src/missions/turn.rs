@@ -44,11 +44,12 @@ impl Missions {
                 MissionStatus::Active,
             )
             .await;
+        let waiting = self.inner.store.queued_count(mission_id).await.unwrap_or(0);
         hub.emit(
             mission_id,
             &owner,
             "status",
-            json!({ "status": "running", "message_id": msg.id }),
+            json!({ "status": "running", "message_id": msg.id, "queue_len": waiting }),
         )
         .await;
 
@@ -99,6 +100,8 @@ impl Missions {
                 )
                 .await;
         }
+        let mut event = event;
+        event["queue_len"] = json!(self.inner.store.queued_count(mission_id).await.unwrap_or(0));
         hub.emit(mission_id, &owner, "status", event).await;
     }
 

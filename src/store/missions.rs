@@ -272,6 +272,17 @@ impl Store {
         Ok(n)
     }
 
+    /// How many of the mission's messages wait their turn.
+    pub async fn queued_count(&self, mission_id: &str) -> anyhow::Result<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM mission_messages WHERE mission_id = ? AND status = 'queued'",
+        )
+        .bind(mission_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
     /// Messages waiting their turn in the owner's missions, oldest first.
     pub async fn queued_messages_of(&self, owner: &str) -> anyhow::Result<Vec<MessageRow>> {
         Ok(sqlx::query_as(

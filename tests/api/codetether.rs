@@ -210,20 +210,26 @@ async fn the_stock_worker_registers_under_its_id_and_completes_a_triggered_task(
     let mut w = StockWorker::start(&s, &llm, &token, "stock-1", repo.path());
     let cb = codebase_at(&s, "stock-1", repo.path()).await;
 
-    // Its own id, shown active while its channel is open; its codebases are its own.
-    let worker = eventually("the worker is active", Duration::from_secs(60), || async {
-        let (_, v) = s.get("/v1/opencode/workers").await;
-        v.as_array()?
-            .iter()
-            .find(|w| w["worker_id"] == "stock-1" && w["status"] == "active")
-            .cloned()
-    })
+    // Its own id, shown active while its channel is open, serving its codebase.
+    let worker = eventually(
+        "the worker is active with its codebase",
+        Duration::from_secs(60),
+        || async {
+            let (_, v) = s.get("/v1/opencode/workers").await;
+            v.as_array()?
+                .iter()
+                .find(|w| {
+                    w["worker_id"] == "stock-1"
+                        && w["status"] == "active"
+                        && w["codebases"]
+                            .as_array()
+                            .is_some_and(|c| c.contains(&json!(cb)))
+                })
+                .cloned()
+        },
+    )
     .await;
     assert_eq!(worker["owner"], "admin", "{worker}");
-    assert!(
-        worker["codebases"].as_array().unwrap().contains(&json!(cb)),
-        "{worker}"
-    );
 
     let (status, v) = s
         .post(

@@ -101,3 +101,82 @@ async fn the_dashboard_finds_its_login_and_may_call_from_its_origin_only_when_al
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(resp.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn the_control_screens_read_the_loaded_mission_the_work_and_the_queue() {
+    let s = Server::start().await;
+    // Nothing loaded yet: `null`, which the dashboard expects, not an error.
+    let (status, v) = s.get("/api/control/missions/current").await;
+    assert_eq!((status, &v), (StatusCode::OK, &Value::Null));
+    let (status, ws) = s
+        .post("/api/workspaces", serde_json::json!({ "name": "dash" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ws}");
+    let (status, m) = s
+        .post(
+            "/api/control/missions",
+            serde_json::json!({ "title": "from the dashboard", "workspace_id": ws["id"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    // The chat reads the conversation from the mission itself.
+    assert_eq!(m["history"], serde_json::json!([]), "{m}");
+    assert_eq!(m["resumable"], false, "{m}");
+    let id = m["id"].as_str().unwrap().to_string();
+    let (status, _) = s
+        .post(
+            &format!("/api/control/missions/{id}/load"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, current) = s.get("/api/control/missions/current").await;
+    assert_eq!(current["id"], id.as_str(), "{current}");
+
+    // The overview: nothing at work, nothing waiting, no subtasks.
+    let (status, running) = s.get("/api/control/running").await;
+    assert_eq!((status, running), (StatusCode::OK, serde_json::json!([])));
+    let (status, queue) = s.get("/api/control/queue").await;
+    assert_eq!((status, queue), (StatusCode::OK, serde_json::json!([])));
+    let (_, progress) = s.get("/api/control/progress").await;
+    assert_eq!(progress["total_subtasks"], 0, "{progress}");
+    assert!(progress["current_subtask"].is_null(), "{progress}");
+    let (status, v) = s.call("DELETE", "/api/control/queue", None).await;
+    assert_eq!(
+        (status, &v["cleared"]),
+        (StatusCode::OK, &serde_json::json!(0))
+    );
+    let (status, v) = s.call("DELETE", "/api/control/queue/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+
+    // Open Agent's statuses; anything else is refused and changes nothing.
+    for st in ["blocked", "not_feasible"] {
+        let (status, v) = s
+            .post(
+                &format!("/api/control/missions/{id}/status"),
+                serde_json::json!({ "status": st }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["status"], st, "{v}");
+    }
+    let (status, _) = s
+        .post(
+            &format!("/api/control/missions/{id}/status"),
+            serde_json::json!({ "status": "weird" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, v) = s.get(&format!("/api/control/missions/{id}")).await;
+    assert_eq!(v["status"], "not_feasible");
+
+    // Delete answers JSON the dashboard parses.
+    let (status, v) = s
+        .call("DELETE", &format!("/api/control/missions/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v, serde_json::json!({ "ok": true, "deleted": id }));
+    let (_, current) = s.get("/api/control/missions/current").await;
+    assert!(current.is_null(), "{current}");
+    s.assert_no_engine_objects().await;
+}

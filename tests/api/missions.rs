@@ -157,6 +157,14 @@ async fn a_tool_turn_changes_the_workspace_and_replays_match_the_live_stream() {
     assert_eq!(sent["queued"], false);
     let msg = sent["id"].as_str().unwrap().to_string();
     let answer = wait_event(&s, &m, "assistant_message", &msg).await;
+    let (_, mission_now) = s.get(&format!("/api/control/missions/{m}")).await;
+    let history = mission_now["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{mission_now}");
+    assert_eq!(
+        (history[0]["role"].as_str(), history[1]["role"].as_str()),
+        (Some("user"), Some("assistant"))
+    );
+    assert_eq!(history[0]["content"], bash);
     assert!(
         answer["data"]["content"]
             .as_str()
@@ -232,15 +240,24 @@ async fn a_tool_turn_changes_the_workspace_and_replays_match_the_live_stream() {
     // No per-delta rows: one assistant_message per turn.
     assert_eq!(events(&s, &m, "&types=assistant_message").await.len(), 2);
 
-    // The live stream saw exactly what the store holds, with ids.
+    // The live stream opened with the control state (no id: it is not a stored event), then saw
+    // exactly what the store holds, with ids.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while live.lock().unwrap().len() < all.len() && Instant::now() < deadline {
+    while live.lock().unwrap().len() < all.len() + 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let first = live.lock().unwrap()[0].clone();
+    assert_eq!(
+        (first.0.as_str(), first.1.as_str()),
+        ("", "status"),
+        "{first:?}"
+    );
+    assert!(first.2["state"].is_string(), "{first:?}");
     let seen: Vec<(String, String)> = live
         .lock()
         .unwrap()
         .iter()
+        .skip(1)
         .map(|(id, ev, _)| (id.clone(), ev.clone()))
         .collect();
     let stored: Vec<(String, String)> = all
@@ -248,19 +265,68 @@ async fn a_tool_turn_changes_the_workspace_and_replays_match_the_live_stream() {
         .map(|e| (e["id"].to_string(), e["type"].as_str().unwrap().to_string()))
         .collect();
     assert_eq!(seen, stored);
+    // Each frame also carries Open Agent's flat fields, for its dashboard's chat.
+    let frames = live.lock().unwrap().clone();
+    let of = |kind: &str| -> Vec<Value> {
+        frames
+            .iter()
+            .filter(|(_, e, _)| e == kind)
+            .map(|(_, _, d)| d.clone())
+            .collect()
+    };
+    let said = &of("user_message")[0];
+    assert_eq!(
+        (said["id"].as_str(), said["mission_id"].as_str()),
+        (Some(msg.as_str()), Some(m.as_str())),
+        "{said}"
+    );
+    let call = &of("tool_call")[0];
+    assert_eq!(call["name"], "bash", "{call}");
+    assert!(
+        call["tool_call_id"].is_string() && call["args"]["command"].is_string(),
+        "{call}"
+    );
+    let result = &of("tool_result")[0];
+    assert_eq!(result["tool_call_id"], call["tool_call_id"], "{result}");
+    assert!(
+        result["result"].as_str().unwrap().contains("hi from bash"),
+        "{result}"
+    );
+    let answered = &of("assistant_message")[0];
+    assert_eq!(answered["success"], true, "{answered}");
+    assert!(
+        answered["content"].as_str().unwrap().starts_with("DONE."),
+        "{answered}"
+    );
+    assert!(of("status")
+        .iter()
+        .all(|st| st["state"] == "running" || st["state"] == "idle"));
+    // Stored events too, for its history view.
+    let stored_call = all.iter().find(|e| e["type"] == "tool_call").unwrap();
+    assert_eq!(stored_call["event_type"], "tool_call");
+    assert_eq!(stored_call["tool_name"], "bash");
+    assert!(
+        stored_call["content"]
+            .as_str()
+            .unwrap()
+            .contains("hi from bash"),
+        "{stored_call}"
+    );
+    assert_eq!(stored_call["sequence"], stored_call["seq"]);
     live_task.abort();
 
     // Reconnecting with Last-Event-ID replays what came after it from the store.
     let mid = &all[3]["id"].to_string();
     let (replay, replay_task) = collect_stream(&s, Some(mid));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while replay.lock().unwrap().len() < all.len() - 4 && Instant::now() < deadline {
+    while replay.lock().unwrap().len() < all.len() - 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let replayed: Vec<String> = replay
         .lock()
         .unwrap()
         .iter()
+        .skip(1)
         .map(|(id, _, _)| id.clone())
         .collect();
     let expected: Vec<String> = all[4..].iter().map(|e| e["id"].to_string()).collect();
@@ -272,6 +338,11 @@ async fn a_tool_turn_changes_the_workspace_and_replays_match_the_live_stream() {
     assert_eq!(
         future.lock().unwrap().first().map(|e| e.1.clone()),
         Some("notice".to_string())
+    );
+    assert_eq!(
+        future.lock().unwrap().get(1).map(|e| e.1.clone()),
+        Some("status".to_string()),
+        "then the control state"
     );
     future_task.abort();
     let resp = s
@@ -574,10 +645,14 @@ async fn bad_mission_requests_and_provider_keys() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, tree) = s.get("/api/control/tree").await;
     assert_eq!(status, StatusCode::OK, "{tree}");
-    let (status, _) = s
+    let (status, v) = s
         .call("DELETE", &format!("/api/control/missions/{id}"), None)
         .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["ok"].as_bool(), v["deleted"].as_str()),
+        (Some(true), Some(id))
+    );
 
     // Provider keys: stored sealed, never answered.
     let secret = "sk-test-secret-key-1234567890";

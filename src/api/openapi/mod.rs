@@ -15,8 +15,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::OpenApi;
 
 use super::{
-    audit, auth, library, mcp, metrics, missions, opencode_proxy, providers, system, tokens, v1,
-    workspaces,
+    audit, auth, control, library, mcp, metrics, missions, opencode_proxy, providers, system,
+    tokens, v1, workspaces,
 };
 
 #[derive(OpenApi)]
@@ -55,6 +55,8 @@ method is 405 (`method_not_allowed`).",
         missions::set_mission_status, missions::resume_mission, missions::list_mission_events,
         missions::send_message, missions::cancel_current, missions::stream_mission_events,
         missions::mission_tree,
+        control::current_mission, control::running, control::queue, control::clear_queue,
+        control::drop_queued, control::progress,
         providers::list_providers, providers::set_provider_auth, providers::delete_provider_auth,
         v1::get_health, v1::get_opencode_status, v1::list_models,
         v1::list_codebases, v1::register_codebase, v1::get_codebase, v1::delete_codebase,

@@ -550,6 +550,7 @@ pub async fn stream_codebase_events(
         q,
         seed_frames,
         lapse,
+        None,
     )
 }
 

@@ -331,6 +331,12 @@ async fn another_users_objects_do_not_exist_on_any_route() {
             json!({ "worker_id": worker, "messages": [] }),
         ),
         (
+            "/api/control/queue/{id}",
+            "DELETE",
+            "/api/control/queue/msg_x".into(),
+            Value::Null,
+        ),
+        (
             "/v1/opencode/workers/{id}/unregister",
             "POST",
             format!("/v1/opencode/workers/{worker}/unregister"),
