@@ -11,8 +11,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    audit, auth, control, cors, library, mcp, metrics, missions, observe, openapi, opencode_proxy,
-    providers, system, tokens, v1, workspaces,
+    audit, auth, control, cors, library, library_openagent, mcp, metrics, missions, observe,
+    openapi, opencode_proxy, providers, system, tokens, v1, workspaces,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -216,6 +216,27 @@ fn protected_routes() -> Table {
             get(library::get_item)
                 .put(library::save_item)
                 .delete(library::delete_item),
+        )
+        .route(
+            "/api/library/mcps",
+            get(library_openagent::get_mcps).put(library_openagent::put_mcps),
+        )
+        .route("/api/library/plugins", get(library_openagent::get_plugins))
+        .route(
+            "/api/library/config-profile",
+            get(library_openagent::get_config_profiles),
+        )
+        .route(
+            "/api/library/builtin-commands",
+            get(library_openagent::get_builtin_commands),
+        )
+        .route("/api/library/commit", post(library_openagent::commit))
+        .route("/api/library/push", post(library_openagent::push))
+        .route(
+            "/api/library/skills/{name}/references/{*path}",
+            get(library_openagent::get_reference)
+                .put(library_openagent::put_reference)
+                .delete(library_openagent::delete_reference),
         )
         .route(
             "/api/library/skill/{name}/files/{*path}",

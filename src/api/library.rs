@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::openapi::shapes;
 use super::{Json, Path};
 use crate::audit::{Audit, Entry};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::library::{Item, ItemSummary, ItemType, LibraryStatus, SyncOutcome};
 use crate::principal::Principal;
 use crate::workspaces::Workspaces;
@@ -54,12 +54,83 @@ pub async fn get_item(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+// Open Agent's dashboard sends an agent's `name`, `path`, `model` and `permissions` beside its
+// content, and template fields berth has no counterpart for: accepted, and read from `content`.
+#[allow(dead_code)]
 pub struct SaveItem {
-    /// The item's main file (a skill's `SKILL.md`, a template's YAML, …).
-    content: String,
+    /// The item's main file (a skill's `SKILL.md`, a template's YAML, …). A template may be given as
+    /// fields instead (below).
+    content: Option<String>,
     /// Skills only: other files of the skill, by path relative to its directory.
     #[serde(default)]
     files: BTreeMap<String, String>,
+    /// Templates without `content`: the template's fields (Open Agent's dashboard writes them so).
+    description: Option<String>,
+    distro: Option<String>,
+    skills: Option<Vec<String>>,
+    /// A template's tools (names); an agent's `tools` map is sent along too, and read from `content`.
+    #[schema(value_type = Option<Object>)]
+    tools: Option<serde_json::Value>,
+    packages: Option<Vec<String>>,
+    env_vars: Option<BTreeMap<String, String>>,
+    init_scripts: Option<Vec<String>>,
+    init_script: Option<String>,
+    network: Option<String>,
+    /// Sent along by Open Agent's dashboard; what counts is `content` (its front matter).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    name: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    path: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    model: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    permissions: Option<serde_json::Value>,
+    /// Open Agent's template fields berth has no counterpart for; ignored.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    encrypted_keys: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    shared_network: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    tailscale_mode: Option<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    config_profile: Option<serde_json::Value>,
+}
+
+impl SaveItem {
+    /// The item's content: as given, or a template written from its fields.
+    fn content(&self, t: ItemType, name: &str) -> ApiResult<String> {
+        if let Some(c) = &self.content {
+            return Ok(c.clone());
+        }
+        if t != ItemType::WorkspaceTemplate {
+            return Err(ApiError::invalid("content is required"));
+        }
+        let tpl = crate::catalog::Template {
+            name: name.to_string(),
+            description: self.description.clone().unwrap_or_default(),
+            distro: self.distro.clone(),
+            packages: self.packages.clone().unwrap_or_default(),
+            skills: self.skills.clone().unwrap_or_default(),
+            tools: match &self.tools {
+                None => Vec::new(),
+                Some(v) => serde_json::from_value(v.clone())
+                    .map_err(|_| ApiError::invalid("tools: a list of tool names"))?,
+            },
+            env_vars: self.env_vars.clone().unwrap_or_default(),
+            init_scripts: self.init_scripts.clone().unwrap_or_default(),
+            init_script: self.init_script.clone().filter(|s| !s.is_empty()),
+            network: self.network.clone(),
+        };
+        serde_yaml::to_string(&tpl).map_err(|e| ApiError::Internal(e.into()))
+    }
 }
 
 #[utoipa::path(
@@ -82,10 +153,11 @@ pub async fn save_item(
 ) -> ApiResult<Json<Item>> {
     check_writer(&ws, &who)?;
     let t = ItemType::parse(&t)?;
+    let content = req.content(t, &name)?;
     if t == ItemType::WorkspaceTemplate && !who.is_admin() {
         // A template is used by whoever names it, admins too: host networking stays an admin's
         // choice even when the library is open to all.
-        let network = serde_yaml::from_str::<serde_yaml::Value>(&req.content)
+        let network = serde_yaml::from_str::<serde_yaml::Value>(&content)
             .ok()
             .and_then(|v| {
                 v.get("network")
@@ -98,7 +170,7 @@ pub async fn save_item(
     }
     let item = ws
         .library()
-        .save(t, &name, &req.content, &req.files, &who.name)
+        .save(t, &name, &content, &req.files, &who.name)
         .await?;
     record_write(&audit, &who, "library.save", t, &name, None).await;
     ws.resync_users_of(&[(t, name)]).await?;
@@ -153,6 +225,7 @@ pub async fn get_skill_file(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaveFile {
+    /// The file's text.
     content: String,
 }
 
@@ -286,7 +359,7 @@ async fn record_write(
 /// The library is the team's: everyone reads it, and writing needs the admin role unless the operator
 /// opened it to all (`BERTH_LIBRARY_WRITERS=all`), since a skill's setup commands run inside every
 /// workspace that lists it.
-fn check_writer(ws: &Workspaces, who: &Principal) -> ApiResult<()> {
+pub(super) fn check_writer(ws: &Workspaces, who: &Principal) -> ApiResult<()> {
     if ws.config().library_admin_only() {
         who.require_admin(
             "writing the library (BERTH_LIBRARY_WRITERS=all opens it to every user)",

@@ -7,6 +7,7 @@ pub mod control;
 pub mod cors;
 pub mod event_stream;
 pub mod library;
+pub mod library_openagent;
 pub mod mcp;
 pub mod metrics;
 pub mod missions;

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::openapi::shapes;
 use super::Json;
+use crate::agents::TaskStatus;
 use crate::app::AppState;
 use crate::error::ApiResult;
 use crate::principal::Principal;
@@ -53,6 +54,22 @@ pub async fn stats(
     for (status, n) in counts {
         workspaces.insert(status.as_str().into(), json!(n));
     }
+    // Open Agent's overview cards: its tasks are berth's tasks (agent runs), which cost nothing berth
+    // can count.
+    let tasks = state.store.task_counts(who.listing_owner()).await?;
+    let count = |s: TaskStatus| tasks.iter().find(|(t, _)| *t == s).map_or(0, |(_, n)| *n);
+    let total: i64 = tasks.iter().map(|(_, n)| n).sum();
+    let (done, failed) = (count(TaskStatus::Completed), count(TaskStatus::Failed));
+    host["total_tasks"] = json!(total);
+    host["active_tasks"] = json!(count(TaskStatus::Running) + count(TaskStatus::Pending));
+    host["completed_tasks"] = json!(done);
+    host["failed_tasks"] = json!(failed);
+    host["success_rate"] = json!(if done + failed > 0 {
+        done as f64 / (done + failed) as f64
+    } else {
+        1.0
+    });
+    host["total_cost_cents"] = json!(0);
     host["berth"] = json!({
         "uptime_secs": state.started.elapsed().as_secs(),
         "workspaces": workspaces,

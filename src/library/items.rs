@@ -152,20 +152,15 @@ pub fn skill_meta(name: &str, content: &str) -> ApiResult<SkillMeta> {
         .map_err(|e| ApiError::invalid(format!("skill {name}: {e}")))?
         .ok_or_else(|| {
             ApiError::invalid(format!(
-                "skill {name}: SKILL.md needs YAML front matter with name and description"
+                "skill {name}: SKILL.md needs YAML front matter with a description"
             ))
         })?;
-    match frontmatter::string_field(&fm, "name") {
-        Some(n) if n == name => {}
-        Some(n) => {
+    // Without a name the skill is named by its path (Open Agent's dashboard writes new skills so).
+    if let Some(n) = frontmatter::string_field(&fm, "name") {
+        if n != name {
             return Err(ApiError::invalid(format!(
                 "skill {name}: front matter names it {n:?}"
-            )))
-        }
-        None => {
-            return Err(ApiError::invalid(format!(
-                "skill {name}: front matter has no name"
-            )))
+            )));
         }
     }
     let description = frontmatter::string_field(&fm, "description").ok_or_else(|| {
@@ -205,6 +200,61 @@ pub fn describe(t: ItemType, content: &str) -> Option<String> {
             .flatten()
             .and_then(|m| frontmatter::string_field(&m, "description")),
     }
+}
+
+/// An item's content as fields, for clients that read templates and agents field by field.
+pub fn fields_of(
+    t: ItemType,
+    name: &str,
+    content: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::{json, Value};
+    let mut out = serde_json::Map::new();
+    match t {
+        ItemType::WorkspaceTemplate => {
+            if let Ok(tpl) = crate::library::parse_template(name, content) {
+                out.insert("distro".into(), json!(tpl.distro));
+                out.insert("skills".into(), json!(tpl.skills));
+                out.insert("tools".into(), json!(tpl.tools));
+                out.insert("packages".into(), json!(tpl.packages));
+                out.insert("env_vars".into(), json!(tpl.env_vars));
+                out.insert("encrypted_keys".into(), json!([]));
+                out.insert("init_scripts".into(), json!(tpl.init_scripts));
+                out.insert(
+                    "init_script".into(),
+                    json!(tpl.init_script.unwrap_or_default()),
+                );
+                out.insert("network".into(), json!(tpl.network));
+            }
+        }
+        ItemType::Agent => {
+            let fm = frontmatter::parse(content)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let get = |k: &str| {
+                fm.get(k)
+                    .and_then(|v| serde_json::to_value(v).ok())
+                    .unwrap_or(Value::Null)
+            };
+            out.insert("model".into(), get("model"));
+            let tools = get("tools");
+            out.insert(
+                "tools".into(),
+                if tools.is_object() { tools } else { json!({}) },
+            );
+            let perms = match get("permissions") {
+                Value::Object(m) => Value::Object(m),
+                _ => match get("permission") {
+                    Value::Object(m) => Value::Object(m),
+                    _ => json!({}),
+                },
+            };
+            out.insert("permissions".into(), perms);
+        }
+        _ => {}
+    }
+    out
 }
 
 /// Checks an item's content before it is written. Templates are checked by the caller, which knows the

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use crate::catalog::{Catalog, Template};
 use crate::error::{ApiError, ApiResult};
 use git::Git;
-pub use items::ItemType;
+pub use items::{check_name, ItemType};
 pub use remote::{LibraryStatus, SyncOutcome};
 
 #[derive(Clone)]
@@ -53,6 +53,15 @@ pub struct Item {
     /// Skills only: the skill's other files, relative to its directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<String>>,
+    /// Skills only: the same files, as Open Agent's dashboard names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub references: Option<Vec<String>>,
+    /// What the content says, as fields (Open Agent's dashboard reads templates and agents so): a
+    /// template's `distro`, `skills`, `env_vars`, `init_scripts`, `init_script`, …; an agent's
+    /// `model`, `tools`, `permissions`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Library {
@@ -193,6 +202,8 @@ impl Library {
             name: name.to_string(),
             description: items::describe(t, &content),
             path: rel.to_string_lossy().into_owned(),
+            fields: items::fields_of(t, name, &content),
+            references: files.clone(),
             content,
             files,
         })

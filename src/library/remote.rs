@@ -17,6 +17,8 @@ pub struct LibraryStatus {
     pub ahead: u64,
     pub behind: u64,
     pub clean: bool,
+    /// Files changed but not committed (berth commits every write: normally none).
+    pub modified_files: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -100,6 +102,11 @@ impl Library {
             ahead,
             behind,
             clean: porcelain.trim().is_empty(),
+            modified_files: porcelain
+                .lines()
+                .filter_map(|l| l.get(3..))
+                .map(str::to_string)
+                .collect(),
         })
     }
 

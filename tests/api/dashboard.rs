@@ -180,3 +180,139 @@ async fn the_control_screens_read_the_loaded_mission_the_work_and_the_queue() {
     assert!(current.is_null(), "{current}");
     s.assert_no_engine_objects().await;
 }
+
+#[tokio::test]
+async fn the_library_screens_read_and_write_items_in_the_dashboards_shapes() {
+    use serde_json::json;
+    let s = Server::start().await;
+    // A new skill's front matter has no name: it is named by its path. Its files are its references.
+    let (status, v) = s
+        .call(
+            "PUT",
+            "/api/library/skills/demo",
+            Some(json!({ "content": "---\ndescription: A demo\n---\nDo the demo.\n" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = s
+        .call(
+            "PUT",
+            "/api/library/skills/demo/references/docs/guide.md",
+            Some(json!({ "content": "# Guide\n" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, skill) = s.get("/api/library/skills/demo").await;
+    assert_eq!(skill["references"], json!(["docs/guide.md"]), "{skill}");
+    assert!(skill["content"].as_str().unwrap().contains("Do the demo."));
+    let resp = s
+        .client()
+        .get(format!(
+            "{}/api/library/skills/demo/references/docs/guide.md",
+            s.url
+        ))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "# Guide\n", "raw text");
+
+    // Templates are written and read as fields.
+    let (status, v) = s
+        .call(
+            "PUT",
+            "/api/library/workspace-template/dash",
+            Some(
+                json!({ "description": "for the dashboard", "distro": "debian-bookworm",
+                          "skills": ["demo"], "env_vars": { "A": "1" }, "init_scripts": [],
+                          "init_script": "echo hi", "shared_network": null }),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, tpl) = s.get("/api/library/workspace-template/dash").await;
+    assert_eq!(tpl["distro"], "debian-bookworm", "{tpl}");
+    assert_eq!(tpl["skills"], json!(["demo"]), "{tpl}");
+    assert_eq!(tpl["env_vars"]["A"], "1", "{tpl}");
+    assert_eq!(tpl["init_script"], "echo hi", "{tpl}");
+    let (status, v) = s
+        .call(
+            "PUT",
+            "/api/library/workspace-template/dash",
+            Some(json!({ "distro": 5 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "malformed fields: {v}");
+    let (_, tpl) = s.get("/api/library/workspace-template/dash").await;
+    assert_eq!(tpl["distro"], "debian-bookworm", "unchanged: {tpl}");
+
+    // Agents come with their fields; the dashboard sends them back beside the content.
+    let agent =
+        "---\ndescription: Reviews\nmodel: fake/fake-model\ntools:\n  bash: false\n---\nReview.\n";
+    let (status, v) = s
+        .call(
+            "PUT",
+            "/api/library/agent/reviewer",
+            Some(json!({ "name": "reviewer", "content": agent, "description": null,
+                          "path": "agent/reviewer.md", "model": null, "tools": {}, "permissions": {} })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, a) = s.get("/api/library/agent/reviewer").await;
+    assert_eq!(a["model"], "fake/fake-model", "{a}");
+    assert_eq!(a["tools"]["bash"], false, "{a}");
+    assert!(a["permissions"].is_object(), "{a}");
+
+    // MCP servers are one map, read and written whole; a bad one changes nothing.
+    let (_, mcps) = s.get("/api/library/mcps").await;
+    assert_eq!(mcps, json!({}));
+    let fs = json!({ "type": "local", "command": ["mcp-fs", "/workspace"], "enabled": true });
+    let (status, v) = s
+        .call("PUT", "/api/library/mcps", Some(json!({ "fs": fs })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, _) = s
+        .call(
+            "PUT",
+            "/api/library/mcps",
+            Some(json!({ "fs": fs, "bad/name": {} })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, mcps) = s.get("/api/library/mcps").await;
+    assert_eq!(mcps, json!({ "fs": fs }));
+    let (_, one) = s.get("/api/library/mcp").await;
+    assert_eq!(one[0]["name"], "fs", "the seed's listing stays: {one}");
+
+    // What berth has no counterpart for loads empty; status says nothing is left uncommitted.
+    assert_eq!(s.get("/api/library/plugins").await.1, json!({}));
+    assert_eq!(s.get("/api/library/config-profile").await.1, json!([]));
+    assert_eq!(
+        s.get("/api/library/builtin-commands").await.1,
+        json!({ "opencode": [], "claudecode": [] })
+    );
+    let (_, st) = s.get("/api/library/status").await;
+    assert_eq!(st["modified_files"], json!([]), "{st}");
+    let (status, v) = s
+        .post("/api/library/commit", json!({ "message": "x" }))
+        .await;
+    assert_eq!((status, &v["ok"]), (StatusCode::OK, &json!(true)), "{v}");
+    let (status, _) = s.get("/api/library/plugin-nope").await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "an unknown type is refused"
+    );
+
+    // The overview's cards.
+    let (_, stats) = s.get("/api/stats").await;
+    for key in [
+        "total_tasks",
+        "active_tasks",
+        "success_rate",
+        "total_cost_cents",
+    ] {
+        assert!(stats[key].is_number(), "{key}: {stats}");
+    }
+}

@@ -15,8 +15,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::OpenApi;
 
 use super::{
-    audit, auth, control, library, mcp, metrics, missions, opencode_proxy, providers, system,
-    tokens, v1, workspaces,
+    audit, auth, control, library, library_openagent, mcp, metrics, missions, opencode_proxy,
+    providers, system, tokens, v1, workspaces,
 };
 
 #[derive(OpenApi)]
@@ -50,6 +50,10 @@ method is 405 (`method_not_allowed`).",
         library::list_items, library::get_item, library::save_item, library::delete_item,
         library::get_skill_file, library::save_skill_file, library::delete_skill_file,
         library::library_status, library::sync_library,
+        library_openagent::get_mcps, library_openagent::put_mcps, library_openagent::get_reference,
+        library_openagent::put_reference, library_openagent::delete_reference,
+        library_openagent::get_plugins, library_openagent::get_config_profiles,
+        library_openagent::get_builtin_commands, library_openagent::commit, library_openagent::push,
         missions::list_missions, missions::create_mission, missions::get_mission,
         missions::delete_mission, missions::load_mission, missions::cancel_mission,
         missions::set_mission_status, missions::resume_mission, missions::list_mission_events,

@@ -100,6 +100,16 @@ pub struct Stats {
     disk: Option<Value>,
     network: Value,
     berth: Value,
+    /// Tasks (agent runs) the caller may see, for Open Agent's overview cards.
+    total_tasks: i64,
+    /// Pending or running.
+    active_tasks: i64,
+    completed_tasks: i64,
+    failed_tasks: i64,
+    /// Completed over completed and failed, 0 to 1 (1 before any has ended).
+    success_rate: f64,
+    /// Always 0: berth does not count what runs cost.
+    total_cost_cents: i64,
 }
 
 // Mirrors `library::get_skill_file`.
