@@ -11,8 +11,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    audit, auth, control, cors, library, library_openagent, mcp, metrics, missions, observe,
-    openapi, opencode_proxy, providers, system, tokens, v1, workspaces,
+    audit, auth, backends, control, cors, library, library_openagent, mcp, metrics, missions,
+    observe, openapi, opencode_proxy, providers, system, tokens, v1, workspaces,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -199,6 +199,9 @@ fn protected_routes() -> Table {
         )
         .route("/api/control/queue/{id}", delete(control::drop_queued))
         .route("/api/control/progress", get(control::progress))
+        .route("/api/backends", get(backends::list_backends))
+        .route("/api/backends/{id}/config", get(backends::backend_config))
+        .route("/api/backends/{id}/agents", get(backends::backend_agents))
         .route("/api/providers", get(providers::list_providers))
         .route(
             "/api/providers/{id}/auth",

@@ -73,7 +73,7 @@ impl Agents {
                     workspace_id: row.workspace_id.clone(),
                     agent: Some(task.agent_type.clone()),
                     model_override: task.model.clone(),
-                    model_effort: None,
+                    ..Default::default()
                 },
             )
             .await?;

@@ -135,6 +135,8 @@ pub struct MessageRequest {
     content: String,
     /// A library agent, or one of OpenCode's.
     agent: Option<String>,
+    /// The mission to send to (it becomes the loaded one); absent: the loaded mission.
+    mission_id: Option<String>,
 }
 
 #[utoipa::path(
@@ -152,6 +154,9 @@ pub async fn send_message(
     Extension(c): Extension<Principal>,
     Json(req): Json<MessageRequest>,
 ) -> ApiResult<Json<Value>> {
+    if let Some(mission) = &req.mission_id {
+        m.load(&c, mission).await?;
+    }
     let (id, queued) = m.message(&c, &req.content, req.agent.as_deref()).await?;
     Ok(Json(json!({ "id": id, "queued": queued })))
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backends;
 pub mod control;
 pub mod cors;
 pub mod event_stream;

@@ -88,11 +88,19 @@ pub struct HistoryEntry {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CreateMission {
     pub title: Option<String>,
+    /// Absent (or Open Agent's nil UUID, its default workspace): the caller's default workspace.
     pub workspace_id: Option<String>,
     pub agent: Option<String>,
     pub model_override: Option<String>,
     pub model_effort: Option<String>,
+    /// The agent backend: berth runs OpenCode (`opencode`); any other is refused.
+    pub backend: Option<String>,
+    /// A configuration profile: berth has only the server's (`default`).
+    pub config_profile: Option<String>,
 }
+
+/// Open Agent's id of its default (host) workspace, which its dashboard preselects.
+const NIL_WORKSPACE: &str = "00000000-0000-0000-0000-000000000000";
 
 pub struct Deps {
     pub store: Store,
@@ -199,7 +207,20 @@ impl Missions {
         }
     }
 
-    pub async fn create(&self, who: &Principal, req: CreateMission) -> ApiResult<MissionView> {
+    pub async fn create(&self, who: &Principal, mut req: CreateMission) -> ApiResult<MissionView> {
+        if let Some(b) = req.backend.as_deref().filter(|b| *b != "opencode") {
+            return Err(ApiError::invalid(format!(
+                "berth runs OpenCode: backend {b:?} is not available (use \"opencode\")"
+            )));
+        }
+        if let Some(p) = req.config_profile.as_deref().filter(|p| *p != "default") {
+            return Err(ApiError::invalid(format!(
+                "no config profile {p:?}: berth has only the server's settings (\"default\")"
+            )));
+        }
+        if req.workspace_id.as_deref() == Some(NIL_WORKSPACE) {
+            req.workspace_id = None;
+        }
         if let Some(e) = &req.model_effort {
             if !EFFORTS.contains(&e.as_str()) {
                 return Err(ApiError::invalid(format!(
@@ -321,6 +342,23 @@ impl Missions {
     }
 
     /// An agent OpenCode knows: a built-in one or one of the library's; 400 otherwise.
+    /// The agents a mission may name: OpenCode's own, then the library's.
+    pub async fn agent_names(&self) -> ApiResult<Vec<String>> {
+        let mut out: Vec<String> = BUILTIN_AGENTS.iter().map(|a| a.to_string()).collect();
+        for a in self
+            .inner
+            .workspaces
+            .library()
+            .list(ItemType::Agent)
+            .await?
+        {
+            if !out.contains(&a.name) {
+                out.push(a.name);
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn check_agent_name(&self, agent: &str) -> ApiResult<()> {
         if BUILTIN_AGENTS.contains(&agent)
             || self

@@ -170,6 +170,52 @@ async fn the_control_screens_read_the_loaded_mission_the_work_and_the_queue() {
     let (_, v) = s.get(&format!("/api/control/missions/{id}")).await;
     assert_eq!(v["status"], "not_feasible");
 
+    // Its new-mission dialog: one backend, OpenCode, with its agents; the nil workspace (Open
+    // Agent's default) is the caller's default workspace; another backend is refused, clearly.
+    let (_, backends) = s.get("/api/backends").await;
+    assert_eq!(
+        backends,
+        serde_json::json!([{ "id": "opencode", "name": "OpenCode" }])
+    );
+    let (_, agents) = s.get("/api/backends/opencode/agents").await;
+    assert!(
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "build"),
+        "{agents}"
+    );
+    let (status, _) = s.get("/api/backends/claudecode/config").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, v) = s
+        .post(
+            "/api/control/missions",
+            serde_json::json!({ "backend": "claudecode" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("OpenCode"), "{v}");
+    let (status, other) = s
+        .post(
+            "/api/control/missions",
+            serde_json::json!({ "backend": "opencode", "workspace_id": "00000000-0000-0000-0000-000000000000" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    assert_ne!(
+        other["workspace_id"],
+        "00000000-0000-0000-0000-000000000000"
+    );
+    let (status, _) = s
+        .call(
+            "DELETE",
+            &format!("/api/control/missions/{}", other["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
     // Delete answers JSON the dashboard parses.
     let (status, v) = s
         .call("DELETE", &format!("/api/control/missions/{id}"), None)

@@ -15,8 +15,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::OpenApi;
 
 use super::{
-    audit, auth, control, library, library_openagent, mcp, metrics, missions, opencode_proxy,
-    providers, system, tokens, v1, workspaces,
+    audit, auth, backends, control, library, library_openagent, mcp, metrics, missions,
+    opencode_proxy, providers, system, tokens, v1, workspaces,
 };
 
 #[derive(OpenApi)]
@@ -61,6 +61,7 @@ method is 405 (`method_not_allowed`).",
         missions::mission_tree,
         control::current_mission, control::running, control::queue, control::clear_queue,
         control::drop_queued, control::progress,
+        backends::list_backends, backends::backend_config, backends::backend_agents,
         providers::list_providers, providers::set_provider_auth, providers::delete_provider_auth,
         v1::get_health, v1::get_opencode_status, v1::list_models,
         v1::list_codebases, v1::register_codebase, v1::get_codebase, v1::delete_codebase,

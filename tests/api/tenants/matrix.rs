@@ -22,7 +22,7 @@ fn served_paths() -> Vec<String> {
 }
 
 /// Paths with an id that name no user's object, and why.
-const SHARED: [(&str, &str); 5] = [
+const SHARED: [(&str, &str); 7] = [
     ("/api/library/{type}", "the library is the team's"),
     ("/api/library/{type}/{name}", "the library is the team's"),
     (
@@ -30,6 +30,8 @@ const SHARED: [(&str, &str); 5] = [
         "the library is the team's",
     ),
     ("/api/providers/{id}/auth", "provider keys are the server's"),
+    ("/api/backends/{id}/config", "backends are the server's"),
+    ("/api/backends/{id}/agents", "backends are the server's"),
     (
         "/api/library/skills/{name}/references/{*path}",
         "the library is the team's",
