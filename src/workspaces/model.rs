@@ -135,6 +135,10 @@ pub struct WorkspaceView {
     pub limits: Limits,
     /// True when a change waits for `POST /build {"rebuild": true}` to take effect.
     pub needs_rebuild: bool,
+    /// Open Agent's: always empty (berth has no plugins).
+    pub plugins: Vec<String>,
+    /// Open Agent's: whether the container shares the host's network (`network: host`).
+    pub shared_network: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -165,6 +169,8 @@ impl From<&Workspace> for WorkspaceView {
             code_mount: w.code_mount.clone(),
             limits: w.limits,
             needs_rebuild: w.needs_rebuild,
+            plugins: Vec::new(),
+            shared_network: w.network == "host",
             created_at: w.created_at,
             updated_at: w.updated_at,
         }

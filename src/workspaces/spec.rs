@@ -33,6 +33,16 @@ pub struct CreateWorkspace {
     pub memory_mb: Option<u64>,
     pub cpus: Option<f64>,
     pub pids: Option<i64>,
+    /// Open Agent's fields (see `OpenAgentFields::check`).
+    #[serde(default)]
+    pub plugins: Option<Vec<String>>,
+    #[serde(default)]
+    pub shared_network: Option<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub tailscale_mode: Option<serde_json::Value>,
+    #[serde(default)]
+    pub config_profile: Option<String>,
     /// Not settable over `/api/workspaces`: only the codebases API mounts host directories.
     #[serde(skip)]
     pub code_mount: Option<String>,
@@ -59,6 +69,43 @@ pub struct UpdateWorkspace {
     pub memory_mb: Option<u64>,
     pub cpus: Option<f64>,
     pub pids: Option<i64>,
+    /// Open Agent's fields (see `OpenAgentFields::check`).
+    #[serde(default)]
+    pub plugins: Option<Vec<String>>,
+    #[serde(default)]
+    pub shared_network: Option<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub tailscale_mode: Option<serde_json::Value>,
+    #[serde(default)]
+    pub config_profile: Option<String>,
+}
+
+/// Open Agent's workspace fields, which its dashboard sends: berth refuses what it has no
+/// counterpart for (plugins, Tailscale, config profiles other than `default`); `shared_network: true`
+/// is `network: host`. The network it asks for, if any.
+fn open_agent_fields(
+    plugins: &Option<Vec<String>>,
+    shared_network: Option<bool>,
+    tailscale_mode: &Option<serde_json::Value>,
+    config_profile: &Option<String>,
+) -> ApiResult<Option<String>> {
+    if plugins.as_ref().is_some_and(|p| !p.is_empty()) {
+        return Err(ApiError::invalid(
+            "plugins: berth has none (send [] or nothing)",
+        ));
+    }
+    if tailscale_mode.as_ref().is_some_and(|t| !t.is_null()) {
+        return Err(ApiError::invalid(
+            "tailscale_mode: berth has no Tailscale (send null)",
+        ));
+    }
+    if let Some(p) = config_profile.as_deref().filter(|p| *p != "default") {
+        return Err(ApiError::invalid(format!(
+            "no config profile {p:?}: berth has only the server's settings (\"default\")"
+        )));
+    }
+    Ok(shared_network.filter(|s| *s).map(|_| "host".to_string()))
 }
 
 /// Fields that mean something only for a container workspace, by name, when a request sets them.
@@ -84,7 +131,15 @@ fn container_fields(
 }
 
 impl Workspaces {
-    pub async fn create(&self, who: &Principal, req: CreateWorkspace) -> ApiResult<Workspace> {
+    pub async fn create(&self, who: &Principal, mut req: CreateWorkspace) -> ApiResult<Workspace> {
+        if let Some(n) = open_agent_fields(
+            &req.plugins,
+            req.shared_network,
+            &req.tailscale_mode,
+            &req.config_profile,
+        )? {
+            req.network.get_or_insert(n);
+        }
         let name = validate::workspace_name(&req.name)?;
         let workspace_type = match req.workspace_type.as_deref() {
             // The seed's default is a host workspace; berth gives one only to an admin on a server
@@ -231,8 +286,16 @@ impl Workspaces {
         &self,
         who: &Principal,
         id: &str,
-        req: UpdateWorkspace,
+        mut req: UpdateWorkspace,
     ) -> ApiResult<Workspace> {
+        if let Some(n) = open_agent_fields(
+            &req.plugins,
+            req.shared_network,
+            &req.tailscale_mode,
+            &req.config_profile,
+        )? {
+            req.network.get_or_insert(n);
+        }
         let mut ws = self.owned(who, id).await?;
         if let Some(t) = &req.workspace_type {
             if WorkspaceType::parse(t) != Some(ws.workspace_type) {

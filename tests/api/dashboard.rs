@@ -362,3 +362,59 @@ async fn the_library_screens_read_and_write_items_in_the_dashboards_shapes() {
         assert!(stats[key].is_number(), "{key}: {stats}");
     }
 }
+
+#[tokio::test]
+async fn the_workspace_screens_send_open_agents_fields() {
+    use serde_json::json;
+    let s = Server::start().await;
+    let (status, ws) = s
+        .post(
+            "/api/workspaces",
+            json!({ "name": "oa", "workspace_type": "container" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ws}");
+    assert_eq!(
+        (&ws["plugins"], &ws["shared_network"]),
+        (&json!([]), &json!(false)),
+        "{ws}"
+    );
+    let id = ws["id"].as_str().unwrap().to_string();
+    // Its settings form sends every field back, Open Agent's own included.
+    let (status, v) = s
+        .call(
+            "PUT",
+            &format!("/api/workspaces/{id}"),
+            Some(
+                json!({ "env_vars": { "K": "v" }, "init_script": "echo hi", "skills": [],
+                          "shared_network": null, "tailscale_mode": null, "config_profile": null }),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["init_script"], "echo hi", "{v}");
+    // What berth has no counterpart for is refused, and changes nothing.
+    for body in [
+        json!({ "tailscale_mode": "exit_node", "init_script": "echo no" }),
+        json!({ "config_profile": "work", "init_script": "echo no" }),
+        json!({ "plugins": ["x"], "init_script": "echo no" }),
+    ] {
+        let (status, v) = s
+            .call("PUT", &format!("/api/workspaces/{id}"), Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+    }
+    let (_, v) = s.get(&format!("/api/workspaces/{id}")).await;
+    assert_eq!(v["init_script"], "echo hi", "{v}");
+    // The build screen's log reader.
+    let (status, log) = s.get(&format!("/api/workspaces/{id}/init-log")).await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    for key in ["exists", "total_lines", "log_path"] {
+        assert!(log.get(key).is_some(), "{key}: {log}");
+    }
+    let (status, _) = s
+        .call("DELETE", &format!("/api/workspaces/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    s.assert_no_engine_objects().await;
+}
