@@ -234,6 +234,14 @@ fn protected_routes() -> Table {
             get(library_openagent::get_builtin_commands),
         )
         .route("/api/library/commit", post(library_openagent::commit))
+        .route(
+            "/api/library/sandboxed-sh/config",
+            get(library_openagent::harness_config),
+        )
+        .route(
+            "/api/library/sandboxed-sh/agents",
+            get(library_openagent::harness_agents),
+        )
         .route("/api/library/push", post(library_openagent::push))
         .route(
             "/api/library/skills/{name}/references/{*path}",

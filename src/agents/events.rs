@@ -62,6 +62,8 @@ pub fn seed_events(ev: &Event) -> Vec<SeedEvent> {
                 )],
             }
         }
+        // A failed turn's answer is its `error` event here.
+        "assistant_message" if d["success"] == false => Vec::new(),
         "assistant_message" => vec![frame(
             "output",
             with_ids(json!({ "type": "text", "content": d["content"] })),

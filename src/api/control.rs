@@ -206,12 +206,14 @@ pub fn with_open_agent_fields(ev: &Event) -> Value {
             v["event_id"] = d["message_id"].clone();
         }
         "assistant_message" => {
+            // A failed turn's answer says so (`success: false`); any other is a success.
+            let success = d["success"].as_bool().unwrap_or(true);
             v["content"] = d["content"].clone();
-            v["success"] = json!(true);
+            v["success"] = json!(success);
             v["cost_cents"] = json!(0);
             v["model"] = d["model"].clone();
             v["event_id"] = answer_id(d);
-            v["metadata"] = json!({ "success": true, "cost_cents": 0, "model": d["model"] });
+            v["metadata"] = json!({ "success": success, "cost_cents": 0, "model": d["model"] });
         }
         "thinking" => {
             v["content"] = d["content"].clone();

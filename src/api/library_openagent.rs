@@ -234,3 +234,33 @@ pub async fn delete_reference(
 ) -> ApiResult<axum::http::StatusCode> {
     super::library::delete_skill_file(ws, audit, who, path).await
 }
+
+/// Open Agent's settings for its own harness, as berth answers them: no agent hidden, `build` first.
+#[derive(Serialize, ToSchema)]
+pub struct HarnessConfig {
+    hidden_agents: Vec<String>,
+    default_agent: String,
+}
+
+#[utoipa::path(
+    get, path = "/api/library/sandboxed-sh/config", tag = "library",
+    summary = "Open Agent's harness settings: no hidden agents, `build` by default",
+    responses((status = 200, description = "the settings", body = HarnessConfig)),
+)]
+pub async fn harness_config() -> Json<HarnessConfig> {
+    Json(HarnessConfig {
+        hidden_agents: Vec::new(),
+        default_agent: "build".into(),
+    })
+}
+
+#[utoipa::path(
+    get, path = "/api/library/sandboxed-sh/agents", tag = "library",
+    summary = "The agents a mission may name: OpenCode's own, then the library's",
+    responses((status = 200, description = "agent names", body = Vec<String>)),
+)]
+pub async fn harness_agents(
+    State(m): State<crate::missions::Missions>,
+) -> ApiResult<Json<Vec<String>>> {
+    Ok(Json(m.agent_names().await?))
+}

@@ -40,6 +40,10 @@ pub struct ItemSummary {
     pub name: String,
     pub description: Option<String>,
     pub path: String,
+    /// A template's fields (`distro`, `skills`, ...), an agent's (`model`, ...): see `Item`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -168,6 +172,7 @@ impl Library {
                     name,
                     description: item.description,
                     path: item.path,
+                    fields: item.fields,
                 });
             }
         }

@@ -67,6 +67,15 @@ impl Missions {
                     json!({ "message": e, "message_id": msg.id }),
                 )
                 .await;
+                // The turn's answer is the failure: a conversation read back later (Open Agent's
+                // history) shows it where the answer would be.
+                hub.emit(
+                    mission_id,
+                    &owner,
+                    "assistant_message",
+                    json!({ "content": e, "message_id": msg.id, "success": false }),
+                )
+                .await;
                 (
                     "failed",
                     json!({ "status": "idle", "message_id": msg.id, "result": "failed" }),
