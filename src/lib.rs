@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod config_file;
+pub mod data_dir_lock;
 pub mod engine;
 pub mod error;
 pub mod images;

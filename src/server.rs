@@ -32,6 +32,8 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("restrict data dir {}", config.data_dir.display()))?;
     // Paths reach the engine as bind-mount sources, which must be absolute.
     config.data_dir = config.data_dir.canonicalize()?;
+    // Before anything else reads or repairs the data dir: another berth may be using it.
+    let _data_dir = crate::data_dir_lock::lock(&config.data_dir)?;
     for path in [&mut config.opencode_bin, &mut config.opencode_cache]
         .into_iter()
         .flatten()

@@ -8,6 +8,7 @@ mod cli;
 mod codebases;
 mod codetether;
 mod containers;
+mod crash;
 mod dashboard;
 mod exec;
 mod inputs;
