@@ -150,21 +150,34 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     // The peer address feeds the login throttle.
     let app =
         crate::router::build(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(signal(shutdown.clone()))
-        .await?;
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal(shutdown.clone()));
+    // A stop is prompt: requests in flight (execs are cancelled with berth, streams end) get a few
+    // seconds to answer, then their connections are cut.
+    let cut_off = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(REQUEST_GRACE).await;
+    };
+    tokio::select! {
+        r = server => r?,
+        _ = cut_off => tracing::warn!("requests still running were cut off at shutdown"),
+    }
 
     tracker.close();
-    // Turns end as `interrupted` when cancelled by shutdown; wait for them to record it.
-    if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+    // Turns end as `interrupted` when cancelled by shutdown; wait (briefly) for them to record it.
+    if tokio::time::timeout(BACKGROUND_GRACE, tracker.wait())
         .await
         .is_err()
     {
-        tracing::warn!("background work did not stop within 30s");
+        tracing::warn!("background work did not stop in time; what it did not record is repaired at the next start");
     }
     tracing::info!("berth stopped");
     Ok(())
 }
+
+/// How long requests in flight may take to answer once berth stops.
+const REQUEST_GRACE: Duration = Duration::from_secs(4);
+/// How long background work (builds, turns, runners) may take to record how it ended.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(4);
 
 async fn signal(shutdown: CancellationToken) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

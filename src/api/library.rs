@@ -154,6 +154,9 @@ pub async fn save_item(
     check_writer(&ws, &who)?;
     let t = ItemType::parse(&t)?;
     let content = req.content(t, &name)?;
+    if t == ItemType::WorkspaceTemplate {
+        refuse_redacted(&name, &content)?;
+    }
     if t == ItemType::WorkspaceTemplate && !who.is_admin() {
         // A template is used by whoever names it, admins too: host networking stays an admin's
         // choice even when the library is open to all.
@@ -359,6 +362,27 @@ async fn record_write(
 /// The library is the team's: everyone reads it, and writing needs the admin role unless the operator
 /// opened it to all (`BERTH_LIBRARY_WRITERS=all`), since a skill's setup commands run inside every
 /// workspace that lists it.
+/// A template saved from a workspace's answer carries its env vars' redaction marker, not their
+/// values: stored, the template would hand out the marker. Refused, naming the variables.
+fn refuse_redacted(name: &str, content: &str) -> ApiResult<()> {
+    let Ok(tpl) = crate::library::parse_template(name, content) else {
+        return Ok(());
+    };
+    let masked: Vec<&str> = tpl
+        .env_vars
+        .iter()
+        .filter(|(_, v)| v.as_str() == crate::workspaces::model::REDACTED)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !masked.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "template {name}: env_vars {} hold the redaction marker a workspace answers instead of a value; send the values",
+            masked.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn check_writer(ws: &Workspaces, who: &Principal) -> ApiResult<()> {
     if ws.config().library_admin_only() {
         who.require_admin(

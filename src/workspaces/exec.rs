@@ -105,7 +105,9 @@ impl Workspaces {
                             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
                             timeout,
                             max_output: config.exec_max_output,
-                            cancel: None,
+                            // berth stopping ends the command (its whole tree), not the other
+                            // way round: a long exec must not hold shutdown.
+                            cancel: Some(self.inner.shutdown.child_token()),
                         },
                         &mut OutputSink::none(),
                     )
@@ -119,6 +121,11 @@ impl Workspaces {
                         )),
                         e => e.into(),
                     })?;
+                if out.cancelled {
+                    return Err(ApiError::Unavailable(
+                        "berth is stopping: the command was stopped (its processes killed); run it again once berth is back".into(),
+                    ));
+                }
                 if out.cwd_missing() {
                     return Err(ApiError::invalid(format!(
                         "cwd {cwd} does not exist in the workspace"

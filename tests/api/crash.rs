@@ -39,3 +39,57 @@ async fn a_second_berth_on_a_data_dir_in_use_refuses_to_start_and_touches_nothin
     assert_eq!(v["status"], ws["status"], "{v}");
     s.assert_no_engine_objects().await;
 }
+
+#[tokio::test]
+async fn a_graceful_stop_is_prompt_and_kills_the_execs_it_cuts_off() {
+    let mut s = Server::start().await;
+    let ws = s.ready_workspace("long-exec", json!({})).await;
+    // An exec that would run for 45 s, in flight when berth is told to stop.
+    let (url, token) = (s.url.clone(), s.token.clone());
+    let id = ws.clone();
+    let exec = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{url}/api/workspaces/{id}/exec"))
+            .bearer_auth(token)
+            .json(&json!({ "command": "sleep 45; echo finished", "timeout_secs": 120 }))
+            .send()
+            .await
+    });
+    let container = format!("berth-ws-{ws}");
+    eventually("the exec runs", Duration::from_secs(30), || {
+        let c = container.clone();
+        async move { sleeping(&c).await.then_some(()) }
+    })
+    .await;
+    let took = s.terminate();
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    // The client got an answer (or its connection closed), not a 45 s wait.
+    match exec.await.unwrap() {
+        Ok(resp) => {
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let v: serde_json::Value = resp.json().await.unwrap();
+            assert!(v["error"].as_str().unwrap().contains("stopping"), "{v}");
+        }
+        Err(e) => assert!(e.is_request() || e.is_connect() || e.is_body(), "{e}"),
+    }
+    // Nothing it started runs on in the container.
+    assert!(!sleeping(&container).await, "the cut-off exec still runs");
+}
+
+/// Whether `sleep 45` runs in the container.
+async fn sleeping(container: &str) -> bool {
+    let out = tokio::process::Command::new("docker")
+        .args([
+            "exec",
+            container,
+            "sh",
+            "-c",
+            r#"for p in /proc/[0-9]*; do tr '\0' ' ' < "$p/cmdline" 2>/dev/null; echo; done"#,
+        ])
+        .env("DOCKER_API_VERSION", "1.41")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().any(|l| l.trim() == "sleep 45")
+}

@@ -292,6 +292,18 @@ async fn the_library_screens_read_and_write_items_in_the_dashboards_shapes() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "malformed fields: {v}");
     let (_, tpl) = s.get("/api/library/workspace-template/dash").await;
     assert_eq!(tpl["distro"], "debian-bookworm", "unchanged: {tpl}");
+    // Saved from a workspace's answer, env values are the redaction marker: refused, not stored.
+    let (status, v) = s
+        .call(
+            "PUT",
+            "/api/library/workspace-template/from-ws",
+            Some(json!({ "distro": "debian-bookworm", "env_vars": { "TOKEN": "********" } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("TOKEN"), "{v}");
+    let (status, _) = s.get("/api/library/workspace-template/from-ws").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Agents come with their fields; the dashboard sends them back beside the content.
     let agent =

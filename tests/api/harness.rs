@@ -323,6 +323,18 @@ impl Server {
         }
     }
 
+    /// Stops the server as a service manager does (SIGTERM) and waits for it; how long it took.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        started.elapsed()
+    }
+
     /// Fails if any container, volume or image of this server's instance is still in the engine.
     pub async fn assert_no_engine_objects(&self) {
         let left = list_instance_objects(&self.instance()).await;
