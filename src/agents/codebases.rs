@@ -153,6 +153,11 @@ impl Agents {
             }
             existing.agent_config = config.to_string();
             store.update_codebase_info(&existing).await?;
+            // Registering again is how a user asks for a working codebase: a failed workspace builds
+            // again.
+            if existing.worker_id.is_none() {
+                self.rebuild_if_stuck(&existing, true).await?;
+            }
             return Ok(self.codebase_state(existing).await);
         }
         let id = id.unwrap_or_else(new_codebase_id);
@@ -251,10 +256,45 @@ impl Agents {
         Ok(path)
     }
 
+    /// A local codebase's workspace that is not built and not building (a build cut off by a restart,
+    /// one that failed, one never started) builds again; whether a build started.
+    pub(super) async fn rebuild_if_stuck(
+        &self,
+        row: &CodebaseRow,
+        any_error: bool,
+    ) -> ApiResult<bool> {
+        let Some(id) = &row.workspace_id else {
+            return Ok(false);
+        };
+        let ws = self.inner.workspaces.get(id).await?;
+        let stuck = match ws.status {
+            WsStatus::Pending => true,
+            WsStatus::Error => {
+                any_error
+                    || ws.error_message.as_deref() == Some(crate::workspaces::INTERRUPTED_BUILD)
+            }
+            WsStatus::Building | WsStatus::Ready => false,
+        };
+        if !stuck {
+            return Ok(false);
+        }
+        self.inner
+            .workspaces
+            .start_build(id, None, ws.status == WsStatus::Error)
+            .await?;
+        tracing::warn!(codebase.id = %row.id, workspace.id = %id, "codebase workspace building again");
+        Ok(true)
+    }
+
     /// At start-up: a local codebase whose registration was cut off before its workspace existed gets
-    /// it now.
+    /// it now, and one whose workspace build a restart cut off builds again.
     pub(super) async fn repair_codebases(&self) -> ApiResult<()> {
         for row in self.inner.store.list_codebases().await? {
+            if row.worker_id.is_none() {
+                if let Err(e) = self.rebuild_if_stuck(&row, false).await {
+                    tracing::warn!(codebase.id = %row.id, error = %e, "rebuilding a codebase workspace failed");
+                }
+            }
             if row.worker_id.is_none() && row.workspace_id.is_none() {
                 let config: Value = serde_json::from_str(&row.agent_config).unwrap_or_default();
                 // The cut may have come after the workspace was made: adopt it then.

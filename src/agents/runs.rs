@@ -125,6 +125,10 @@ impl Agents {
             });
         }
         self.missions().check_agent_name(&spec.agent).await?;
+        // A workspace whose build failed or was cut off builds again for the run that asks for it.
+        if self.status_of(&row).await == CodebaseStatus::Error {
+            self.rebuild_if_stuck(&row, true).await?;
+        }
         if self.status_of(&row).await == CodebaseStatus::Building {
             return self.trigger_when_built(&row, spec).await;
         }

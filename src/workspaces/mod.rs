@@ -9,6 +9,7 @@ mod host;
 mod init;
 pub mod model;
 mod reconcile;
+pub use reconcile::INTERRUPTED_BUILD;
 mod skills;
 mod spec;
 pub mod validate;

@@ -8,6 +8,9 @@ use super::model::{Status, WorkspaceType};
 use super::Workspaces;
 use crate::engine;
 
+/// The error of a build a berth restart cut off (owners that rebuild on their own look for it).
+pub const INTERRUPTED_BUILD: &str = "the build was interrupted by a berth restart; build again";
+
 impl Workspaces {
     pub async fn reconcile(&self) -> anyhow::Result<()> {
         let store = &self.inner.store;
@@ -21,7 +24,7 @@ impl Workspaces {
             }
             match ws.status {
                 Status::Building => {
-                    let msg = "the build was interrupted by a berth restart; build again";
+                    let msg = INTERRUPTED_BUILD;
                     store
                         .transition_workspace(&ws.id, &[Status::Building], Status::Error, Some(msg))
                         .await?;

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::fake_llm::FakeLlm;
-use crate::harness::{opencode_dir, Options, Server};
+use crate::harness::{eventually, opencode_dir, Options, Server};
 
 /// A server with the fake LLM, the pinned opencode, and `roots` as where codebases may live.
 async fn agent_server(llm: &FakeLlm, roots: &std::path::Path) -> (Server, Options) {
@@ -486,6 +486,58 @@ async fn a_registration_cut_off_before_its_workspace_is_finished_at_restart() {
         ws.as_str(),
         "the workspace is adopted: {c}"
     );
+    let (status, _) = s2
+        .call("DELETE", &format!("/v1/opencode/codebases/{cb}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    s2.assert_no_engine_objects().await;
+    drop(s);
+}
+
+#[tokio::test]
+async fn a_codebase_whose_build_a_crash_cut_off_builds_again_at_restart() {
+    let roots = tempfile::tempdir().unwrap();
+    let project = roots.path().join("cut");
+    std::fs::create_dir(&project).unwrap();
+    let opts = Options {
+        env: vec![(
+            "BERTH_CODEBASE_ROOTS".into(),
+            roots.path().to_string_lossy().into(),
+        )],
+        ..Default::default()
+    };
+    let mut s = Server::start_with(opts.clone()).await;
+    // A template whose init takes a while: the crash comes mid-build.
+    let (status, v) = s
+        .call(
+            "PUT",
+            "/api/library/workspace-template/slow",
+            Some(json!({ "content": "name: slow\ndistro: debian-bookworm\ninit_script: |\n  sleep 4\n" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = s
+        .post(
+            "/v1/opencode/codebases",
+            json!({ "name": "cut", "path": project, "agent_config": { "template": "slow" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let cb = v["codebase"]["id"].as_str().unwrap().to_string();
+    let ws = v["codebase"]["workspace_id"].as_str().unwrap().to_string();
+    eventually("the init runs", Duration::from_secs(60), || async {
+        let (_, w) = s.get(&format!("/api/workspaces/{ws}")).await;
+        (w["status"] == "building").then_some(())
+    })
+    .await;
+    s.kill();
+
+    // After the restart the cut-off build runs again by itself, and the codebase becomes usable.
+    let s2 = Server::spawn(&s.data_dir.clone(), &opts).await;
+    let c = wait_codebase(&s2, &cb, "idle").await;
+    assert_eq!(c["workspace_id"], ws.as_str(), "{c}");
+    let (_, w) = s2.get(&format!("/api/workspaces/{ws}")).await;
+    assert_eq!(w["status"], "ready", "{w}");
     let (status, _) = s2
         .call("DELETE", &format!("/v1/opencode/codebases/{cb}"), None)
         .await;
