@@ -54,6 +54,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Cancellation handles of running builds, by workspace id: only handles, the state is in the store.
     builds: Mutex<HashMap<String, CancellationToken>>,
+    /// Workspaces being removed: a second delete waits for the first, then finds nothing (404).
+    removing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// What workspace operations are built from, once, at start-up.
@@ -91,6 +93,7 @@ impl Workspaces {
                 tracker,
                 shutdown,
                 builds: Mutex::new(HashMap::new()),
+                removing: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -154,6 +157,41 @@ impl Workspaces {
     }
 
     async fn remove(&self, ws: &Workspace, keep_volume: bool) -> ApiResult<()> {
+        let id = ws.id.as_str();
+        // One removal of a workspace at a time: parallel deletes would race the engine for the same
+        // container, image and volume. The others find it gone.
+        let gate = self
+            .inner
+            .removing
+            .lock()
+            .expect("removing lock")
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        let result = {
+            let _turn = gate.lock().await;
+            match self
+                .inner
+                .store
+                .get_workspace(id, &self.inner.secrets)
+                .await
+            {
+                Ok(Some(_)) => self.remove_now(ws, keep_volume).await,
+                Ok(None) => Err(ApiError::not_found(format!("no workspace with id {id}"))),
+                Err(e) => Err(e.into()),
+            }
+        };
+        drop(gate);
+        // Gates nobody waits on any longer go.
+        self.inner
+            .removing
+            .lock()
+            .expect("removing lock")
+            .retain(|_, g| Arc::strong_count(g) > 1);
+        result
+    }
+
+    async fn remove_now(&self, ws: &Workspace, keep_volume: bool) -> ApiResult<()> {
         let id = ws.id.as_str();
         if let Some(token) = self.inner.builds.lock().expect("builds lock").remove(id) {
             token.cancel();

@@ -93,3 +93,23 @@ async fn sleeping(container: &str) -> bool {
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines().any(|l| l.trim() == "sleep 45")
 }
+
+#[tokio::test]
+async fn parallel_deletes_of_one_workspace_answer_204_once_and_404_otherwise() {
+    let s = Server::start().await;
+    let ws = s.ready_workspace("doomed", json!({})).await;
+    let path = format!("/api/workspaces/{ws}");
+    let calls = (0..5).map(|_| s.call("DELETE", &path, None));
+    let answers = futures::future::join_all(calls).await;
+    let statuses: Vec<StatusCode> = answers.iter().map(|(st, _)| *st).collect();
+    assert!(
+        statuses
+            .iter()
+            .all(|st| *st == StatusCode::NO_CONTENT || *st == StatusCode::NOT_FOUND),
+        "{answers:?}"
+    );
+    assert!(statuses.contains(&StatusCode::NO_CONTENT), "{answers:?}");
+    let (status, _) = s.get(&path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    s.assert_no_engine_objects().await;
+}
