@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bollard::image::{BuildImageOptions, CreateImageOptions, RemoveImageOptions};
+use bollard::image::{
+    BuildImageOptions, CreateImageOptions, ListImagesOptions, RemoveImageOptions,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{Engine, EngineError, EngineResult, OutputSink};
+use super::{labels, Engine, EngineError, EngineResult, OutputSink};
 
 /// A build context assembled in memory: a Dockerfile plus the files it copies.
 pub struct BuildContext {
@@ -165,6 +167,22 @@ impl Engine {
     }
 
     /// Removes an image; a missing one is not an error.
+    /// Images of this instance that no tag names any longer: what a rebuild replaced, or a build
+    /// that finished after berth stopped waiting for it.
+    pub async fn list_dangling_images(&self) -> EngineResult<Vec<String>> {
+        let mut filters = labels::instance_filter(&self.instance);
+        filters.insert("dangling".into(), vec!["true".into()]);
+        let list = self
+            .docker
+            .list_images(Some(ListImagesOptions {
+                filters,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| EngineError::from_bollard("list berth images", e))?;
+        Ok(list.into_iter().map(|i| i.id).collect())
+    }
+
     pub async fn remove_image(&self, reference: &str) -> EngineResult<()> {
         match self
             .docker

@@ -70,6 +70,15 @@ impl Workspaces {
                 engine.remove_container(&c.id).await?;
             }
         }
+        // Images replaced by rebuilds, or built after a crash cut berth off: nothing uses them.
+        for image in engine.list_dangling_images().await? {
+            match engine.remove_image(&image).await {
+                Ok(()) => tracing::info!(image.id = %image, "removed a dangling berth image"),
+                Err(e) => {
+                    tracing::warn!(image.id = %image, error = %e, "a dangling berth image stays")
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -54,6 +54,11 @@ async fn restart_reconciles_store_and_engine() {
         .await
         .unwrap();
     }
+    // Untagged images: one of this instance (a rebuild's leftover), one of nobody's.
+    let dangling = build_untagged(&format!(
+        "LABEL berth.managed=true berth.instance={instance}"
+    ));
+    let foreign = build_untagged(&format!("LABEL berth.test={instance}"));
     // The ready workspace's container stops while berth is down.
     s.kill();
     d.stop_container(
@@ -91,6 +96,15 @@ async fn restart_reconciles_store_and_engine() {
         .inspect_container(&format!("berth-test-orphan-{instance}"), None)
         .await;
     assert!(orphan.is_err(), "the orphan was removed");
+    assert!(
+        d.inspect_image(&dangling).await.is_err(),
+        "the dangling image was collected"
+    );
+    assert!(
+        d.inspect_image(&foreign).await.is_ok(),
+        "an image without berth's labels was touched"
+    );
+    let _ = d.remove_image(&foreign, None, None).await;
     let stranger = d.inspect_container(&stranger_name, None).await;
     assert!(
         stranger.is_ok(),
@@ -130,4 +144,24 @@ async fn restart_reconciles_store_and_engine() {
     }
     s3.assert_no_engine_objects().await;
     drop(s);
+}
+
+/// Builds an untagged image from debian:bookworm with `line` added; its id.
+fn build_untagged(line: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("docker")
+        .args(["build", "-q", "-"])
+        .env("DOCKER_API_VERSION", "1.41")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    write!(
+        child.stdin.take().unwrap(),
+        "FROM debian:bookworm\n{line}\n"
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
