@@ -66,12 +66,16 @@ impl Agents {
         // What it lists that is not its own (a stale id, another's) is left out, not refused: the
         // worker re-registers its codebases and tells the channel again.
         let own = self.served_by(key).await?;
-        let listed: Vec<String> = listed
+        let codebases: Vec<String> = listed
             .iter()
             .filter(|id| own.contains(id))
             .cloned()
             .collect();
-        let codebases = self.set_worker_codebases(key, &listed).await?;
+        super::workers::check_list("codebases", &codebases)?;
+        self.inner
+            .store
+            .set_worker_codebases(key, &serde_json::json!(codebases).to_string())
+            .await?;
         let tied = Tied {
             key: key.clone(),
             owner: owner.clone(),
@@ -232,13 +236,7 @@ impl Agents {
             .worker_id
             .clone()
             .ok_or_else(|| ApiError::invalid("worker_id is required"))?;
-        super::check_worker_id(&id)?;
-        super::codebases::check_text("name", &req.name, 128)?;
-        if let Some(h) = &req.hostname {
-            super::codebases::check_text("hostname", h, 256)?;
-        }
-        super::workers::check_list("capabilities", &req.capabilities)?;
-        super::workers::check_list("codebases", &req.codebases)?;
+        req.check()?;
         // Held in memory for anyone who asks: kept small.
         if req.capabilities.len() > 100 || req.codebases.len() > 100 {
             return Err(ApiError::invalid(
@@ -258,10 +256,7 @@ impl Agents {
         req: RegisterCodebase,
     ) -> ApiResult<String> {
         super::check_worker_id(worker_id)?;
-        super::codebases::check_text("name", &req.name, 128)?;
-        if !req.path.starts_with('/') || req.path.len() > 4096 || req.path.contains('\0') {
-            return Err(ApiError::invalid("path must be an absolute path"));
-        }
+        req.check_name_and_path()?;
         // Held in memory for anyone who asks: kept small.
         let config_len = req.agent_config.as_ref().map_or(0, |c| c.to_string().len());
         if req.description.as_ref().is_some_and(|d| d.len() > 4096) || config_len > 4096 {

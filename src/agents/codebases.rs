@@ -43,6 +43,17 @@ impl Codebase {
     }
 }
 
+impl RegisterCodebase {
+    /// A name, and an absolute path (on berth's host or a worker's) within bounds.
+    pub(super) fn check_name_and_path(&self) -> ApiResult<()> {
+        check_text("name", &self.name, 128)?;
+        if !self.path.starts_with('/') || self.path.len() > 4096 || self.path.contains('\0') {
+            return Err(ApiError::invalid("path must be an absolute path"));
+        }
+        Ok(())
+    }
+}
+
 /// `agent_config` keys berth acts on, with the JSON type each must have.
 const CONFIG_KEYS: [&str; 5] = ["default_model", "agent", "template", "distro", "network"];
 
@@ -96,10 +107,7 @@ impl Agents {
         req: RegisterCodebase,
         id: Option<String>,
     ) -> ApiResult<Codebase> {
-        check_text("name", &req.name, 128)?;
-        if !req.path.starts_with('/') || req.path.len() > 4096 || req.path.contains('\0') {
-            return Err(ApiError::invalid("path must be an absolute path"));
-        }
+        req.check_name_and_path()?;
         let agent_config = req.agent_config.clone().unwrap_or_else(|| json!({}));
         check_config(&agent_config)?;
         // The codebase is the caller's; a worker's codebase is its owner's, even when an admin

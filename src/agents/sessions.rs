@@ -83,10 +83,7 @@ impl Agents {
         let store = &self.inner.store;
         let (list, from) = match sessions {
             Some(list) => {
-                let worker = match caller {
-                    Caller::Worker { id: me, .. } => Some(me.clone()),
-                    Caller::User(p) => worker_id.map(|w| worker_key(&p.name, &w)),
-                };
+                let worker = reporting_worker(caller, worker_id);
                 self.check_serves(worker.as_deref(), &row).await?;
                 (list, worker)
             }
@@ -143,10 +140,7 @@ impl Agents {
         messages: Vec<Value>,
     ) -> ApiResult<usize> {
         let row = self.codebase(codebase_id).await?;
-        let worker = match caller {
-            Caller::Worker { id: me, .. } => Some(me.clone()),
-            Caller::User(p) => worker_id.map(|w| worker_key(&p.name, &w)),
-        };
+        let worker = reporting_worker(caller, worker_id);
         self.check_serves(worker.as_deref(), &row).await?;
         if session_id.is_empty() || session_id.len() > 256 {
             return Err(ApiError::invalid("a session id is 1 to 256 characters"));
@@ -214,6 +208,14 @@ impl Agents {
             .map(simple_message)
             .collect();
         Ok(json!({ "messages": messages, "session_id": sid }))
+    }
+}
+
+/// The worker a sync reports for: a worker's token speaks for itself; a user's names one of theirs.
+fn reporting_worker(caller: &Caller, named: Option<String>) -> Option<String> {
+    match caller {
+        Caller::Worker { id: me, .. } => Some(me.clone()),
+        Caller::User(p) => named.map(|w| worker_key(&p.name, &w)),
     }
 }
 

@@ -81,6 +81,22 @@ pub(super) fn check_list(field: &str, items: &[String]) -> ApiResult<()> {
     Ok(())
 }
 
+impl RegisterWorker {
+    /// The fields berth takes from a registration, whoever sends it.
+    pub(super) fn check(&self) -> ApiResult<()> {
+        check_text("name", &self.name, 128)?;
+        if let Some(h) = &self.hostname {
+            check_text("hostname", h, 256)?;
+        }
+        check_list("capabilities", &self.capabilities)?;
+        check_list("codebases", &self.codebases)?;
+        if let Some(id) = &self.worker_id {
+            check_worker_id(id)?;
+        }
+        Ok(())
+    }
+}
+
 impl Agents {
     /// Registers a worker, or updates it when its id is registered already. A user's token gets the
     /// worker's own token in the answer (a new one each time); a worker speaking for itself does not.
@@ -89,15 +105,7 @@ impl Agents {
         caller: &Caller,
         req: RegisterWorker,
     ) -> ApiResult<Registered> {
-        check_text("name", &req.name, 128)?;
-        if let Some(h) = &req.hostname {
-            check_text("hostname", h, 256)?;
-        }
-        check_list("capabilities", &req.capabilities)?;
-        check_list("codebases", &req.codebases)?;
-        if let Some(id) = &req.worker_id {
-            check_worker_id(id)?;
-        }
+        req.check()?;
         let (key, owner, issue) = match caller {
             Caller::Worker { id, owner } => {
                 if let Some(named) = &req.worker_id {
