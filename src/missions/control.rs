@@ -66,7 +66,12 @@ impl Missions {
             if !running && queue_len == 0 {
                 continue;
             }
-            let history_len = self.history(&m.id).await.len();
+            // Counted, not read: the overview polls this every few seconds.
+            let history_len = self
+                .inner
+                .store
+                .count_mission_events(&m.id, &["user_message", "assistant_message"])
+                .await? as usize;
             out.push(Working {
                 seconds_since_activity: (Utc::now() - m.updated_at).num_seconds().max(0),
                 mission_id: m.id,
