@@ -12,7 +12,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{
     audit, auth, backends, control, cors, library, library_openagent, mcp, metrics, missions,
-    observe, openapi, opencode_proxy, providers, system, tokens, v1, workspaces,
+    observe, openapi, opencode_proxy, providers, system, tokens, v1, workspace_power, workspaces,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -147,6 +147,14 @@ fn protected_routes() -> Table {
         .route(
             "/api/workspaces/{id}/rerun-init",
             post(workspaces::rerun_init),
+        )
+        .route(
+            "/api/workspaces/{id}/stop",
+            post(workspace_power::stop_workspace),
+        )
+        .route(
+            "/api/workspaces/{id}/start",
+            post(workspace_power::start_workspace),
         )
         .route(
             "/api/workspaces/{id}/debug",

@@ -90,10 +90,16 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
     });
+    // Events from the reconcile on are followed, so nothing between the two is missed.
+    let events_since = chrono::Utc::now().timestamp();
     workspaces
         .reconcile()
         .await
         .context("reconcile the store with the engine")?;
+    {
+        let workspaces = workspaces.clone();
+        tracker.spawn(async move { workspaces.follow_engine(events_since).await });
+    }
     let missions = Missions::new(MissionDeps {
         store: store.clone(),
         secrets: secrets_box.clone(),

@@ -13,7 +13,7 @@ use super::{owner_of, runs_principal, shown, worker_key, Agents, Caller, Codebas
 use crate::error::{ApiError, ApiResult};
 use crate::principal::{Principal, Role};
 use crate::store::agents::CodebaseRow;
-use crate::workspaces::model::Status as WsStatus;
+use crate::workspaces::model::{ContainerState, Status as WsStatus};
 use crate::workspaces::CreateWorkspace;
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -275,6 +275,18 @@ impl Agents {
             return Ok(false);
         };
         let ws = self.inner.workspaces.get(id).await?;
+        // A container stopped by its owner or one that died is started as it was, on request only.
+        let resumable = matches!(
+            (ws.status, ws.container_state),
+            (WsStatus::Pending, Some(ContainerState::Stopped))
+                | (WsStatus::Error, Some(ContainerState::Exited))
+        );
+        if resumable {
+            if any_error {
+                self.inner.workspaces.start(&ws).await?;
+            }
+            return Ok(false);
+        }
         let stuck = match ws.status {
             WsStatus::Pending => true,
             WsStatus::Error => {
@@ -477,6 +489,9 @@ impl Agents {
         match self.inner.workspaces.get(ws).await {
             Ok(w) => match w.status {
                 WsStatus::Ready => CodebaseStatus::Idle,
+                WsStatus::Pending if w.container_state == Some(ContainerState::Stopped) => {
+                    CodebaseStatus::Stopped
+                }
                 WsStatus::Pending | WsStatus::Building => CodebaseStatus::Building,
                 WsStatus::Error => CodebaseStatus::Error,
             },

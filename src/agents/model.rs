@@ -48,7 +48,7 @@ impl std::fmt::Display for TaskStatus {
 }
 
 /// What a codebase's agent is doing: its workspace still `building`, `idle`, `running` a task or a
-/// turn, or its workspace in `error`. A worker's codebase is `idle` or `running`.
+/// turn, its workspace in `error` or `stopped`. A worker's codebase is `idle` or `running`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CodebaseStatus {
@@ -56,6 +56,8 @@ pub enum CodebaseStatus {
     Idle,
     Running,
     Error,
+    /// Its workspace was stopped by its owner; a trigger starts it again.
+    Stopped,
 }
 
 #[cfg(test)]

@@ -126,7 +126,10 @@ impl Agents {
         }
         self.missions().check_agent_name(&spec.agent).await?;
         // A workspace whose build failed or was cut off builds again for the run that asks for it.
-        if self.status_of(&row).await == CodebaseStatus::Error {
+        if matches!(
+            self.status_of(&row).await,
+            CodebaseStatus::Error | CodebaseStatus::Stopped
+        ) {
             self.rebuild_if_stuck(&row, true).await?;
         }
         if self.status_of(&row).await == CodebaseStatus::Building {
@@ -239,6 +242,11 @@ impl Agents {
             CodebaseStatus::Building => Err(ApiError::conflict(format!(
                 "codebase {}'s workspace is still building; retry when its status is idle",
                 row.name
+            ))),
+            CodebaseStatus::Stopped => Err(ApiError::conflict(format!(
+                "codebase {}'s workspace is stopped; POST /api/workspaces/{}/start",
+                row.name,
+                row.workspace_id.as_deref().unwrap_or("?")
             ))),
             CodebaseStatus::Error => Err(ApiError::conflict(format!(
                 "codebase {}'s workspace failed to build; see GET /api/workspaces/{}",

@@ -19,6 +19,7 @@ pub mod providers;
 pub mod system;
 pub mod tokens;
 pub mod v1;
+pub mod workspace_power;
 pub mod workspaces;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};

@@ -57,6 +57,7 @@ pub const AGENT_PORT: &str = "4096/tcp";
 pub struct ManagedContainer {
     pub id: String,
     pub workspace_id: Option<String>,
+    pub running: bool,
 }
 
 impl Engine {
@@ -254,6 +255,7 @@ impl Engine {
             .into_iter()
             .filter_map(|c| {
                 Some(ManagedContainer {
+                    running: c.state.as_deref() == Some("running"),
                     id: c.id?,
                     workspace_id: c.labels.and_then(|mut l| l.remove(labels::WORKSPACE)),
                 })

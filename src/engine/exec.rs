@@ -40,6 +40,32 @@ while [ "$pass" -lt 5 ]; do
   sleep 0.1
 done"#;
 
+/// Lists the execs still running on their own (their main process has no parent in the container, as
+/// every exec's has, and carries a deadline): `MARKER DEADLINE init|exec` lines. berth waits on each exec it
+/// starts, so after a restart these are the ones a crash cut off from berth.
+const ORPHANED_EXECS: &str = r#"for d in /proc/[0-9]*; do
+  p="${d#/proc/}"
+  [ "$p" = "$$" ] && continue
+  read -r _ _ _ ppid _ < "$d/stat" 2>/dev/null || continue
+  [ "$ppid" = 0 ] || continue
+  env=$(tr '\0' '\n' < "$d/environ" 2>/dev/null) || continue
+  id=$(printf '%s\n' "$env" | sed -n 's/^BERTH_EXEC_ID=//p')
+  deadline=$(printf '%s\n' "$env" | sed -n 's/^BERTH_EXEC_DEADLINE=//p')
+  init=$(printf '%s\n' "$env" | grep -qx 'BERTH_INIT=1' && echo init || echo exec)
+  [ -n "$id" ] && [ -n "$deadline" ] && echo "$id $deadline $init"
+done
+exit 0"#;
+
+/// An exec whose waiter is gone (berth crashed while it ran).
+#[derive(Debug, Clone)]
+pub struct OrphanedExec {
+    pub marker: String,
+    /// When its timeout runs out (unix seconds).
+    pub deadline: i64,
+    /// A workspace's init (its build or rerun-init was cut off with it), not a user's exec.
+    pub init: bool,
+}
+
 pub struct ExecRequest<'a> {
     pub container: &'a str,
     pub command: &'a str,
@@ -191,6 +217,9 @@ impl Engine {
         let marker = uuid::Uuid::new_v4().simple().to_string();
         let mut env = req.env.clone();
         env.push(format!("BERTH_EXEC_ID={marker}"));
+        // So a berth that restarts after a crash can still enforce the timeout.
+        let deadline = chrono::Utc::now().timestamp() + req.timeout.as_secs() as i64;
+        env.push(format!("BERTH_EXEC_DEADLINE={deadline}"));
         let cmd = vec!["/bin/sh", "-c", WRAPPER, "berth-exec", req.cwd, req.command];
         let created = self
             .docker
@@ -256,7 +285,7 @@ impl Engine {
         Ok(capture.out)
     }
 
-    /// Starts a long-running process in the container without waiting for it. `marker` goes into its
+    /// Starts a long-running process in the container without waiting for it; the engine's exec id. `marker` goes into its
     /// environment as `BERTH_EXEC_ID`, so `kill_tree` can stop it and everything it started.
     pub async fn exec_detached(
         &self,
@@ -264,7 +293,7 @@ impl Engine {
         command: &str,
         env: Vec<String>,
         marker: &str,
-    ) -> EngineResult<()> {
+    ) -> EngineResult<String> {
         let op = format!("start a process in container {container}");
         let mut env = env;
         env.push(format!("BERTH_EXEC_ID={marker}"));
@@ -292,7 +321,40 @@ impl Engine {
             )
             .await
             .map_err(|e| EngineError::from_bollard(&op, e))?;
-        Ok(())
+        Ok(created.id)
+    }
+
+    /// The exit code of a process `exec_detached` started, once it has ended; `None` while it runs.
+    pub async fn detached_exit(&self, exec_id: &str) -> EngineResult<Option<i64>> {
+        let inspect = self
+            .docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(|e| EngineError::from_bollard(format!("inspect exec {exec_id}"), e))?;
+        Ok(match inspect.running {
+            Some(false) => Some(inspect.exit_code.unwrap_or(-1)),
+            _ => None,
+        })
+    }
+
+    /// The execs in the container that nobody waits for any longer (see `ORPHANED_EXECS`).
+    pub async fn orphaned_execs(&self, container: &str) -> EngineResult<Vec<OrphanedExec>> {
+        let out = self.run_quiet(container, ORPHANED_EXECS).await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut found: Vec<OrphanedExec> = text
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                Some(OrphanedExec {
+                    marker: fields.next()?.to_string(),
+                    deadline: fields.next()?.parse().ok()?,
+                    init: fields.next()? == "init",
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| a.marker.cmp(&b.marker));
+        found.dedup_by(|a, b| a.marker == b.marker);
+        Ok(found)
     }
 
     /// Kills every process in the container carrying `BERTH_EXEC_ID=<marker>`. Best effort: a failure is

@@ -3,6 +3,7 @@
 //! containers and volumes, and exec.
 
 mod containers;
+mod events;
 mod exec;
 mod images;
 pub mod labels;
@@ -12,7 +13,8 @@ use std::time::Duration;
 use bollard::Docker;
 
 pub use containers::{ContainerSpec, ManagedContainer, AGENT_PORT, CODE_DIR};
-pub use exec::{ExecOutput, ExecRequest, OutputSink};
+pub use events::{ContainerEvent, ContainerEventKind};
+pub use exec::{ExecOutput, ExecRequest, OrphanedExec, OutputSink};
 pub use images::{tar_of, BuildContext};
 
 #[derive(Debug, thiserror::Error)]

@@ -112,6 +112,7 @@ impl Library {
                     .await?;
             }
         }
+        roll_back_cut_off_changes(&git).await?;
         if let Some(url) = &remote {
             if git.run(&["remote", "get-url", "origin"]).await.is_ok() {
                 git.run(&["remote", "set-url", "origin", url]).await?;
@@ -441,6 +442,32 @@ impl Library {
             .map_err(internal)?;
         Ok(())
     }
+}
+
+/// berth changes the library only by whole commits; anything else in the work tree or index at start-up is
+/// a save, delete or sync a crash cut off before its commit (its client never got a success). It is
+/// rolled back, so the next unrelated commit never sweeps it in; berth's temp files go with it.
+async fn roll_back_cut_off_changes(git: &Git) -> anyhow::Result<()> {
+    let changes = git.run(&["status", "--porcelain"]).await?;
+    if changes.trim().is_empty() {
+        return Ok(());
+    }
+    let paths: Vec<&str> = changes.lines().map(|l| l.get(3..).unwrap_or(l)).collect();
+    tracing::warn!(paths = ?paths, "rolling back library changes a crash left uncommitted");
+    if git
+        .succeeds(&["rev-parse", "--verify", "-q", "MERGE_HEAD"])
+        .await
+    {
+        git.run(&["merge", "--abort"]).await?;
+    }
+    if git.succeeds(&["rev-parse", "--verify", "-q", "HEAD"]).await {
+        git.run(&["reset", "-q", "--hard", "HEAD"]).await?;
+    } else {
+        git.run(&["rm", "-r", "-q", "--cached", "--ignore-unmatch", "."])
+            .await?;
+    }
+    git.run(&["clean", "-f", "-d", "-q"]).await?;
+    Ok(())
 }
 
 fn internal(e: git::GitError) -> ApiError {

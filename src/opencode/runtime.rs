@@ -279,10 +279,10 @@ impl Runtime {
             "/workspace"
         };
         let command = format!(
-            "mkdir -p {STATE_DIR}/home/.config {STATE_DIR}/data {STATE_DIR}/cache {STATE_DIR}/state && cd {workdir} && exec {target} serve --hostname {} --port {} --print-logs >> {STATE_DIR}/server.log 2>&1",
+            "mkdir -p {STATE_DIR}/home/.config {STATE_DIR}/data {STATE_DIR}/cache {STATE_DIR}/state && cd {workdir} && exec {target} serve --hostname {} --port {} --print-logs > {STATE_DIR}/server.log 2>&1",
             bind.0, bind.1
         );
-        engine
+        let exec_id = engine
             .exec_detached(&container, &command, env, &marker(&ws.id))
             .await
             .map_err(|e| e.to_string())?;
@@ -294,17 +294,28 @@ impl Runtime {
                 tracing::info!(workspace.id = %ws.id, port, ms = started.elapsed().as_millis() as u64, "opencode server ready");
                 return Ok(client);
             }
+            // A server that died is told at once, not after the whole wait.
+            if let Ok(Some(code)) = engine.detached_exit(&exec_id).await {
+                let log = self.server_log_tail(&container).await;
+                return Err(format!(
+                    "the opencode server exited with code {code} while starting; its log ends:\n{log}"
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let log = self
-            .sh(&container, &format!("tail -n 20 {STATE_DIR}/server.log"))
-            .await
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let log = self.server_log_tail(&container).await;
         engine.kill_tree(&container, &marker(&ws.id)).await;
         Err(format!(
             "the opencode server did not become healthy within 90s; its log ends:\n{log}"
         ))
+    }
+
+    /// The end of this start's server log (each start writes it afresh).
+    async fn server_log_tail(&self, container: &str) -> String {
+        self.sh(container, &format!("tail -n 20 {STATE_DIR}/server.log"))
+            .await
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
     }
 }
 

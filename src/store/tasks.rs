@@ -341,9 +341,14 @@ impl Store {
     pub async fn requeue_local_tasks(&self) -> anyhow::Result<u64> {
         Ok(sqlx::query(
             "UPDATE tasks SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
-               error = 'berth restarted while the task ran', worker_id = NULL, lease_expires_at = NULL
+               completed_at = CASE WHEN attempts >= max_attempts THEN ? ELSE completed_at END,
+               error = CASE WHEN attempts >= max_attempts
+                 THEN 'berth restarted while the task ran; gave up after ' || attempts || ' attempts'
+                 ELSE 'berth restarted while the task ran; requeued' END,
+               worker_id = NULL, lease_expires_at = NULL
              WHERE status = 'running' AND worker_id = ?",
         )
+        .bind(Utc::now())
         .bind(LOCAL_WORKER)
         .execute(&self.pool)
         .await?
@@ -384,5 +389,53 @@ impl Store {
         .bind(since)
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running_task(id: &str, attempts: i64) -> TaskRow {
+        let now = Utc::now();
+        TaskRow {
+            id: id.into(),
+            owner: "admin".into(),
+            codebase_id: "cb".into(),
+            title: "t".into(),
+            prompt: "p".into(),
+            agent_type: "build".into(),
+            model: None,
+            priority: 0,
+            metadata: "{}".into(),
+            status: TaskStatus::Running,
+            worker_id: Some(LOCAL_WORKER.into()),
+            lease_expires_at: None,
+            attempts,
+            max_attempts: 2,
+            session_id: None,
+            mission_id: None,
+            result: None,
+            error: None,
+            created_at: now,
+            started_at: Some(now),
+            completed_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_local_task_out_of_attempts_at_restart_fails_with_its_completion_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("berth.db")).await.unwrap();
+        store.insert_task(&running_task("again", 1)).await.unwrap();
+        store.insert_task(&running_task("done", 2)).await.unwrap();
+        assert_eq!(store.requeue_local_tasks().await.unwrap(), 2);
+        let again = store.get_task("again").await.unwrap().unwrap();
+        assert_eq!(again.status, TaskStatus::Pending);
+        assert!(again.completed_at.is_none());
+        let done = store.get_task("done").await.unwrap().unwrap();
+        assert_eq!(done.status, TaskStatus::Failed);
+        assert!(done.completed_at.is_some(), "{done:?}");
+        assert!(done.error.unwrap().contains("gave up after 2 attempts"));
     }
 }

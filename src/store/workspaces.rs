@@ -8,7 +8,7 @@ use sqlx::FromRow;
 
 use super::Store;
 use crate::secrets::SecretBox;
-use crate::workspaces::model::{Status, Workspace, WorkspaceType};
+use crate::workspaces::model::{BuildOp, ContainerState, Status, Workspace, WorkspaceType};
 
 #[derive(FromRow)]
 struct Row {
@@ -34,6 +34,8 @@ struct Row {
     status: String,
     error_message: Option<String>,
     container_id: Option<String>,
+    container_state: Option<String>,
+    building_op: Option<String>,
     image_id: Option<String>,
     init_exit_code: Option<i64>,
     init_finished_at: Option<DateTime<Utc>>,
@@ -79,6 +81,11 @@ impl Row {
             needs_rebuild: self.needs_rebuild,
             error_message: self.error_message,
             container_id: self.container_id,
+            container_state: self
+                .container_state
+                .as_deref()
+                .and_then(ContainerState::parse),
+            building_op: self.building_op.as_deref().and_then(BuildOp::parse),
             image_id: self.image_id,
             init_exit_code: self.init_exit_code,
             init_finished_at: self.init_finished_at,
@@ -283,6 +290,71 @@ impl Store {
             q = q.bind(s.as_str());
         }
         Ok(q.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    /// Moves the workspace from one of `from` to `building` for `op`; false if it was in none of them.
+    pub async fn begin_building(
+        &self,
+        id: &str,
+        from: &[Status],
+        op: BuildOp,
+    ) -> anyhow::Result<bool> {
+        let placeholders = vec!["?"; from.len()].join(", ");
+        let sql = format!(
+            "UPDATE workspaces SET status = 'building', error_message = NULL, building_op = ?, updated_at = ?
+             WHERE id = ? AND status IN ({placeholders})"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(op.as_str())
+            .bind(Utc::now())
+            .bind(id);
+        for s in from {
+            q = q.bind(s.as_str());
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    /// `transition_workspace` that also records the container's state, and only while the workspace's
+    /// container is still `container_id` (an event about a container a rebuild replaced changes nothing).
+    pub async fn settle_container(
+        &self,
+        id: &str,
+        container_id: &str,
+        from: &[Status],
+        to: Status,
+        error_message: Option<&str>,
+        state: ContainerState,
+    ) -> anyhow::Result<bool> {
+        let placeholders = vec!["?"; from.len()].join(", ");
+        let sql = format!(
+            "UPDATE workspaces SET status = ?, error_message = ?, container_state = ?, updated_at = ?
+             WHERE id = ? AND container_id = ? AND status IN ({placeholders})"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(to.as_str())
+            .bind(error_message)
+            .bind(state.as_str())
+            .bind(Utc::now())
+            .bind(id)
+            .bind(container_id);
+        for s in from {
+            q = q.bind(s.as_str());
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    pub async fn set_container_state(
+        &self,
+        id: &str,
+        state: Option<ContainerState>,
+    ) -> anyhow::Result<()> {
+        sqlx::query("UPDATE workspaces SET container_state = ?, updated_at = ? WHERE id = ?")
+            .bind(state.map(ContainerState::as_str))
+            .bind(Utc::now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn set_workspace_engine_ids(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::model::{Status, Workspace};
+use super::model::{BuildOp, ContainerState, Status, Workspace};
 use super::Workspaces;
 use crate::catalog::Distro;
 use crate::engine::{self, labels, BuildContext, ContainerSpec, EngineError, OutputSink};
@@ -59,11 +59,10 @@ impl Workspaces {
         let moved = self
             .inner
             .store
-            .transition_workspace(
+            .begin_building(
                 id,
                 &[Status::Pending, Status::Ready, Status::Error],
-                Status::Building,
-                None,
+                BuildOp::Build,
             )
             .await?;
         if !moved {
@@ -280,6 +279,11 @@ impl Workspaces {
         inner
             .store
             .set_workspace_engine_ids(&ws.id, Some(&container_id), Some(&image_id))
+            .await
+            .map_err(|e| BuildFailure::Failed(format!("store: {e}")))?;
+        inner
+            .store
+            .set_container_state(&ws.id, Some(ContainerState::Running))
             .await
             .map_err(|e| BuildFailure::Failed(format!("store: {e}")))?;
 

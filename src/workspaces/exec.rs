@@ -44,6 +44,23 @@ impl From<ExecOutput> for ExecResult {
 }
 
 impl Workspaces {
+    /// Whether a rebuild has begun or replaced the container since `ws` was read.
+    async fn replaced(&self, ws: &super::model::Workspace) -> bool {
+        match self
+            .inner
+            .store
+            .get_workspace(&ws.id, &self.inner.secrets)
+            .await
+        {
+            Ok(Some(now)) => {
+                (now.status == Status::Building
+                    && now.building_op != Some(super::model::BuildOp::RerunInit))
+                    || now.container_id != ws.container_id
+            }
+            _ => false,
+        }
+    }
+
     pub async fn exec(&self, id: &str, spec: ExecSpec) -> ApiResult<ExecResult> {
         let started = std::time::Instant::now();
         let result = self.exec_command(id, spec).await;
@@ -82,10 +99,7 @@ impl Workspaces {
             }
             WorkspaceType::Container => {
                 if ws.status != Status::Ready {
-                    return Err(ApiError::conflict(format!(
-                        "workspace is {}, not ready; exec needs a built workspace",
-                        ws.status.as_str()
-                    )));
+                    return Err(ApiError::conflict(ws.not_ready()));
                 }
                 // A relative cwd is relative to /workspace.
                 let cwd = match spec.cwd.as_deref() {
@@ -94,7 +108,7 @@ impl Workspaces {
                     Some(c) => format!("/workspace/{c}"),
                 };
                 let container = engine::container_name(&ws.id);
-                let out = self
+                let result = self
                     .inner
                     .engine
                     .exec(
@@ -111,16 +125,26 @@ impl Workspaces {
                         },
                         &mut OutputSink::none(),
                     )
-                    .await
-                    .map_err(|e| match e {
-                        e if e.is_not_found() => ApiError::conflict(format!(
-                            "the workspace's container is gone; rebuild it ({e})"
-                        )),
-                        engine::EngineError::Conflict { .. } => ApiError::conflict(format!(
-                            "the workspace's container is not running; rebuild it ({e})"
-                        )),
-                        e => e.into(),
-                    })?;
+                    .await;
+                // A command that ended abnormally may have lost its container to a rebuild: say so.
+                let abnormal = match &result {
+                    Ok(out) => out.exit_code < 0 || out.exit_code >= 128,
+                    Err(_) => true,
+                };
+                if abnormal && self.replaced(&ws).await {
+                    return Err(ApiError::conflict(
+                        "the command was killed: a rebuild replaced the workspace's container while it ran; run it again once the workspace is ready",
+                    ));
+                }
+                let out = result.map_err(|e| match e {
+                    e if e.is_not_found() => ApiError::conflict(format!(
+                        "the workspace's container is gone; rebuild it ({e})"
+                    )),
+                    engine::EngineError::Conflict { .. } => ApiError::conflict(format!(
+                        "the workspace's container is not running; rebuild it ({e})"
+                    )),
+                    e => e.into(),
+                })?;
                 if out.cancelled {
                     return Err(ApiError::Unavailable(
                         "berth is stopping: the command was stopped (its processes killed); run it again once berth is back".into(),

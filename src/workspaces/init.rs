@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::model::{Status, Workspace, WorkspaceType};
+use super::model::{BuildOp, Status, Workspace, WorkspaceType};
 use super::Workspaces;
 use crate::engine::{self, ExecOutput, ExecRequest, OutputSink};
 use crate::error::{ApiError, ApiResult};
@@ -16,7 +16,9 @@ use crate::error::{ApiError, ApiResult};
 const INIT_DIR: &str = "/var/lib/berth/init";
 
 /// Runs each part in order with bash (sh without it); the first failing part stops init with its code.
+/// Parts a crash left behind (their runner killed at the restart) go first.
 const RUNNER: &str = r#"dir="$1"; rc=0
+for old in /var/lib/berth/init/*; do [ "$old" = "$dir" ] || rm -rf "$old"; done
 for f in "$dir"/*.sh; do
   [ -e "$f" ] || continue
   echo "== berth: running $(basename "$f")"
@@ -159,6 +161,8 @@ impl Workspaces {
                         .env_vars
                         .iter()
                         .map(|(k, v)| format!("{k}={v}"))
+                        // A restart tells a cut-off init from a user's exec by it.
+                        .chain(std::iter::once("BERTH_INIT=1".to_string()))
                         .collect(),
                     timeout,
                     max_output: self.inner.config.exec_max_output,
@@ -228,7 +232,7 @@ impl Workspaces {
         let moved = self
             .inner
             .store
-            .transition_workspace(id, &[Status::Ready, Status::Error], Status::Building, None)
+            .begin_building(id, &[Status::Ready, Status::Error], BuildOp::RerunInit)
             .await?;
         if !moved {
             return Err(ApiError::conflict("the workspace is building"));

@@ -7,6 +7,7 @@ mod debug;
 mod exec;
 mod host;
 mod init;
+mod lifecycle;
 pub mod model;
 mod reconcile;
 pub use reconcile::INTERRUPTED_BUILD;

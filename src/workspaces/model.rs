@@ -61,6 +61,63 @@ impl Status {
     }
 }
 
+/// What berth last knew of a workspace's container, beside its status: a stopped workspace is `pending`
+/// (nothing is wrong, `start` resumes it), one whose container died or was removed is `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Running,
+    /// Stopped by `POST /stop`; everything is kept.
+    Stopped,
+    /// Its main process ended without berth asking (killed, crashed, OOM-killed, stopped behind berth's back).
+    Exited,
+    /// Removed behind berth's back; only a build makes a new one.
+    Removed,
+}
+
+impl ContainerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Exited => "exited",
+            Self::Removed => "removed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(Self::Running),
+            "stopped" => Some(Self::Stopped),
+            "exited" => Some(Self::Exited),
+            "removed" => Some(Self::Removed),
+            _ => None,
+        }
+    }
+}
+
+/// What a `building` workspace is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildOp {
+    Build,
+    RerunInit,
+}
+
+impl BuildOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Build => "build",
+            Self::RerunInit => "rerun_init",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "build" => Some(Self::Build),
+            "rerun_init" => Some(Self::RerunInit),
+            _ => None,
+        }
+    }
+}
+
 /// A workspace as berth knows it, with env var values decrypted (in memory only).
 #[derive(Debug, Clone)]
 pub struct Workspace {
@@ -88,11 +145,36 @@ pub struct Workspace {
     pub status: Status,
     pub error_message: Option<String>,
     pub container_id: Option<String>,
+    pub container_state: Option<ContainerState>,
+    /// While `building`: a build or a rerun-init.
+    pub building_op: Option<BuildOp>,
     pub image_id: Option<String>,
     pub init_exit_code: Option<i64>,
     pub init_finished_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Workspace {
+    /// Why a workspace that is not ready cannot run anything, for a 409 answer.
+    pub fn not_ready(&self) -> String {
+        match (self.status, self.container_state) {
+            (Status::Pending, Some(ContainerState::Stopped)) => format!(
+                "workspace is stopped; POST /api/workspaces/{}/start resumes it",
+                self.id
+            ),
+            (Status::Error, Some(ContainerState::Exited)) => format!(
+                "workspace is error, not ready: {}",
+                self.error_message
+                    .as_deref()
+                    .unwrap_or("its container exited")
+            ),
+            (status, _) => format!(
+                "workspace is {}, not ready; exec needs a built workspace",
+                status.as_str()
+            ),
+        }
+    }
 }
 
 /// A workspace's own resource limits; `None` is the server's default.
@@ -117,6 +199,8 @@ pub struct WorkspaceView {
     pub path: String,
     pub status: Status,
     pub error_message: Option<String>,
+    /// The container's state as berth last saw it (`null` before the first build and for host workspaces).
+    pub container_state: Option<ContainerState>,
     pub skills: Vec<String>,
     pub tools: Vec<String>,
     pub distro: Option<String>,
@@ -153,6 +237,7 @@ impl From<&Workspace> for WorkspaceView {
             path: w.path.clone(),
             status: w.status,
             error_message: w.error_message.clone(),
+            container_state: w.container_state,
             skills: w.skills.clone(),
             tools: w.tools.clone(),
             distro: w.distro.clone(),

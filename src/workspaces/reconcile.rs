@@ -4,14 +4,56 @@
 
 use std::collections::HashSet;
 
-use super::model::{Status, WorkspaceType};
+use super::model::{BuildOp, ContainerState, Status, WorkspaceType};
 use super::Workspaces;
 use crate::engine;
 
 /// The error of a build a berth restart cut off (owners that rebuild on their own look for it).
 pub const INTERRUPTED_BUILD: &str = "the build was interrupted by a berth restart; build again";
+/// The error of a rerun-init a berth restart cut off (its init was killed).
+pub const INTERRUPTED_RERUN_INIT: &str =
+    "rerun-init was interrupted by a berth restart (its init was killed); run rerun-init again";
 
 impl Workspaces {
+    /// Execs and inits a crash cut off keep running in their containers with nobody to enforce their
+    /// timeouts: inits and those past their deadline are killed now (their whole trees), the others when
+    /// it comes.
+    async fn settle_orphaned_execs(&self, container: &str) {
+        let engine = &self.inner.engine;
+        let orphans = match engine.orphaned_execs(container).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(container.id = %container, error = %e, "cannot look for execs a crash cut off");
+                return;
+            }
+        };
+        for orphan in orphans {
+            // An init goes at once: the build or rerun-init it belonged to ended with the crash, and
+            // a new init must not run beside it.
+            let wait = if orphan.init {
+                0
+            } else {
+                orphan.deadline - chrono::Utc::now().timestamp()
+            };
+            tracing::warn!(container.id = %container, init = orphan.init, seconds_left = wait.max(0), "a process a restart cut off is killed at its deadline");
+            if wait <= 0 {
+                engine.kill_tree(container, &orphan.marker).await;
+                continue;
+            }
+            let (engine, container) = (engine.clone(), container.to_string());
+            let shutdown = self.inner.shutdown.clone();
+            self.inner.tracker.spawn(async move {
+                let until = std::time::Duration::from_secs(wait as u64);
+                tokio::select! {
+                    _ = tokio::time::sleep(until) => {}
+                    // The next start finds it again.
+                    _ = shutdown.cancelled() => return,
+                }
+                engine.kill_tree(&container, &orphan.marker).await;
+            });
+        }
+    }
+
     pub async fn reconcile(&self) -> anyhow::Result<()> {
         let store = &self.inner.store;
         let engine = &self.inner.engine;
@@ -24,7 +66,10 @@ impl Workspaces {
             }
             match ws.status {
                 Status::Building => {
-                    let msg = INTERRUPTED_BUILD;
+                    let msg = match ws.building_op {
+                        Some(BuildOp::RerunInit) => INTERRUPTED_RERUN_INIT,
+                        _ => INTERRUPTED_BUILD,
+                    };
                     store
                         .transition_workspace(&ws.id, &[Status::Building], Status::Error, Some(msg))
                         .await?;
@@ -33,6 +78,7 @@ impl Workspaces {
                 Status::Ready => {
                     let name = engine::container_name(&ws.id);
                     let state = engine.inspect_container(&name).await?;
+                    let gone = state.is_none();
                     let problem = match state {
                         None => Some("its container is gone; rebuild the workspace".to_string()),
                         Some(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => None,
@@ -44,6 +90,14 @@ impl Workspaces {
                             Err(e) => Some(format!("its container would not start: {e}")),
                         },
                     };
+                    let state = if problem.is_none() {
+                        ContainerState::Running
+                    } else if gone {
+                        ContainerState::Removed
+                    } else {
+                        ContainerState::Exited
+                    };
+                    store.set_container_state(&ws.id, Some(state)).await?;
                     if let Some(msg) = problem {
                         tracing::warn!(workspace.id = %ws.id, error = %msg, "ready workspace flagged");
                         store
@@ -68,6 +122,8 @@ impl Workspaces {
             if !owned {
                 tracing::info!(container.id = %c.id, "removing a berth container no workspace owns");
                 engine.remove_container(&c.id).await?;
+            } else if c.running {
+                self.settle_orphaned_execs(&c.id).await;
             }
         }
         // Images replaced by rebuilds, or built after a crash cut berth off: nothing uses them.

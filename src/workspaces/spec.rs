@@ -250,6 +250,8 @@ impl Workspaces {
             },
             error_message: None,
             container_id: None,
+            container_state: None,
+            building_op: None,
             image_id: None,
             init_exit_code: None,
             init_finished_at: None,

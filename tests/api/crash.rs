@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{eventually, Server};
+use crate::harness::{eventually, process_running, Server};
 
 #[tokio::test]
 async fn a_second_berth_on_a_data_dir_in_use_refuses_to_start_and_touches_nothing() {
@@ -78,20 +78,87 @@ async fn a_graceful_stop_is_prompt_and_kills_the_execs_it_cuts_off() {
 
 /// Whether `sleep 45` runs in the container.
 async fn sleeping(container: &str) -> bool {
-    let out = tokio::process::Command::new("docker")
-        .args([
-            "exec",
-            container,
-            "sh",
-            "-c",
-            r#"for p in /proc/[0-9]*; do tr '\0' ' ' < "$p/cmdline" 2>/dev/null; echo; done"#,
-        ])
-        .env("DOCKER_API_VERSION", "1.41")
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().any(|l| l.trim() == "sleep 45")
+    process_running(container, "sleep 45").await
+}
+
+#[tokio::test]
+async fn what_a_crash_cut_off_in_a_container_is_killed_and_named() {
+    let mut s = Server::start().await;
+    let ws = s
+        .ready_workspace("leftovers", json!({ "init_script": "true" }))
+        .await;
+    let container = format!("berth-ws-{ws}");
+    // An exec with a 6 s timeout and a rerun-init that would run for 10 minutes, both cut off.
+    s.call(
+        "PUT",
+        &format!("/api/workspaces/{ws}"),
+        Some(json!({ "init_script": "sleep 601" })),
+    )
+    .await;
+    let (url, token) = (s.url.clone(), s.token.clone());
+    for (path, body) in [
+        ("exec", json!({ "command": "sleep 602", "timeout_secs": 6 })),
+        ("rerun-init", json!({})),
+    ] {
+        let (url, token, id) = (url.clone(), token.clone(), ws.clone());
+        tokio::spawn(async move {
+            let _ = reqwest::Client::new()
+                .post(format!("{url}/api/workspaces/{id}/{path}"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await;
+        });
+    }
+    eventually("both run", Duration::from_secs(30), || {
+        let c = container.clone();
+        async move {
+            (process_running(&c, "sleep 601").await && process_running(&c, "sleep 602").await)
+                .then_some(())
+        }
+    })
+    .await;
+    s.kill();
+    let s2 = crate::harness::Server::spawn(&s.data_dir, &Default::default()).await;
+    // The init is gone before anything can start a new one, and the error names what was cut off.
+    assert!(
+        !process_running(&container, "sleep 601").await,
+        "the cut-off init runs on"
+    );
+    let (_, w) = s2.get(&format!("/api/workspaces/{ws}")).await;
+    assert_eq!(w["status"], "error", "{w}");
+    assert!(
+        w["error_message"].as_str().unwrap().contains("rerun-init"),
+        "{w}"
+    );
+    // The exec's own timeout is still enforced.
+    eventually(
+        "the cut-off exec is killed at its deadline",
+        Duration::from_secs(30),
+        || {
+            let c = container.clone();
+            async move { (!process_running(&c, "sleep 602").await).then_some(()) }
+        },
+    )
+    .await;
+    s2.call(
+        "PUT",
+        &format!("/api/workspaces/{ws}"),
+        Some(json!({ "init_script": "ls /var/lib/berth/init | wc -l" })),
+    )
+    .await;
+    let (status, r) = s2
+        .post(&format!("/api/workspaces/{ws}/rerun-init"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["success"], true, "{r}");
+    // Only this run's parts are there: the cut-off run's were removed.
+    assert!(r["stdout"].as_str().unwrap().contains("\n1\n"), "{r}");
+    let (status, _) = s2
+        .call("DELETE", &format!("/api/workspaces/{ws}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    s2.assert_no_engine_objects().await;
 }
 
 #[tokio::test]

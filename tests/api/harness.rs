@@ -360,6 +360,24 @@ impl Drop for Server {
     }
 }
 
+/// Whether a process with this command line runs in the container.
+pub async fn process_running(container: &str, cmdline: &str) -> bool {
+    let out = tokio::process::Command::new("docker")
+        .args([
+            "exec",
+            container,
+            "sh",
+            "-c",
+            r#"for p in /proc/[0-9]*; do tr '\0' ' ' < "$p/cmdline" 2>/dev/null; echo; done"#,
+        ])
+        .env("DOCKER_API_VERSION", "1.41")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().any(|l| l.trim() == cmdline)
+}
+
 /// Polls `check` until it answers `Some`, for at most `within`: the one way tests wait for something
 /// that happens on its own time, instead of fixed sleeps.
 pub async fn eventually<T, Fut>(what: &str, within: Duration, mut check: impl FnMut() -> Fut) -> T

@@ -518,3 +518,41 @@ async fn a_library_template_builds_with_its_fragments_and_skill_setup() {
         .await;
     s.assert_no_engine_objects().await;
 }
+
+#[tokio::test]
+async fn a_save_a_crash_cut_off_is_rolled_back_at_start_and_never_swept_into_the_next_commit() {
+    let mut s = Server::start().await;
+    let lib = s.data_dir.join("library");
+    let (status, v) = put(
+        &s,
+        "/api/library/rule/kept",
+        json!({ "content": "Kept.\n" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    s.kill();
+    // What a crash between a save's writes and its commit leaves: a staged file, a changed tracked file
+    // and an atomic write's temp file.
+    std::fs::write(lib.join("rule/half.md"), "half saved\n").unwrap();
+    git(&lib, &["add", "rule/half.md"]);
+    std::fs::write(lib.join("rule/kept.md"), "overwritten\n").unwrap();
+    std::fs::write(lib.join("rule/.x.md.berth-tmp-1"), "tmp\n").unwrap();
+    let s2 = Server::spawn(&s.data_dir, &Options::default()).await;
+    assert_eq!(git(&lib, &["status", "--porcelain"]), "");
+    let (status, v) = s2.get("/api/library/rule/kept").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["content"], "Kept.\n", "{v}");
+    let (status, _) = s2.get("/api/library/rule/half").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The next save commits its own file and nothing else.
+    let (status, v) = put(
+        &s2,
+        "/api/library/rule/next",
+        json!({ "content": "Next.\n" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let files = git(&lib, &["show", "--name-only", "--format=", "HEAD"]);
+    assert_eq!(files.trim(), "rule/next.md");
+    s2.assert_no_engine_objects().await;
+}

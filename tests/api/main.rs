@@ -13,6 +13,7 @@ mod dashboard;
 mod exec;
 mod inputs;
 mod library;
+mod lifecycle;
 mod missions;
 mod observability;
 mod openapi;

@@ -801,3 +801,29 @@ async fn a_workspace_built_under_other_settings_gets_a_copy_of_the_binary() {
     s2.assert_no_engine_objects().await;
     drop(s);
 }
+
+#[tokio::test]
+async fn an_agent_server_that_dies_while_starting_is_told_at_once() {
+    let llm = FakeLlm::start().await;
+    let (s, _) = agent_server(&llm).await;
+    // Too little memory for the agent server: the kernel kills it while it starts.
+    let ws = s
+        .ready_workspace(
+            "agent-starved",
+            json!({ "network": "host", "memory_mb": 64 }),
+        )
+        .await;
+    let m = mission(&s, &ws).await;
+    let msg = send(&s, "hello").await["id"].as_str().unwrap().to_string();
+    let err = wait_event(&s, &m, "error", &msg).await;
+    let text = err["data"]["message"].as_str().unwrap();
+    // Its own exit and its own log, not a 90 s wait nor an older server's log.
+    assert!(
+        text.contains("exited with code 137 while starting"),
+        "{err}"
+    );
+    assert!(!text.contains("within 90s"), "{err}");
+    s.call("DELETE", &format!("/api/workspaces/{ws}"), None)
+        .await;
+    s.assert_no_engine_objects().await;
+}

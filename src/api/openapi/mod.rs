@@ -16,7 +16,7 @@ use utoipa::OpenApi;
 
 use super::{
     audit, auth, backends, control, library, library_openagent, mcp, metrics, missions,
-    opencode_proxy, providers, system, tokens, v1, workspaces,
+    opencode_proxy, providers, system, tokens, v1, workspace_power, workspaces,
 };
 
 #[derive(OpenApi)]
@@ -45,6 +45,7 @@ method is 405 (`method_not_allowed`).",
         workspaces::list_workspaces, workspaces::create_workspace, workspaces::get_workspace,
         workspaces::update_workspace, workspaces::delete_workspace, workspaces::build_workspace,
         workspaces::exec_in_workspace, workspaces::get_init_log, workspaces::rerun_init,
+        workspace_power::stop_workspace, workspace_power::start_workspace,
         workspaces::debug_workspace, workspaces::sync_workspace,
         opencode_proxy::proxy_to_opencode,
         library::list_items, library::get_item, library::save_item, library::delete_item,

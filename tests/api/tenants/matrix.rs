@@ -163,6 +163,18 @@ async fn another_users_objects_do_not_exist_on_any_route() {
             json!({}),
         ),
         (
+            "/api/workspaces/{id}/stop",
+            "POST",
+            format!("/api/workspaces/{ws}/stop"),
+            Value::Null,
+        ),
+        (
+            "/api/workspaces/{id}/start",
+            "POST",
+            format!("/api/workspaces/{ws}/start"),
+            Value::Null,
+        ),
+        (
             "/api/workspaces/{id}/debug",
             "GET",
             format!("/api/workspaces/{ws}/debug"),
