@@ -71,6 +71,9 @@ impl ApiError {
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Engine(_) => (StatusCode::BAD_GATEWAY, "engine_error"),
+            Self::Internal(e) if crate::storage::is_full(e) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+            }
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -110,6 +113,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let message = match &self {
+            Self::Internal(e) if crate::storage::is_full(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "a write failed: the data dir is full"
+                );
+                "berth's data dir is full: nothing was changed; free space on its disk and try again"
+                    .to_string()
+            }
             Self::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "internal error");
                 "internal server error".to_string()

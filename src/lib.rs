@@ -13,7 +13,8 @@
 //! - `missions/`: agent missions: queue, turns, stored events and their stream.
 //! - `agents/`: the `/v1` agent API: codebases, runs, the task queue with workers and leases, monitor.
 //! - `store/`: SQLite queries per domain. `auth`, `login_throttle`, `secrets`: logins, tokens, secrets
-//!   at rest. `principal`: who acts (a user and their role) and what they may act on.
+//!   at rest. `principal`: who acts (a user and their role) and what they may act on. `storage`: the
+//!   data dir's free space and writes that failed for lack of it.
 
 pub mod agents;
 pub mod api;
@@ -39,5 +40,6 @@ pub mod router;
 pub mod secrets;
 pub mod server;
 pub mod stats;
+pub mod storage;
 pub mod store;
 pub mod workspaces;

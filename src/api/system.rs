@@ -18,6 +18,9 @@ use crate::principal::Principal;
 )]
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
     let engine = state.workspaces.engine().ping().await;
+    let data_dir = crate::storage::space(&state.workspaces.config().data_dir)
+        .map(|space| json!(space))
+        .unwrap_or_else(|e| json!({ "error": e.to_string() }));
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -28,6 +31,8 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
             Ok(api) => json!({ "reachable": true, "api_version": api }),
             Err(e) => json!({ "reachable": false, "error": e.to_string() }),
         },
+        // `full: true` when berth can no longer record state safely (writes answer 507).
+        "data_dir": data_dir,
     }))
 }
 

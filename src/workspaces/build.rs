@@ -19,6 +19,9 @@ pub(super) enum BuildFailure {
     Cancelled,
 }
 
+/// How often a build's end that could not be recorded is tried again.
+const RECORD_RETRY: Duration = Duration::from_secs(2);
+
 impl From<EngineError> for BuildFailure {
     fn from(e: EngineError) -> Self {
         Self::Failed(e.to_string())
@@ -139,7 +142,6 @@ impl Workspaces {
             .lock()
             .expect("builds lock")
             .remove(&ws.id);
-        let store = &self.inner.store;
         let label = match &outcome {
             Ok(()) => "ready",
             Err(BuildFailure::Failed(_)) => "failed",
@@ -149,31 +151,55 @@ impl Workspaces {
             .builds
             .with_label_values(&[label])
             .observe(started.elapsed().as_secs_f64());
-        let result = match outcome {
+        match outcome {
             Ok(()) => {
                 log.write(b"== berth: workspace ready\n").await;
                 tracing::info!(workspace.id = %ws.id, duration_ms = started.elapsed().as_millis() as u64, "workspace ready");
-                store
-                    .transition_workspace(&ws.id, &[Status::Building], Status::Ready, None)
-                    .await
+                self.record_end(&ws.id, Status::Ready, None).await;
             }
             Err(BuildFailure::Failed(msg)) => {
                 log.write(format!("== berth: build failed: {msg}\n").as_bytes())
                     .await;
                 tracing::warn!(workspace.id = %ws.id, error = %msg, "workspace build failed");
-                store
-                    .transition_workspace(&ws.id, &[Status::Building], Status::Error, Some(&msg))
-                    .await
+                self.record_end(&ws.id, Status::Error, Some(msg)).await;
             }
             Err(BuildFailure::Cancelled) => {
                 // Deleted: nothing to record. Shutdown: reconcile at the next start settles it.
                 tracing::info!(workspace.id = %ws.id, "workspace build cancelled");
-                return;
             }
-        };
-        if let Err(e) = result {
-            tracing::error!(workspace.id = %ws.id, error = %e, "recording the build result failed");
         }
+    }
+
+    /// Records how a build or a rerun-init ended. A store that cannot take it now (a full disk) gets it
+    /// again every few seconds in the background until it can, so the workspace never stays `building`.
+    pub(super) async fn record_end(&self, id: &str, to: Status, message: Option<String>) {
+        let store = &self.inner.store;
+        let first = store
+            .transition_workspace(id, &[Status::Building], to, message.as_deref())
+            .await;
+        let Err(e) = first else { return };
+        tracing::error!(workspace.id = %id, error = %e, "recording the end of a build failed; retrying in the background");
+        let (store, id) = (store.clone(), id.to_string());
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(RECORD_RETRY) => {}
+                    // The next start's reconcile settles it.
+                    _ = shutdown.cancelled() => return,
+                }
+                match store
+                    .transition_workspace(&id, &[Status::Building], to, message.as_deref())
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(workspace.id = %id, status = to.as_str(), "the end of a build is recorded");
+                        return;
+                    }
+                    Err(e) => tracing::debug!(workspace.id = %id, error = %e, "still cannot record the end of a build"),
+                }
+            }
+        });
     }
 
     async fn build_steps(

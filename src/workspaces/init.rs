@@ -282,10 +282,7 @@ impl Workspaces {
                     },
                 ),
             };
-            this.inner
-                .store
-                .transition_workspace(&ws.id, &[Status::Building], status, message.as_deref())
-                .await?;
+            this.record_end(&ws.id, status, message).await;
             Ok::<_, anyhow::Error>(RerunInitResult {
                 success: status == Status::Ready,
                 exit_code: out.exit_code,

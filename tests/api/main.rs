@@ -10,6 +10,7 @@ mod codetether;
 mod containers;
 mod crash;
 mod dashboard;
+mod disk;
 mod exec;
 mod inputs;
 mod library;

@@ -13,7 +13,7 @@ use utoipa::openapi::{Content, Header, OpenApi, Ref, RefOr};
 
 /// Every `code` an `/api` error carries, with its status and meaning; the first code listed for a
 /// status is the one an error of that status has unless its description names another.
-pub const CODES: [(u16, &str, &str); 16] = [
+pub const CODES: [(u16, &str, &str); 17] = [
     (
         400,
         "invalid_request",
@@ -81,6 +81,11 @@ pub const CODES: [(u16, &str, &str); 16] = [
         503,
         "unavailable",
         "an agent server cannot be started or reached",
+    ),
+    (
+        507,
+        "insufficient_storage",
+        "berth's data dir is full: the write was refused and nothing changed",
     ),
 ];
 

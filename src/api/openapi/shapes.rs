@@ -76,6 +76,9 @@ pub struct Health {
     /// `single_tenant` (one password) or `multi_user` (a username and a password).
     auth_mode: String,
     docker: DockerHealth,
+    /// The data dir's disk; `full: true` when berth can no longer record state safely (writes answer
+    /// 507 `insufficient_storage`).
+    data_dir: crate::storage::Space,
 }
 
 #[derive(ToSchema)]
