@@ -49,9 +49,14 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         );
     }
     let store = Store::open(&config.db_path()).await?;
-    // Data dirs made before berth restricted them: the store, its journal and the logs.
+    // Data dirs made before berth restricted them: the store, its journal and the logs. A `.tmp` file is
+    // an atomic write a crash cut off before its rename: the file it was for is whole, so it goes.
     for entry in std::fs::read_dir(&config.data_dir)?.flatten() {
         let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".tmp") && entry.path().is_file() {
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
         if name.to_string_lossy().starts_with("berth.db") {
             secrets::make_private(&entry.path())?;
         } else if name == "logs" {
@@ -104,7 +109,12 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         secrets: secrets_box.clone(),
         workspaces: workspaces.clone(),
-        runtime: Runtime::new(engine.clone(), config.clone()),
+        runtime: Runtime::new(
+            engine.clone(),
+            config.clone(),
+            store.clone(),
+            secrets_box.clone(),
+        ),
         hub: Hub::new(store.clone()).await?,
         config: config.clone(),
         tracker: tracker.clone(),

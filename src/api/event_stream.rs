@@ -69,6 +69,7 @@ pub fn stream(
         rx: m.hub().subscribe(),
         map,
         _subscriber: crate::metrics::Subscriber::open(),
+        closing: false,
     };
     let stream =
         futures::StreamExt::take_until(futures::stream::unfold(state, next_sse), lapse.wait());
@@ -86,7 +87,13 @@ struct StreamState {
     map: Mapping,
     /// Counted as a subscriber while the stream lives.
     _subscriber: crate::metrics::Subscriber,
+    /// berth is stopping: what is stored goes out, then the stream ends.
+    closing: bool,
 }
+
+/// How long a stream waits at shutdown for cut-off turns to record how they ended (within the grace
+/// requests get).
+const CLOSING_WAIT: Duration = Duration::from_secs(3);
 
 async fn next_sse(mut s: StreamState) -> Option<(Result<SseEvent, Infallible>, StreamState)> {
     if let Some(n) = s.notices.pop() {
@@ -112,11 +119,18 @@ async fn next_sse(mut s: StreamState) -> Option<(Result<SseEvent, Infallible>, S
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reading events for a stream failed"),
         }
-        // Wait for anything newer; end when berth stops, so shutdown is not held up by open streams.
+        if s.closing {
+            return None;
+        }
+        // Wait for anything newer. When berth stops, the turns it cuts off record `interrupted` first
+        // (briefly waited for), those events go out, and the stream ends: shutdown is not held up.
         let shutdown = s.missions.shutdown().clone();
         tokio::select! {
             changed = s.rx.changed() => if changed.is_err() { return None },
-            _ = shutdown.cancelled() => return None,
+            _ = shutdown.cancelled() => {
+                s.missions.turns_settled(CLOSING_WAIT).await;
+                s.closing = true;
+            }
         }
     }
 }

@@ -78,17 +78,19 @@ impl Engine {
     }
 
     pub async fn remove_volume(&self, workspace_id: &str) -> EngineResult<()> {
-        let name = super::volume_name(workspace_id);
+        self.remove_volume_named(&super::volume_name(workspace_id))
+            .await
+    }
+
+    /// Removes a volume by name; a missing one is not an error.
+    pub async fn remove_volume_named(&self, name: &str) -> EngineResult<()> {
         match self
             .docker
-            .remove_volume(&name, Some(RemoveVolumeOptions { force: true }))
+            .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
             .await
         {
             Ok(()) => Ok(()),
-            Err(e) => match EngineError::from_bollard(
-                format!("remove volume of workspace {workspace_id}"),
-                e,
-            ) {
+            Err(e) => match EngineError::from_bollard(format!("remove volume {name}"), e) {
                 e if e.is_not_found() => Ok(()),
                 e => Err(e),
             },

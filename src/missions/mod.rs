@@ -6,6 +6,7 @@ mod control;
 pub mod hub;
 pub mod providers;
 mod queue;
+mod recovery;
 mod status;
 mod turn;
 
@@ -147,25 +148,6 @@ impl Missions {
 
     pub fn fragment(&self) -> &Value {
         &self.inner.fragment
-    }
-
-    /// At start-up: turns that were running when berth stopped are interrupted, and so are their missions.
-    pub async fn recover(&self) -> anyhow::Result<()> {
-        let store = &self.inner.store;
-        for m in store.missions_with_status(MissionStatus::Active).await? {
-            let n = store.move_messages(&m.id, "running", "interrupted").await?;
-            if n > 0 {
-                store
-                    .transition_mission(&m.id, &[MissionStatus::Active], MissionStatus::Interrupted)
-                    .await?;
-                self.inner
-                    .hub
-                    .emit(&m.id, &m.owner, "status", json!({ "status": "interrupted", "reason": "berth restarted during a turn; POST resume to continue" }))
-                    .await;
-                tracing::warn!(mission.id = %m.id, "mission interrupted by a restart");
-            }
-        }
-        Ok(())
     }
 
     async fn view(&self, m: MissionRow) -> MissionView {
@@ -479,6 +461,14 @@ impl Missions {
     }
 
     /// How many missions have a turn running now.
+    /// Waits (at most `within`) until no turn runs: at shutdown, until the cut-off ones have recorded it.
+    pub async fn turns_settled(&self, within: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.running_turns().await > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn running_turns(&self) -> usize {
         self.inner
             .runners

@@ -85,7 +85,7 @@ impl Missions {
     }
 
     /// Makes sure a runner works through the mission's queue.
-    async fn kick(&self, mission_id: &str) {
+    pub(super) async fn kick(&self, mission_id: &str) {
         let mut runners = self.inner.runners.lock().await;
         if runners.contains_key(mission_id) {
             return;

@@ -15,7 +15,7 @@ use crate::store::missions::MessageRow;
 use crate::workspaces::model::Status as WsStatus;
 
 /// How a turn ended, for the message's stored status.
-enum Outcome {
+pub(super) enum Outcome {
     /// With the final answer, which the closing `idle` status carries as its summary.
     Done(String),
     Failed(String),
@@ -54,6 +54,18 @@ impl Missions {
         .await;
 
         let outcome = self.turn(&mission, &msg, &cancel).await;
+        self.finish_turn(&mission, &msg, outcome).await;
+    }
+
+    /// Records how a turn ended: the message's status, the closing events, and an interrupted mission.
+    pub(super) async fn finish_turn(
+        &self,
+        mission: &crate::store::missions::MissionRow,
+        msg: &MessageRow,
+        outcome: Outcome,
+    ) {
+        let (mission_id, owner) = (mission.id.as_str(), mission.owner.as_str());
+        let hub = &self.inner.hub;
         let (message_status, event) = match &outcome {
             Outcome::Done(summary) => (
                 "done",
@@ -62,7 +74,7 @@ impl Missions {
             Outcome::Failed(e) => {
                 hub.emit(
                     mission_id,
-                    &owner,
+                    owner,
                     "error",
                     json!({ "message": e, "message_id": msg.id }),
                 )
@@ -71,7 +83,7 @@ impl Missions {
                 // history) shows it where the answer would be.
                 hub.emit(
                     mission_id,
-                    &owner,
+                    owner,
                     "assistant_message",
                     json!({ "content": e, "message_id": msg.id, "success": false }),
                 )
@@ -111,7 +123,7 @@ impl Missions {
         }
         let mut event = event;
         event["queue_len"] = json!(self.inner.store.queued_count(mission_id).await.unwrap_or(0));
-        hub.emit(mission_id, &owner, "status", event).await;
+        hub.emit(mission_id, owner, "status", event).await;
     }
 
     async fn turn(
@@ -147,7 +159,15 @@ impl Missions {
             Ok(e) => e,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
-        let mut body = json!({ "parts": [{ "type": "text", "text": msg.content }] });
+        // A resumed message whose prompt OpenCode already has is continued, not sent again: what its
+        // tools did is in the session, and sending it again would run them twice.
+        let text = if msg.delivered_at.is_some() && prompt_in_session(&client, &session, msg).await
+        {
+            CONTINUE_PROMPT
+        } else {
+            msg.content.as_str()
+        };
+        let mut body = json!({ "parts": [{ "type": "text", "text": text }] });
         if let Some(agent) = msg.agent.as_ref().or(mission.agent.as_ref()) {
             body["agent"] = json!(agent);
         }
@@ -164,6 +184,9 @@ impl Missions {
         }
         if let Err(e) = client.prompt(&session, &body).await {
             return Outcome::Failed(e.to_string());
+        }
+        if let Err(e) = self.inner.store.mark_delivered(&msg.id).await {
+            tracing::warn!(mission.id = %mission.id, error = %e, "recording the prompt's delivery failed");
         }
 
         let mut tr = Translator::new(session.clone());
@@ -262,7 +285,7 @@ impl Missions {
         Ok(s)
     }
 
-    async fn session_idle(&self, client: &Client, session: &str) -> bool {
+    pub(super) async fn session_idle(&self, client: &Client, session: &str) -> bool {
         let req = client.request(reqwest::Method::GET, "/session/status");
         match req.timeout(Duration::from_secs(10)).send().await {
             Ok(r) => r
@@ -275,8 +298,19 @@ impl Missions {
     }
 }
 
+/// What a resumed turn sends instead of a prompt OpenCode already has.
+const CONTINUE_PROMPT: &str = "berth restarted while you were working on the previous message. Continue it from where you stopped. The tool calls above already ran: do not run them again.";
+
+/// Whether the session holds `msg`'s prompt as its last user message.
+async fn prompt_in_session(client: &Client, session: &str, msg: &MessageRow) -> bool {
+    match client.messages(session).await {
+        Ok(messages) => super::recovery::prompt_index(&messages, msg).is_some(),
+        Err(_) => false,
+    }
+}
+
 /// The text of the session's last assistant message, and its OpenCode id.
-async fn final_text(client: &Client, session: &str) -> Result<(String, Value), String> {
+pub(super) async fn final_text(client: &Client, session: &str) -> Result<(String, Value), String> {
     let messages = client.messages(session).await.map_err(|e| e.to_string())?;
     let last = messages
         .iter()
@@ -296,10 +330,10 @@ async fn final_text(client: &Client, session: &str) -> Result<(String, Value), S
 }
 
 /// Turns OpenCode events of one session into mission events, each once.
-struct Translator {
+pub(super) struct Translator {
     session: String,
-    called: HashSet<String>,
-    resulted: HashSet<String>,
+    pub(super) called: HashSet<String>,
+    pub(super) resulted: HashSet<String>,
     thought: HashSet<String>,
     roles: HashMap<String, String>,
     idle: bool,
@@ -307,7 +341,7 @@ struct Translator {
 }
 
 impl Translator {
-    fn new(session: String) -> Self {
+    pub(super) fn new(session: String) -> Self {
         Self {
             session,
             called: HashSet::new(),
@@ -319,7 +353,7 @@ impl Translator {
         }
     }
 
-    fn handle(&mut self, ev: &Value) -> Vec<(&'static str, Value)> {
+    pub(super) fn handle(&mut self, ev: &Value) -> Vec<(&'static str, Value)> {
         let props = &ev["properties"];
         let session = props["sessionID"]
             .as_str()

@@ -37,6 +37,15 @@ impl Client {
         }
     }
 
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The server's password, for berth's own record of it (sealed there).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))

@@ -14,7 +14,9 @@ use super::binary;
 use super::client::Client;
 use crate::config::Config;
 use crate::engine::{self, Engine};
-use crate::secrets;
+use crate::secrets::{self, SecretBox};
+use crate::store::agent_servers::AgentServerRow;
+use crate::store::Store;
 use crate::workspaces::model::Workspace;
 
 /// Where berth puts the binary inside containers, versioned so an upgrade re-uploads it.
@@ -38,6 +40,9 @@ pub struct Runtime {
 struct Inner {
     engine: Engine,
     config: Config,
+    /// Where each server is recorded (password sealed), so a restart reattaches to it.
+    store: Store,
+    secrets: SecretBox,
     servers: Mutex<HashMap<String, Arc<Server>>>,
     /// The given binary's copy in the cache dir, once taken in (it is hashed once per process).
     adopted: Mutex<Option<PathBuf>>,
@@ -46,11 +51,13 @@ struct Inner {
 }
 
 impl Runtime {
-    pub fn new(engine: Engine, config: Config) -> Self {
+    pub fn new(engine: Engine, config: Config, store: Store, secrets: SecretBox) -> Self {
         Self {
             inner: Arc::new(Inner {
                 engine,
                 config,
+                store,
+                secrets,
                 servers: Mutex::new(HashMap::new()),
                 adopted: Mutex::new(None),
                 starting: Mutex::new(HashMap::new()),
@@ -94,8 +101,19 @@ impl Runtime {
             if s.config_hash == hash && s.client.healthy().await {
                 return Ok(s.client.clone());
             }
+        } else if let Some(client) = self.reattach(&ws.id, &hash).await {
+            return Ok(client);
         }
         let client = self.start(ws, &config_text).await?;
+        let record = AgentServerRow {
+            url: client.base().to_string(),
+            password: self.inner.secrets.seal(client.password()),
+            config_hash: hash.clone(),
+        };
+        if let Err(e) = self.inner.store.save_agent_server(&ws.id, &record).await {
+            // Only a restart's reattach is lost: that server is replaced then.
+            tracing::warn!(workspace.id = %ws.id, error = %e, "recording the agent server failed");
+        }
         self.inner.servers.lock().expect("servers lock").insert(
             ws.id.clone(),
             Arc::new(Server {
@@ -104,6 +122,29 @@ impl Runtime {
             }),
         );
         Ok(client)
+    }
+
+    /// The server an earlier berth process started in the workspace, if it still runs with this
+    /// configuration: adopted as it is, so a turn it is working on goes on.
+    async fn reattach(&self, workspace_id: &str, hash: &str) -> Option<Client> {
+        let row = self.inner.store.agent_server(workspace_id).await.ok()??;
+        if row.config_hash != hash {
+            return None;
+        }
+        let password = self.inner.secrets.unseal(&row.password).ok()?;
+        let client = Client::new(row.url, password);
+        if !client.healthy().await {
+            return None;
+        }
+        tracing::info!(workspace.id = %workspace_id, "reattached to a running agent server");
+        self.inner.servers.lock().expect("servers lock").insert(
+            workspace_id.to_string(),
+            Arc::new(Server {
+                client: client.clone(),
+                config_hash: hash.to_string(),
+            }),
+        );
+        Some(client)
     }
 
     /// Every server berth started, by workspace id (some may have died since).
@@ -143,6 +184,9 @@ impl Runtime {
     /// Stops the workspace's server (e.g. in tests of a dying agent, or before a rebuild).
     pub async fn kill(&self, ws: &Workspace) {
         self.forget(&ws.id);
+        if let Err(e) = self.inner.store.forget_agent_server(&ws.id).await {
+            tracing::warn!(workspace.id = %ws.id, error = %e, "forgetting the agent server failed");
+        }
         self.inner
             .engine
             .kill_tree(&engine::container_name(&ws.id), &marker(&ws.id))

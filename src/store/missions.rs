@@ -40,6 +40,8 @@ pub struct MessageRow {
     pub content: String,
     pub agent: Option<String>,
     pub status: String,
+    /// When its prompt reached OpenCode (a resumed message whose prompt did is continued, not resent).
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -286,7 +288,7 @@ impl Store {
     /// Messages waiting their turn in the owner's missions, oldest first.
     pub async fn queued_messages_of(&self, owner: &str) -> anyhow::Result<Vec<MessageRow>> {
         Ok(sqlx::query_as(
-            "SELECT m.id, m.mission_id, m.content, m.agent, m.status FROM mission_messages m
+            "SELECT m.id, m.mission_id, m.content, m.agent, m.status, m.delivered_at FROM mission_messages m
              JOIN missions s ON s.id = m.mission_id
              WHERE s.owner = ? AND m.status = 'queued' ORDER BY m.created_at, m.position",
         )
@@ -317,12 +319,37 @@ impl Store {
              WHERE id = (SELECT id FROM mission_messages WHERE mission_id = ? AND status = 'queued'
                          ORDER BY position LIMIT 1)
                AND NOT EXISTS (SELECT 1 FROM mission_messages WHERE mission_id = ? AND status = 'running')
-             RETURNING id, mission_id, content, agent, status",
+             RETURNING id, mission_id, content, agent, status, delivered_at",
         )
         .bind(mission_id)
         .bind(mission_id)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// The messages of the mission in `status` (the running one after a crash), in order.
+    pub async fn messages_in(
+        &self,
+        mission_id: &str,
+        status: &str,
+    ) -> anyhow::Result<Vec<MessageRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, mission_id, content, agent, status, delivered_at FROM mission_messages
+             WHERE mission_id = ? AND status = ? ORDER BY position",
+        )
+        .bind(mission_id)
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn mark_delivered(&self, id: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE mission_messages SET delivered_at = ? WHERE id = ?")
+            .bind(Utc::now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn finish_message(&self, id: &str, status: &str) -> anyhow::Result<()> {

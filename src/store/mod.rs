@@ -1,5 +1,6 @@
 //! The embedded SQLite store: connection, migrations, and one module of queries per domain.
 
+pub mod agent_servers;
 pub mod agents;
 pub mod audit;
 pub mod missions;

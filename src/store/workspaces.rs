@@ -403,3 +403,31 @@ impl Store {
             == 1)
     }
 }
+
+impl Store {
+    /// Records a volume a delete kept on purpose, before the workspace's row goes.
+    pub async fn keep_volume(
+        &self,
+        name: &str,
+        workspace_id: &str,
+        owner: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO kept_volumes (name, workspace_id, owner, kept_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(workspace_id)
+        .bind(owner)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn kept_volumes(&self) -> anyhow::Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT name FROM kept_volumes")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}

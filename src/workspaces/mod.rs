@@ -203,7 +203,11 @@ impl Workspaces {
                 .remove_container(&crate::engine::container_name(id))
                 .await?;
             engine.remove_image(&crate::engine::image_tag(id)).await?;
-            if !keep_volume {
+            if keep_volume {
+                // Kept on purpose: the reconcile leaves it alone.
+                let name = crate::engine::volume_name(id);
+                self.inner.store.keep_volume(&name, id, &ws.owner).await?;
+            } else {
                 engine.remove_volume(id).await?;
             }
         }

@@ -126,6 +126,21 @@ impl Workspaces {
                 self.settle_orphaned_execs(&c.id).await;
             }
         }
+        // Volumes of workspaces that are gone (a crash between a delete's steps), except those a delete
+        // kept on purpose.
+        let kept: HashSet<String> = store.kept_volumes().await?.into_iter().collect();
+        let owned: HashSet<String> = known.iter().map(|id| engine::volume_name(id)).collect();
+        for volume in engine.list_managed_volumes().await? {
+            if owned.contains(&volume) || kept.contains(&volume) {
+                continue;
+            }
+            match engine.remove_volume_named(&volume).await {
+                Ok(()) => tracing::info!(volume = %volume, "removed a volume no workspace owns"),
+                Err(e) => {
+                    tracing::warn!(volume = %volume, error = %e, "a volume no workspace owns stays")
+                }
+            }
+        }
         // Images replaced by rebuilds, or built after a crash cut berth off: nothing uses them.
         for image in engine.list_dangling_images().await? {
             match engine.remove_image(&image).await {

@@ -537,7 +537,11 @@ async fn a_save_a_crash_cut_off_is_rolled_back_at_start_and_never_swept_into_the
     git(&lib, &["add", "rule/half.md"]);
     std::fs::write(lib.join("rule/kept.md"), "overwritten\n").unwrap();
     std::fs::write(lib.join("rule/.x.md.berth-tmp-1"), "tmp\n").unwrap();
+    // And a data dir file's atomic write cut off before its rename.
+    let tmp = s.data_dir.join("instance-id.tmp");
+    std::fs::write(&tmp, "half").unwrap();
     let s2 = Server::spawn(&s.data_dir, &Options::default()).await;
+    assert!(!tmp.exists(), "a temp file stayed");
     assert_eq!(git(&lib, &["status", "--porcelain"]), "");
     let (status, v) = s2.get("/api/library/rule/kept").await;
     assert_eq!(status, StatusCode::OK, "{v}");

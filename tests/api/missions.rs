@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::fake_llm::FakeLlm;
-use crate::harness::{docker, opencode_bin, Options, Seen, Server};
+use crate::harness::{docker, eventually, opencode_bin, Options, Seen, Server};
 
 /// Options for a server wired to the fake LLM and the pinned opencode binary.
 fn agent_server_options(llm: &FakeLlm) -> Options {
@@ -528,56 +528,119 @@ async fn messages_queue_in_order_cancel_aborts_and_errors_are_events() {
 }
 
 #[tokio::test]
-async fn a_berth_crash_interrupts_the_mission_and_resume_completes_it() {
+async fn a_turn_a_crash_cut_off_is_settled_from_opencode_and_resume_never_repeats_a_tool() {
     let llm = FakeLlm::start().await;
     let (mut s, opts) = agent_server(&llm).await;
     let ws = agent_workspace(&s, "agent-crash").await;
     let m = mission(&s, &ws).await;
-    let msg = send(&s, "SLOW 8").await["id"].as_str().unwrap().to_string();
-    wait_event(&s, &m, "status", &msg).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    s.kill();
+    let container = format!("berth-ws-{ws}");
 
-    let dir = s.data_dir.clone();
-    let s2 = Server::spawn(&dir, &opts).await;
+    // berth dies while a tool runs; the agent server lives on and finishes the turn meanwhile.
+    let first = send(
+        &s,
+        r#"CALL_TOOL bash {"command": "echo ran >> /workspace/count; sleep 4; echo tool-done", "description": "counts"}"#,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_tool_calls(&s, &m, 1).await;
+    s.kill();
+    let mut s2 = Server::spawn(&s.data_dir, &opts).await;
+    let answer = wait_event(&s2, &m, "assistant_message", &first).await;
+    let text = answer["data"]["content"].as_str().unwrap();
+    assert!(
+        text.starts_with("DONE. tool said") && text.contains("tool-done"),
+        "{answer}"
+    );
+    let results = events(&s2, &m, "&types=tool_result").await;
+    assert_eq!(results.len(), 1, "each result once: {results:#?}");
+    assert_eq!(events(&s2, &m, "&types=tool_call").await.len(), 1);
     let (_, mission) = s2.get(&format!("/api/control/missions/{m}")).await;
-    assert_eq!(mission["status"], "interrupted", "{mission}");
-    let (status, v) = s2
-        .post("/api/control/message", json!({ "content": "x" }))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{v}");
-    let (status, v) = s2
+    assert_eq!(mission["status"], "active", "{mission}");
+    assert_eq!(
+        s2.sh(&ws, "wc -l < /workspace/count").await["stdout"],
+        "1\n"
+    );
+
+    // berth and the agent server both die while a tool runs: the turn is interrupted, and resume goes
+    // on from what the session holds instead of sending the prompt (and running the tool) again.
+    let second = send(
+        &s2,
+        r#"CALL_TOOL bash {"command": "echo ran >> /workspace/count2; sleep 30", "description": "counts"}"#,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_tool_calls(&s2, &m, 2).await;
+    s2.kill();
+    let out = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &container,
+            "sh",
+            "-c",
+            "pkill -9 -f 'opencod[e] serve' || true",
+        ])
+        .env("DOCKER_API_VERSION", "1.41")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let s3 = Server::spawn(&s.data_dir, &opts).await;
+    let mission = eventually(
+        "the cut-off turn is settled",
+        Duration::from_secs(120),
+        || async {
+            let (_, v) = s3.get(&format!("/api/control/missions/{m}")).await;
+            (v["status"] == "interrupted").then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(mission["status"], "interrupted");
+    let (status, v) = s3
         .post(&format!("/api/control/missions/{m}/resume"), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    assert_eq!(v["status"], "active");
-    let answer = wait_event(&s2, &m, "assistant_message", &msg).await;
+    let answer = wait_event(&s3, &m, "assistant_message", &second).await;
     assert!(
         answer["data"]["content"]
             .as_str()
             .unwrap()
-            .starts_with("slow"),
+            .contains("do not run them again"),
         "{answer}"
     );
-    // Same OpenCode session as before the crash: it lives on the workspace volume.
-    let (_, sessions) = s2
+    assert_eq!(
+        s3.sh(&ws, "wc -l < /workspace/count2").await["stdout"],
+        "1\n"
+    );
+    // Same OpenCode session throughout: it lives on the workspace volume.
+    let (_, sessions) = s3
         .get(&format!("/api/workspaces/{ws}/opencode/session"))
         .await;
     assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
     // A completed mission does not resume.
-    s2.post(
+    s3.post(
         &format!("/api/control/missions/{m}/status"),
         json!({ "status": "completed" }),
     )
     .await;
-    let (status, _) = s2
+    let (status, _) = s3
         .post(&format!("/api/control/missions/{m}/resume"), json!({}))
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    s2.call("DELETE", &format!("/api/workspaces/{ws}"), None)
+    s3.call("DELETE", &format!("/api/workspaces/{ws}"), None)
         .await;
-    s2.assert_no_engine_objects().await;
-    drop(s);
+    s3.assert_no_engine_objects().await;
+    drop((s, s2));
+}
+
+/// Waits until the mission has recorded `n` tool calls.
+async fn wait_tool_calls(s: &Server, m: &str, n: usize) {
+    eventually("the tool call", Duration::from_secs(120), || async {
+        (events(s, m, "&types=tool_call").await.len() >= n).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -826,4 +889,37 @@ async fn an_agent_server_that_dies_while_starting_is_told_at_once() {
     s.call("DELETE", &format!("/api/workspaces/{ws}"), None)
         .await;
     s.assert_no_engine_objects().await;
+}
+
+#[tokio::test]
+async fn a_graceful_stop_sends_live_streams_the_interrupted_turn_before_they_close() {
+    let llm = FakeLlm::start().await;
+    let (mut s, opts) = agent_server(&llm).await;
+    let ws = agent_workspace(&s, "agent-stop").await;
+    let m = mission(&s, &ws).await;
+    let (seen, stream) = collect_stream(&s, None);
+    let msg = send(&s, "SLOW 60").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_event(&s, &m, "status", &msg).await;
+    let took = s.terminate();
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    tokio::time::timeout(Duration::from_secs(10), stream)
+        .await
+        .expect("the stream ended with berth")
+        .unwrap();
+    let frames = seen.lock().unwrap().clone();
+    assert!(
+        frames.iter().any(|(_, event, frame)| event == "status"
+            && frame["data"]["status"] == "interrupted"
+            && frame["data"]["message_id"] == msg.as_str()),
+        "{frames:#?}"
+    );
+    let s2 = Server::spawn(&s.data_dir, &opts).await;
+    let (_, mission) = s2.get(&format!("/api/control/missions/{m}")).await;
+    assert_eq!(mission["status"], "interrupted", "{mission}");
+    s2.call("DELETE", &format!("/api/workspaces/{ws}"), None)
+        .await;
+    s2.assert_no_engine_objects().await;
 }

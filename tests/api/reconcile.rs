@@ -54,6 +54,14 @@ async fn restart_reconciles_store_and_engine() {
         .await
         .unwrap();
     }
+    // A volume of this instance that no workspace owns (a delete cut off between its steps).
+    d.create_volume(bollard::volume::CreateVolumeOptions {
+        name: format!("berth-test-orphan-{instance}"),
+        labels: orphan_labels_of(&instance),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     // Untagged images: one of this instance (a rebuild's leftover), one of nobody's.
     let dangling = build_untagged(&format!(
         "LABEL berth.managed=true berth.instance={instance}"
@@ -97,6 +105,12 @@ async fn restart_reconciles_store_and_engine() {
         .await;
     assert!(orphan.is_err(), "the orphan was removed");
     assert!(
+        d.inspect_volume(&format!("berth-test-orphan-{instance}"))
+            .await
+            .is_err(),
+        "the orphaned volume was removed"
+    );
+    assert!(
         d.inspect_image(&dangling).await.is_err(),
         "the dangling image was collected"
     );
@@ -120,6 +134,15 @@ async fn restart_reconciles_store_and_engine() {
     .await
     .unwrap();
 
+    // A volume kept on purpose survives the next reconcile.
+    let (status, _) = s2
+        .call(
+            "DELETE",
+            &format!("/api/workspaces/{stuck}?keep_volume=true"),
+            None,
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
     // A vanished container flags the workspace instead of pretending it is ready.
     let mut s2 = s2;
     s2.kill();
@@ -136,14 +159,29 @@ async fn restart_reconciles_store_and_engine() {
     let (_, w) = s3.get(&format!("/api/workspaces/{ready}")).await;
     assert_eq!(w["status"], "error", "{w}");
     assert!(w["error_message"].as_str().unwrap().contains("gone"), "{w}");
-    for id in [&ready, &stuck] {
-        let (status, _) = s3
-            .call("DELETE", &format!("/api/workspaces/{id}"), None)
-            .await;
-        assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
-    }
+    let kept = format!("berth-ws-{stuck}");
+    assert!(
+        d.inspect_volume(&kept).await.is_ok(),
+        "a kept volume was collected"
+    );
+    d.remove_volume(&kept, None).await.unwrap();
+    let (status, _) = s3
+        .call("DELETE", &format!("/api/workspaces/{ready}"), None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
     s3.assert_no_engine_objects().await;
     drop(s);
+}
+
+fn orphan_labels_of(instance: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("berth.managed".to_string(), "true".to_string()),
+        ("berth.instance".to_string(), instance.to_string()),
+        (
+            "berth.workspace".to_string(),
+            "00000000-0000-4000-8000-00000000dead".to_string(),
+        ),
+    ])
 }
 
 /// Builds an untagged image from debian:bookworm with `line` added; its id.
