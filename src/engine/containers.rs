@@ -128,7 +128,10 @@ impl Engine {
             memory_swap: Some(spec.memory_bytes),
             nano_cpus: Some(spec.nano_cpus),
             pids_limit: Some(spec.pids_limit),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            security_opt: Some(vec![
+                "no-new-privileges:true".into(),
+                format!("seccomp={}", super::seccomp::profile()),
+            ]),
             cap_drop: Some(vec!["ALL".into()]),
             cap_add: Some(CAPABILITIES.iter().map(|c| c.to_string()).collect()),
             // A real init as PID 1 reaps the zombies that exec'd process trees leave behind.

@@ -18,9 +18,30 @@ use super::{Engine, EngineError, EngineResult};
 pub const CWD_MISSING_EXIT: i64 = 213;
 const CWD_MISSING_MSG: &str = "berth: no such directory: ";
 
-/// `$1` is the cwd, `$2` the command. bash when the image has it, else sh.
+/// `$1` is the cwd, `$2` the command, `$3` `keep` to leave what the command started running. bash when
+/// the image has it, else sh. Unless kept, whatever the command left behind (background jobs, daemons,
+/// a fork bomb's children: every process with the exec's marker) is killed before the exec ends, so
+/// it owns its processes and its output stream closes when the command ends.
 const WRAPPER: &str = r#"cd -- "$1" 2>/dev/null || { printf '%s%s\n' 'berth: no such directory: ' "$1" >&2; exit 213; }
-if command -v bash >/dev/null 2>&1; then exec bash -c "$2"; else exec sh -c "$2"; fi"#;
+if command -v bash >/dev/null 2>&1; then bash -c "$2"; else sh -c "$2"; fi
+rc=$?
+[ "$3" = keep ] && exit "$rc"
+if command -v bash >/dev/null 2>&1; then
+  # Environments are read by bash itself: no process per candidate.
+  bash -c 'pass=0; while [ "$pass" -lt 5 ]; do found=""
+    for d in /proc/[0-9]*; do p=${d#/proc/}
+      [ "$p" = "$1" ] || [ "$p" = "$$" ] && continue
+      while IFS= read -r -d "" kv; do
+        if [ "$kv" = "BERTH_EXEC_ID=$BERTH_EXEC_ID" ]; then kill -9 "$p" 2>/dev/null && found=1; break; fi
+      done < "$d/environ" 2>/dev/null
+    done
+    [ -z "$found" ] && break; pass=$((pass + 1)); done' berth-reap "$$"
+else
+  for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$$" ] && continue
+    tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qx "BERTH_EXEC_ID=$BERTH_EXEC_ID" && kill -9 "$p" 2>/dev/null
+  done
+fi
+exit "$rc""#;
 
 /// Kills every process whose environment holds `BERTH_EXEC_ID=$1`, over a few passes to catch processes
 /// forked while the previous pass ran. Children inherit the marker, so a whole tree goes, even the parts
@@ -76,6 +97,9 @@ pub struct ExecRequest<'a> {
     pub max_output: usize,
     /// Cancels the exec like a timeout does (e.g. the workspace is being deleted).
     pub cancel: Option<CancellationToken>,
+    /// Leave what the command started running after it ends (an init starting services, or a
+    /// client's `background: true`); otherwise it is killed when the command ends.
+    pub keep_processes: bool,
 }
 
 #[derive(Debug, Default)]
@@ -202,6 +226,7 @@ impl Engine {
                 timeout: Duration::from_secs(60),
                 max_output: 64 * 1024,
                 cancel: None,
+                keep_processes: false,
             },
             &mut OutputSink::none(),
         )
@@ -220,7 +245,16 @@ impl Engine {
         // So a berth that restarts after a crash can still enforce the timeout.
         let deadline = chrono::Utc::now().timestamp() + req.timeout.as_secs() as i64;
         env.push(format!("BERTH_EXEC_DEADLINE={deadline}"));
-        let cmd = vec!["/bin/sh", "-c", WRAPPER, "berth-exec", req.cwd, req.command];
+        let keep = if req.keep_processes { "keep" } else { "reap" };
+        let cmd = vec![
+            "/bin/sh",
+            "-c",
+            WRAPPER,
+            "berth-exec",
+            req.cwd,
+            req.command,
+            keep,
+        ];
         let created = self
             .docker
             .create_exec(

@@ -7,6 +7,7 @@ mod events;
 mod exec;
 mod images;
 pub mod labels;
+mod seccomp;
 
 use std::time::Duration;
 

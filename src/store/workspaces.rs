@@ -425,6 +425,29 @@ impl Store {
         Ok(())
     }
 
+    /// Counts an OOM kill in the workspace's container.
+    pub async fn record_oom_kill(&self, id: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE workspaces SET oom_kills = oom_kills + 1, last_oom_at = ? WHERE id = ?",
+        )
+        .bind(Utc::now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// `(oom_kills, last_oom_at)` of a workspace.
+    pub async fn oom_kills(&self, id: &str) -> anyhow::Result<(i64, Option<DateTime<Utc>>)> {
+        Ok(
+            sqlx::query_as("SELECT oom_kills, last_oom_at FROM workspaces WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or((0, None)),
+        )
+    }
+
     pub async fn kept_volumes(&self) -> anyhow::Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT name FROM kept_volumes")
             .fetch_all(&self.pool)

@@ -35,6 +35,9 @@ impl Workspaces {
         }
         let engine = self.engine();
         let name = engine::container_name(id);
+        // The engine's `oom_killed` says only whether the container itself ended that way; berth
+        // counts every process the kernel killed for lack of memory from the engine's events.
+        let (oom_kills, last_oom_at) = self.inner.store.oom_kills(id).await?;
         let inspect = engine.inspect_container(&name).await?;
         out["container"] = match inspect {
             None => json!(null),
@@ -49,7 +52,9 @@ impl Workspaces {
                     "status": state.status.map(|s| s.to_string()),
                     "running": state.running,
                     "exit_code": state.exit_code,
-                    "oom_killed": state.oom_killed,
+                    "oom_killed": state.oom_killed.unwrap_or(false) || oom_kills > 0,
+                    "oom_kills": oom_kills,
+                    "last_oom_at": last_oom_at,
                     "error": state.error.filter(|e| !e.is_empty()),
                     "started_at": state.started_at,
                     "finished_at": state.finished_at,
@@ -67,7 +72,10 @@ impl Workspaces {
                         "pids_limit": host.pids_limit,
                     },
                     "security": {
-                        "security_opt": host.security_opt,
+                        // The seccomp profile by name, not its whole text.
+                        "security_opt": host.security_opt.unwrap_or_default().into_iter().map(|o| {
+                            if o.starts_with("seccomp=") { "seccomp=berth".to_string() } else { o }
+                        }).collect::<Vec<_>>(),
                         "cap_drop": host.cap_drop,
                         "cap_add": host.cap_add,
                         "privileged": host.privileged,

@@ -18,6 +18,10 @@ pub struct ExecSpec {
     pub timeout_secs: Option<u64>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Leave processes the command started running after it ends (a server started with `&`);
+    /// by default they are killed when it ends.
+    #[serde(default)]
+    pub background: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -95,7 +99,15 @@ impl Workspaces {
         let out = match ws.workspace_type {
             WorkspaceType::Host => {
                 let cwd = super::host::resolve_cwd(&ws.path, spec.cwd.as_deref())?;
-                super::host::run(&spec.command, &cwd, &env, timeout, config.exec_max_output).await?
+                super::host::run(
+                    &spec.command,
+                    &cwd,
+                    &env,
+                    timeout,
+                    config.exec_max_output,
+                    spec.background,
+                )
+                .await?
             }
             WorkspaceType::Container => {
                 if ws.status != Status::Ready {
@@ -122,6 +134,7 @@ impl Workspaces {
                             // berth stopping ends the command (its whole tree), not the other
                             // way round: a long exec must not hold shutdown.
                             cancel: Some(self.inner.shutdown.child_token()),
+                            keep_processes: spec.background,
                         },
                         &mut OutputSink::none(),
                     )

@@ -56,6 +56,7 @@ pub async fn run(
     env: &BTreeMap<String, String>,
     timeout: Duration,
     max_output: usize,
+    keep_processes: bool,
 ) -> ApiResult<ExecOutput> {
     let mut child = Command::new("bash")
         .arg("-c")
@@ -73,9 +74,12 @@ pub async fn run(
     let stdout = tokio::spawn(read_capped(child.stdout.take().expect("piped"), max_output));
     let stderr = tokio::spawn(read_capped(child.stderr.take().expect("piped"), max_output));
     // Like an engine exec, the command is done when the shell has exited and its output pipes have
-    // closed; a background process that detaches its output may live on.
+    // closed; what it left in its process group goes with it unless kept.
     let finished = tokio::time::timeout(timeout, async {
         let status = child.wait().await;
+        if let (false, Some(pgid)) = (keep_processes, pgid) {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
         let out = stdout.await.unwrap_or_default();
         let err = stderr.await.unwrap_or_default();
         (status, out, err)

@@ -167,6 +167,8 @@ impl Workspaces {
                     timeout,
                     max_output: self.inner.config.exec_max_output,
                     cancel,
+                    // Services an init starts are what it is for.
+                    keep_processes: true,
                 },
                 log,
             )

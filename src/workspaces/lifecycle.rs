@@ -231,6 +231,7 @@ impl Workspaces {
             ContainerEventKind::OutOfMemory => {
                 let ws = store.get_workspace(id, &self.inner.secrets).await?;
                 let Some(ws) = ws else { return Ok(()) };
+                store.record_oom_kill(id).await?;
                 let msg = format!(
                     "a process in the container was killed for lack of memory (limit {} MB) at {now}",
                     ws.limits.memory_mb.unwrap_or(self.inner.config.memory_mb)

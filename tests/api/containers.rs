@@ -57,6 +57,9 @@ async fn build_init_log_rerun_rebuild_and_delete() {
     assert!(c["security"]["security_opt"]
         .to_string()
         .contains("no-new-privileges"));
+    assert!(c["security"]["security_opt"]
+        .to_string()
+        .contains("seccomp=berth"));
     // The workspace volume, and the agent binary read-only; nothing else of the host.
     let mounts = c["mounts"].as_array().unwrap();
     assert!(

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::Server;
+use crate::harness::{process_running, Server};
 
 #[tokio::test]
 async fn exec_runs_commands_in_the_container() {
@@ -133,4 +133,40 @@ async fn a_timeout_kills_the_whole_process_tree_and_returns_promptly() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(v["stdout"], format!("{i}\n"));
     }
+}
+
+#[tokio::test]
+async fn an_exec_owns_its_processes_unless_it_asks_to_leave_them_running() {
+    let s = Server::start().await;
+    let id = s.ready_workspace("owner", json!({})).await;
+    let container = format!("berth-ws-{id}");
+    // Background jobs, one that left its session, and a forking loop: all gone when the exec ends, and
+    // the answer comes when the command ends, not when its jobs do.
+    let out = s
+        .sh(
+            &id,
+            "sleep 301 & setsid sleep 302 & (while true; do sleep 303 & sleep 0.05; done) & echo started",
+        )
+        .await;
+    assert_eq!(out["stdout"], "started\n", "{out}");
+    for line in ["sleep 301", "sleep 302", "sleep 303"] {
+        assert!(
+            !process_running(&container, line).await,
+            "{line} outlived its exec"
+        );
+    }
+    // Asked to: a server started in the background keeps running.
+    let (status, out) = s
+        .exec(
+            &id,
+            json!({ "command": "nohup sleep 304 > /dev/null 2>&1 & echo kept", "background": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert!(process_running(&container, "sleep 304").await, "{out}");
+    let (status, _) = s
+        .call("DELETE", &format!("/api/workspaces/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    s.assert_no_engine_objects().await;
 }

@@ -138,6 +138,12 @@ async fn engine_side_changes_show_at_once() {
     .await;
     assert_eq!(w["status"], "ready", "{w}");
     assert_eq!(s.sh(&id, "echo alive").await["stdout"], "alive\n");
+    let (_, debug) = s.get(&format!("/api/workspaces/{id}/debug")).await;
+    assert_eq!(debug["container"]["oom_killed"], true, "{debug}");
+    assert!(
+        debug["container"]["oom_kills"].as_i64() >= Some(1),
+        "{debug}"
+    );
 
     // Killed behind berth's back: error with the exit code, and `start` brings it back as it was.
     s.sh(&id, "echo kept > /workspace/file").await;

@@ -13,6 +13,7 @@ mod dashboard;
 mod disk;
 mod exec;
 mod inputs;
+mod isolation;
 mod library;
 mod lifecycle;
 mod missions;
