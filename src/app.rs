@@ -28,6 +28,10 @@ pub struct AppState {
     pub started: Instant,
     /// Browser origins allowed to call the API.
     pub cors: Origins,
+    /// Whether berth's host firewall rules are in place (bridge workspaces fenced in).
+    pub fenced: bool,
+    /// The LLM gateway's client to the providers (no overall timeout: answers stream).
+    pub gateway_client: reqwest::Client,
 }
 
 impl FromRef<AppState> for Origins {

@@ -83,6 +83,11 @@ pub struct Config {
     #[arg(long, env = "BERTH_PIDS_LIMIT", default_value_t = 2048)]
     pub pids_limit: i64,
 
+    /// The port the LLM gateway answers on at each workspace network's gateway address (one port for
+    /// every berth on the host: the firewall lets it through).
+    #[arg(long, env = "BERTH_GATEWAY_PORT", default_value_t = 7787)]
+    pub gateway_port: u16,
+
     /// The most memory (MiB) a workspace may ask for.
     #[arg(long, env = "BERTH_MAX_MEMORY_MB", default_value_t = 16384)]
     pub max_memory_mb: u64,

@@ -28,6 +28,8 @@ pub mod config_file;
 pub mod data_dir_lock;
 pub mod engine;
 pub mod error;
+pub mod firewall;
+pub mod gateway;
 pub mod images;
 pub mod library;
 pub mod logging;

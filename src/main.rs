@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// The host firewall rules that fence bridge workspaces in (installed by `berth serve`).
+    Firewall {
+        #[command(subcommand)]
+        command: FirewallCommand,
+    },
     /// The server's settings.
     Config {
         #[command(subcommand)]
@@ -93,6 +98,18 @@ enum OpencodeCommand {
         )]
         registry: String,
     },
+}
+
+#[derive(Subcommand)]
+enum FirewallCommand {
+    /// Install (or refresh) berth's rules now.
+    Install {
+        /// The LLM gateway's port, which workspaces may reach.
+        #[arg(long, env = "BERTH_GATEWAY_PORT", default_value_t = 7787)]
+        gateway_port: u16,
+    },
+    /// Take berth's rules away: bridge workspaces then reach the host's services again.
+    Remove,
 }
 
 #[derive(Subcommand)]
@@ -183,6 +200,14 @@ async fn run_host_command(command: Command) -> anyhow::Result<()> {
             command: ConfigCommand::Show(config),
         } => {
             print!("{}", berth::config_file::show(&config));
+            Ok(())
+        }
+        Command::Firewall { command } => {
+            match command {
+                FirewallCommand::Install { gateway_port } => berth::firewall::install(gateway_port),
+                FirewallCommand::Remove => berth::firewall::remove(),
+            }
+            .map_err(|e| anyhow::anyhow!(e))?;
             Ok(())
         }
         Command::Routes => {

@@ -11,14 +11,15 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    audit, auth, backends, control, cors, library, library_openagent, mcp, metrics, missions,
-    observe, openapi, opencode_proxy, providers, system, tokens, v1, workspace_power, workspaces,
+    audit, auth, backends, control, cors, gateway, library, library_openagent, mcp, metrics,
+    missions, observe, openapi, opencode_proxy, providers, system, tokens, v1, workspace_power,
+    workspaces,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Bodies carry init scripts (up to 1 MiB) and env vars; nothing legitimate is bigger.
-const BODY_LIMIT: usize = 4 << 20;
+pub const BODY_LIMIT: usize = 4 << 20;
 
 /// A route table that remembers its paths, so `berth routes` (and the ownership test that walks
 /// every route taking an object id) sees exactly what the router serves.
@@ -67,7 +68,21 @@ pub const PUBLIC: [&str; 6] = [
 
 /// Outside the token layers, checking a token themselves: `/metrics` takes an admin's or the
 /// scraper's; `/mcp/v1/rpc` any token of a user's (worker tokens too).
-pub const SELF_CHECKED: [&str; 2] = ["/metrics", "/mcp/v1/rpc"];
+/// `/llm/...` a workspace's gateway token.
+pub const SELF_CHECKED: [&str; 3] = ["/metrics", "/mcp/v1/rpc", "/llm/{provider}/{*path}"];
+
+/// What the gateway's listeners on workspace networks serve: the gateway alone.
+pub fn gateway_only(state: AppState) -> Router {
+    Router::new()
+        .route(
+            SELF_CHECKED[2],
+            get(gateway::call_provider).post(gateway::call_provider),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
 
 pub fn build(state: AppState) -> Router {
     let protected = protected_routes()
@@ -94,6 +109,10 @@ pub fn build(state: AppState) -> Router {
         .route(PUBLIC[5], get(v1::sync_api_keys))
         .route(SELF_CHECKED[0], get(metrics::get_metrics))
         .route(SELF_CHECKED[1], post(mcp::rpc))
+        .route(
+            SELF_CHECKED[2],
+            get(gateway::call_provider).post(gateway::call_provider),
+        )
         .merge(protected)
         .route_layer(middleware::from_fn(observe::tag_route))
         .fallback(not_found)

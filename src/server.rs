@@ -85,6 +85,8 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
 
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
+    let gateway =
+        crate::gateway::Listeners::new(config.gateway_port, tracker.clone(), shutdown.clone());
     let workspaces = Workspaces::new(Deps {
         store: store.clone(),
         engine: engine.clone(),
@@ -94,7 +96,16 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         config: config.clone(),
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
+        gateway: gateway.clone(),
     });
+    // Bridge workspaces reach neither the host's services nor each other.
+    let fenced = match crate::firewall::install(config.gateway_port) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "the host firewall rules could not be installed: bridge workspaces can reach the host's services");
+            false
+        }
+    };
     // Events from the reconcile on are followed, so nothing between the two is missed.
     let events_since = chrono::Utc::now().timestamp();
     workspaces
@@ -106,6 +117,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         tracker.spawn(async move { workspaces.follow_engine(events_since).await });
     }
     let missions = Missions::new(MissionDeps {
+        gateway: gateway.clone(),
         store: store.clone(),
         secrets: secrets_box.clone(),
         workspaces: workspaces.clone(),
@@ -151,6 +163,10 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         stats: Arc::new(Mutex::new(HostStats::new(&config.data_dir))),
         started: Instant::now(),
         cors: crate::api::cors::Origins::new(&config.cors_origins),
+        fenced,
+        gateway_client: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()?,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -163,6 +179,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "berth started");
 
+    gateway.ready(crate::router::gateway_only(state.clone()), addr);
     // The peer address feeds the login throttle.
     let app =
         crate::router::build(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

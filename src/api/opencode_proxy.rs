@@ -3,9 +3,11 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode};
 use axum::response::Response;
 use axum::Extension;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use futures::TryStreamExt;
 
 use super::auth::Lapse;
@@ -14,19 +16,34 @@ use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::principal::Principal;
 
-/// Request headers worth forwarding; berth's own Authorization is not one of them.
-const FORWARD: [&str; 4] = [
-    "content-type",
-    "accept",
-    "x-opencode-directory",
-    "last-event-id",
-];
+/// Request headers that are berth's own (its credentials) or describe berth's side of the connection.
+const NOT_FORWARDED: [&str; 4] = ["authorization", "cookie", "host", "x-worker-id"];
+
+fn forwarded(name: &str) -> bool {
+    !super::relay::HOP_BY_HOP.contains(&name) && !NOT_FORWARDED.contains(&name)
+}
+
+/// OpenCode's path and query exactly as the caller sent them (still percent-encoded: an id holding `%2F`
+/// must reach the same route on OpenCode).
+fn upstream_path(uri: &axum::http::Uri) -> ApiResult<String> {
+    let raw = uri.path();
+    let rest = raw
+        .strip_prefix("/api/workspaces/")
+        .and_then(|r| r.split_once('/'))
+        .and_then(|(_, r)| r.strip_prefix("opencode"))
+        .ok_or_else(|| ApiError::invalid("not a pass-through path"))?;
+    let path = if rest.is_empty() { "/" } else { rest };
+    Ok(match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    })
+}
 
 #[utoipa::path(
     method(get, post, put, patch, delete), path = "/api/workspaces/{id}/opencode/{path}",
     tag = "opencode",
     summary = "Authenticated pass-through (HTTP and SSE) to the workspace's OpenCode server",
-    description = "Any method; the query, the body and the `Content-Type`, `Accept`, `x-opencode-directory` and `Last-Event-ID` headers go to OpenCode's `/{path}`, and its status, body and `Content-Type` come back as they are. Streams end when the caller's token becomes void.",
+    description = "Any method; the path exactly as sent (still percent-encoded), the query, the body (at most 4 MiB, declared or not) and the headers (but hop-by-hop ones and berth's own credentials) go to OpenCode's `/{path}`, and its status, headers (but hop-by-hop ones) and body come back as they are. Streams end when the caller's token becomes void.",
     params(
         ("id" = String, Path, description = "the workspace's id, or the name of one of the caller's own"),
         ("path" = String, Path, description = "OpenCode's path, e.g. `session` or `event`; may contain `/`"),
@@ -44,42 +61,55 @@ pub async fn proxy_to_opencode(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
     Extension(lapse): Extension<Lapse>,
-    Path((id, path)): Path<(String, String)>,
+    Path((id, _path)): Path<(String, String)>,
     req: Request,
 ) -> ApiResult<Response> {
     let ws = s.workspaces.owned(&who, &id).await?;
     let client = s.missions.agent_client(&ws).await?;
-    let query = req
-        .uri()
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
+    let target = upstream_path(req.uri())?;
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::invalid("unsupported method"))?;
-    let mut upstream = client.request(method, &format!("/{path}{query}"));
-    for name in FORWARD {
-        if let Some(v) = req.headers().get(name) {
-            upstream = upstream.header(name, v.as_bytes());
+    let mut upstream = client.request(method, &target);
+    for (name, value) in req.headers() {
+        if forwarded(name.as_str()) {
+            upstream = upstream.header(name.as_str(), value.as_bytes());
         }
     }
+    // One limit for every body, whether it declares its length or not (a declared one over it was
+    // refused before this handler).
+    let over = Arc::new(AtomicBool::new(false));
+    let flag = over.clone();
+    let mut seen = 0usize;
     let body = req
         .into_body()
         .into_data_stream()
-        .map_err(std::io::Error::other);
-    let resp = upstream
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await
-        .map_err(|e| ApiError::Engine(format!("opencode server of workspace {id}: {e}")))?;
-    let mut out = Response::builder()
-        .status(StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY));
-    for (name, value) in resp.headers() {
-        if ["content-type", "cache-control", "x-accel-buffering"].contains(&name.as_str()) {
-            if let Ok(n) = HeaderName::from_bytes(name.as_str().as_bytes()) {
-                out = out.header(n, value.as_bytes());
-            }
+        .map_err(std::io::Error::other)
+        .and_then(move |chunk| {
+            seen += chunk.len();
+            let result = if seen > crate::router::BODY_LIMIT {
+                flag.store(true, Ordering::SeqCst);
+                Err(std::io::Error::other("request body over the limit"))
+            } else {
+                Ok(chunk)
+            };
+            futures::future::ready(result)
+        });
+    let resp = match upstream.body(reqwest::Body::wrap_stream(body)).send().await {
+        Ok(r) => r,
+        Err(_) if over.load(Ordering::SeqCst) => {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "request body over {} MiB",
+                crate::router::BODY_LIMIT >> 20
+            )))
         }
-    }
+        Err(e) => {
+            return Err(ApiError::Engine(format!(
+                "opencode server of workspace {id}: {e}"
+            )))
+        }
+    };
+    s.missions.runtime().answered(&ws.id);
+    let out = super::relay::response_head(&resp, &[]);
     // An event stream ends with berth, so shutdown is not held up by it, and with the caller's token.
     let shutdown = s.missions.shutdown().clone().cancelled_owned();
     let end = async move {

@@ -33,6 +33,8 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         },
         // `full: true` when berth can no longer record state safely (writes answer 507).
         "data_dir": data_dir,
+        // Whether bridge workspaces are fenced in by berth's host firewall rules.
+        "network_isolation": state.fenced,
     }))
 }
 
@@ -75,6 +77,26 @@ pub async fn stats(
         1.0
     });
     host["total_cost_cents"] = json!(0);
+    // What the LLM gateway counted, per workspace and per user.
+    let mut by_workspace = serde_json::Map::new();
+    let mut by_user = serde_json::Map::new();
+    for u in state.store.llm_usage(who.listing_owner()).await? {
+        let user = by_user
+            .entry(u.owner.clone())
+            .or_insert_with(|| json!({ "requests": 0, "input_tokens": 0, "output_tokens": 0 }));
+        for (field, n) in [
+            ("requests", u.requests),
+            ("input_tokens", u.input_tokens),
+            ("output_tokens", u.output_tokens),
+        ] {
+            user[field] = json!(user[field].as_i64().unwrap_or(0) + n);
+        }
+        by_workspace.insert(
+            u.workspace_id.clone(),
+            json!({ "owner": u.owner, "requests": u.requests, "input_tokens": u.input_tokens, "output_tokens": u.output_tokens }),
+        );
+    }
+    host["llm"] = json!({ "workspaces": by_workspace, "users": by_user });
     host["berth"] = json!({
         "uptime_secs": state.started.elapsed().as_secs(),
         "workspaces": workspaces,

@@ -41,6 +41,8 @@ pub struct ContainerSpec<'a> {
     /// `bridge` publishes the agent port on 127.0.0.1 only; `host` shares the host's network; `none` has
     /// no network.
     pub network: &'a str,
+    /// For `bridge`: the workspace's own network to attach to instead of the engine's default bridge.
+    pub own_network: Option<&'a str>,
     /// A host directory to bind-mount at `/code`.
     pub code_mount: Option<&'a str>,
     /// The agent binary (a host file or directory) and where it appears, mounted read-only.
@@ -136,7 +138,7 @@ impl Engine {
             cap_add: Some(CAPABILITIES.iter().map(|c| c.to_string()).collect()),
             // A real init as PID 1 reaps the zombies that exec'd process trees leave behind.
             init: Some(true),
-            network_mode: Some(spec.network.to_string()),
+            network_mode: Some(spec.own_network.unwrap_or(spec.network).to_string()),
             port_bindings: (spec.network == "bridge").then(|| {
                 HashMap::from([(
                     AGENT_PORT.to_string(),

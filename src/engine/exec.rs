@@ -3,16 +3,14 @@
 //! cancellation kills the whole process tree (every process carrying the exec's marker variable) before
 //! returning.
 
-use std::path::Path;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use futures::{Stream, StreamExt};
-use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Engine, EngineError, EngineResult};
+use super::{Engine, EngineError, EngineResult, OutputSink};
 
 /// Exit code (plus a stderr line) the wrapper uses when the cwd is missing, before the user's command runs.
 pub const CWD_MISSING_EXIT: i64 = 213;
@@ -117,51 +115,6 @@ impl ExecOutput {
     /// True when the wrapper refused to start because the cwd does not exist.
     pub fn cwd_missing(&self) -> bool {
         self.exit_code == CWD_MISSING_EXIT && self.stderr.starts_with(CWD_MISSING_MSG.as_bytes())
-    }
-}
-
-/// Where output goes besides the capture: a log file on the host, appended as chunks arrive so it can be
-/// read while the command runs. Write failures are logged once and otherwise ignored: a full disk must
-/// not fail a build.
-pub struct OutputSink {
-    file: Option<tokio::fs::File>,
-    failed: bool,
-}
-
-impl OutputSink {
-    pub fn none() -> Self {
-        Self {
-            file: None,
-            failed: false,
-        }
-    }
-
-    pub async fn append_to(path: &Path, truncate: bool) -> std::io::Result<Self> {
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(!truncate)
-            .write(true)
-            .truncate(truncate)
-            .open(path)
-            .await?;
-        Ok(Self {
-            file: Some(file),
-            failed: false,
-        })
-    }
-
-    pub async fn write(&mut self, bytes: &[u8]) {
-        if let Some(f) = &mut self.file {
-            if let Err(e) = f.write_all(bytes).await {
-                if !self.failed {
-                    tracing::warn!(error = %e, "writing an init log failed");
-                    self.failed = true;
-                }
-            }
-        }
     }
 }
 

@@ -7,6 +7,8 @@ mod events;
 mod exec;
 mod images;
 pub mod labels;
+mod networks;
+mod output_log;
 mod seccomp;
 
 use std::time::Duration;
@@ -15,8 +17,10 @@ use bollard::Docker;
 
 pub use containers::{ContainerSpec, ManagedContainer, AGENT_PORT, CODE_DIR};
 pub use events::{ContainerEvent, ContainerEventKind};
-pub use exec::{ExecOutput, ExecRequest, OrphanedExec, OutputSink};
+pub use exec::{ExecOutput, ExecRequest, OrphanedExec};
 pub use images::{tar_of, BuildContext};
+pub use networks::{network_name, BRIDGE_PREFIX};
+pub use output_log::OutputSink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -33,6 +33,21 @@ struct Inner {
     catalog: Catalog,
     /// One writer at a time: saves, deletes and syncs each leave the repository in a committed state.
     lock: tokio::sync::Mutex<()>,
+    /// Goes up when a writer is done: what is derived from the library is made again when it moved.
+    version: std::sync::atomic::AtomicU64,
+}
+
+/// The writer's turn; the library's version goes up when it ends, whatever the writer did.
+struct Writing<'a> {
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+    version: &'a std::sync::atomic::AtomicU64,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -126,8 +141,21 @@ impl Library {
                 remote,
                 catalog,
                 lock: tokio::sync::Mutex::new(()),
+                version: std::sync::atomic::AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Changes with every save, delete and sync (read it before reading what it covers).
+    pub fn version(&self) -> u64 {
+        self.inner.version.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn writing(&self) -> Writing<'_> {
+        Writing {
+            _turn: self.inner.lock.lock().await,
+            version: &self.inner.version,
+        }
     }
 
     fn root(&self) -> &Path {
@@ -246,7 +274,7 @@ impl Library {
                 body.clone(),
             ));
         }
-        let _guard = self.inner.lock.lock().await;
+        let _guard = self.writing().await;
         let existed = self.root().join(t.file(name)).exists();
         let verb = if existed { "Update" } else { "Add" };
         self.write_and_commit(&writes, &format!("{verb} {} {name}", t.dir()), author)
@@ -261,7 +289,7 @@ impl Library {
             ItemType::Skill => PathBuf::from(format!("skill/{name}")),
             _ => t.file(name),
         };
-        let _guard = self.inner.lock.lock().await;
+        let _guard = self.writing().await;
         let path = self.safe_path(&rel)?;
         if !self.root().join(t.file(name)).exists() {
             return Err(ApiError::not_found(format!("no {} named {name}", t.dir())));
@@ -309,7 +337,7 @@ impl Library {
             ));
         }
         let rel = PathBuf::from(format!("skill/{name}")).join(sub);
-        let _guard = self.inner.lock.lock().await;
+        let _guard = self.writing().await;
         let path = self.safe_path(&rel)?;
         if !path.is_file() {
             return Err(ApiError::not_found(format!(

@@ -117,7 +117,7 @@ impl Library {
                 "the library has no remote; set BERTH_LIBRARY_REMOTE",
             ));
         }
-        let _guard = self.inner.lock.lock().await;
+        let _guard = self.writing().await;
         let git = &self.inner.git;
         let branch = self.branch().await?;
         if let Err(e) = git.run(&["fetch", "-q", "origin"]).await {

@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 use crate::library::ItemType;
-use crate::opencode::{Client, Runtime};
+use crate::opencode::{AgentConfig, Client, Runtime};
 use crate::principal::Principal;
 use crate::secrets::SecretBox;
 use crate::store::missions::MissionRow;
@@ -48,6 +48,8 @@ struct Inner {
     secrets: SecretBox,
     workspaces: Workspaces,
     runtime: Runtime,
+    /// Where workspaces reach the LLM gateway.
+    gateway: crate::gateway::Listeners,
     hub: Hub,
     fragment: Value,
     config: Config,
@@ -55,6 +57,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Missions with a runner, and the cancel handle of the turn it is running.
     runners: tokio::sync::Mutex<HashMap<String, Option<CancellationToken>>>,
+    /// The agent servers' configuration and what it was made from.
+    config_cache: tokio::sync::Mutex<Option<CachedConfig>>,
 }
 
 /// The seed's Mission object.
@@ -100,6 +104,14 @@ pub struct CreateMission {
     pub config_profile: Option<String>,
 }
 
+/// The agent configuration as last computed, keyed by the library's version and the sealed keys.
+struct CachedConfig {
+    library_version: u64,
+    keys: Vec<(String, String)>,
+    /// With the providers' keys: it never leaves berth.
+    config: Arc<Value>,
+}
+
 /// Open Agent's id of its default (host) workspace, which its dashboard preselects.
 const NIL_WORKSPACE: &str = "00000000-0000-0000-0000-000000000000";
 
@@ -112,6 +124,7 @@ pub struct Deps {
     pub config: Config,
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
+    pub gateway: crate::gateway::Listeners,
 }
 
 impl Missions {
@@ -123,12 +136,14 @@ impl Missions {
                 secrets: d.secrets,
                 workspaces: d.workspaces,
                 runtime: d.runtime,
+                gateway: d.gateway,
                 hub: d.hub,
                 fragment,
                 config: d.config,
                 tracker: d.tracker,
                 shutdown: d.shutdown,
                 runners: tokio::sync::Mutex::new(HashMap::new()),
+                config_cache: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -439,16 +454,79 @@ impl Missions {
                 ws.status.as_str()
             )));
         }
-        let config = providers::opencode_config(
+        let config = self.workspace_agent_config(ws).await?;
+        self.inner.runtime.ensure(ws, &config).await.map_err(|e| {
+            ApiError::Unavailable(format!("the agent server of workspace {}: {e}", ws.name))
+        })
+    }
+
+    /// The agent servers' configuration, computed again only when what it is made of changed (the
+    /// library, or the stored provider keys), not for every request through the pass-through.
+    async fn agent_config(&self) -> ApiResult<Arc<Value>> {
+        let library = self.inner.workspaces.library();
+        // Read before the inputs, so a change made meanwhile is seen by the next call.
+        let version = library.version();
+        let keys = self.inner.store.provider_keys().await?;
+        let mut cache = self.inner.config_cache.lock().await;
+        if let Some(c) = cache.as_ref() {
+            if c.library_version == version && c.keys == keys {
+                return Ok(c.config.clone());
+            }
+        }
+        let value = providers::opencode_config(
             &self.inner.fragment,
-            self.inner.workspaces.library(),
+            library,
             &self.inner.store,
             &self.inner.secrets,
         )
         .await?;
-        self.inner.runtime.ensure(ws, &config).await.map_err(|e| {
-            ApiError::Unavailable(format!("the agent server of workspace {}: {e}", ws.name))
-        })
+        let config = Arc::new(value);
+        *cache = Some(CachedConfig {
+            library_version: version,
+            keys,
+            config: config.clone(),
+        });
+        Ok(config)
+    }
+
+    /// What a workspace's agent server runs with: the configuration with every provider it can reach
+    /// routed through the LLM gateway under the workspace's token, so no key enters the workspace.
+    async fn workspace_agent_config(
+        &self,
+        ws: &crate::workspaces::model::Workspace,
+    ) -> ApiResult<AgentConfig> {
+        let config = self.agent_config().await?;
+        let gateway = match ws.network.as_str() {
+            "host" => self.inner.gateway.on_loopback().await,
+            _ => match self
+                .inner
+                .workspaces
+                .engine()
+                .network_gateway(&ws.id)
+                .await?
+            {
+                Some(ip) => self.inner.gateway.on(ip).await,
+                None => Err("the workspace's network has no gateway address".to_string()),
+            },
+        }
+        .map_err(|e| {
+            ApiError::Unavailable(format!("the LLM gateway of workspace {}: {e}", ws.name))
+        })?;
+        let token =
+            crate::gateway::token_for(&self.inner.store, &self.inner.secrets, &ws.id, &ws.owner)
+                .await?;
+        Ok(AgentConfig::new(&crate::gateway::route_through(
+            &config, &gateway, &token,
+        )))
+    }
+
+    /// Where the gateway sends a call for `provider`, with the key it adds.
+    pub async fn provider_upstream(
+        &self,
+        provider: &str,
+    ) -> ApiResult<Option<crate::gateway::Upstream>> {
+        let config = self.agent_config().await?;
+        Ok(crate::gateway::upstream(&config, provider))
     }
 
     /// Starts the mission's OpenCode session now (rather than at its first turn), so callers can name it
@@ -460,7 +538,6 @@ impl Missions {
         self.session(&m, &client).await.map_err(ApiError::Engine)
     }
 
-    /// How many missions have a turn running now.
     /// Waits (at most `within`) until no turn runs: at shutdown, until the cut-off ones have recorded it.
     pub async fn turns_settled(&self, within: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + within;
@@ -469,6 +546,7 @@ impl Missions {
         }
     }
 
+    /// How many missions have a turn running now.
     pub async fn running_turns(&self) -> usize {
         self.inner
             .runners

@@ -7,7 +7,7 @@ pub mod runtime;
 mod sse;
 
 pub use client::Client;
-pub use runtime::Runtime;
+pub use runtime::{AgentConfig, Runtime};
 
 /// The text of an OpenCode message (`{info, parts}`): its text parts, joined.
 pub fn message_text(message: &serde_json::Value) -> String {

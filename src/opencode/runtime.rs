@@ -30,6 +30,48 @@ const BRIDGE_PORT: u16 = 4096;
 struct Server {
     client: Client,
     config_hash: String,
+    /// The container it runs in: a rebuild replaces the container, and the server with it.
+    container: Option<String>,
+    /// When it last answered: a server that did within `TRUSTED_FOR` is used without another probe.
+    last_ok: Mutex<Instant>,
+}
+
+/// How long a server that answered is trusted to be up without a health probe.
+const TRUSTED_FOR: Duration = Duration::from_secs(5);
+
+/// An agent server's configuration, serialized and hashed once per change.
+pub struct AgentConfig {
+    text: String,
+    hash: String,
+}
+
+impl AgentConfig {
+    pub fn new(config: &Value) -> Self {
+        let text = config.to_string();
+        let hash = secrets::sha256_hex(text.as_bytes());
+        Self { text, hash }
+    }
+}
+
+impl Server {
+    fn new(client: Client, config_hash: String, container: Option<String>) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            config_hash,
+            container,
+            last_ok: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Whether it answers: at once if it did lately, else by a probe.
+    async fn up(&self) -> bool {
+        let recent = self.last_ok.lock().expect("last_ok lock").elapsed() < TRUSTED_FOR;
+        if recent || self.client.healthy().await {
+            *self.last_ok.lock().expect("last_ok lock") = Instant::now();
+            return true;
+        }
+        false
+    }
 }
 
 #[derive(Clone)]
@@ -78,9 +120,8 @@ impl Runtime {
     }
 
     /// A healthy server for the workspace with this configuration, starting (or restarting) it if needed.
-    pub async fn ensure(&self, ws: &Workspace, oc_config: &Value) -> Result<Client, String> {
-        let config_text = oc_config.to_string();
-        let hash = secrets::sha256_hex(config_text.as_bytes());
+    pub async fn ensure(&self, ws: &Workspace, config: &AgentConfig) -> Result<Client, String> {
+        let (config_text, hash) = (&config.text, &config.hash);
         let lock = self
             .inner
             .starting
@@ -98,17 +139,17 @@ impl Runtime {
             .get(&ws.id)
             .cloned();
         if let Some(s) = existing {
-            if s.config_hash == hash && s.client.healthy().await {
+            if s.config_hash == *hash && s.container == ws.container_id && s.up().await {
                 return Ok(s.client.clone());
             }
-        } else if let Some(client) = self.reattach(&ws.id, &hash).await {
+        } else if let Some(client) = self.reattach(ws, hash).await {
             return Ok(client);
         }
-        let client = self.start(ws, &config_text).await?;
+        let client = self.start(ws, config_text).await?;
         let record = AgentServerRow {
             url: client.base().to_string(),
             password: self.inner.secrets.seal(client.password()),
-            config_hash: hash.clone(),
+            config_hash: hash.to_string(),
         };
         if let Err(e) = self.inner.store.save_agent_server(&ws.id, &record).await {
             // Only a restart's reattach is lost: that server is replaced then.
@@ -116,17 +157,15 @@ impl Runtime {
         }
         self.inner.servers.lock().expect("servers lock").insert(
             ws.id.clone(),
-            Arc::new(Server {
-                client: client.clone(),
-                config_hash: hash,
-            }),
+            Server::new(client.clone(), hash.clone(), ws.container_id.clone()),
         );
         Ok(client)
     }
 
     /// The server an earlier berth process started in the workspace, if it still runs with this
     /// configuration: adopted as it is, so a turn it is working on goes on.
-    async fn reattach(&self, workspace_id: &str, hash: &str) -> Option<Client> {
+    async fn reattach(&self, ws: &Workspace, hash: &str) -> Option<Client> {
+        let workspace_id = ws.id.as_str();
         let row = self.inner.store.agent_server(workspace_id).await.ok()??;
         if row.config_hash != hash {
             return None;
@@ -139,10 +178,7 @@ impl Runtime {
         tracing::info!(workspace.id = %workspace_id, "reattached to a running agent server");
         self.inner.servers.lock().expect("servers lock").insert(
             workspace_id.to_string(),
-            Arc::new(Server {
-                client: client.clone(),
-                config_hash: hash.to_string(),
-            }),
+            Server::new(client.clone(), hash.to_string(), ws.container_id.clone()),
         );
         Some(client)
     }
@@ -170,6 +206,19 @@ impl Runtime {
     /// The binary, if it is on disk already.
     pub fn binary_on_disk(&self) -> Option<PathBuf> {
         Some(self.binary_path_hint()).filter(|p| p.is_file())
+    }
+
+    /// The workspace's server just answered a request: it needs no probe for a while.
+    pub fn answered(&self, workspace_id: &str) {
+        if let Some(s) = self
+            .inner
+            .servers
+            .lock()
+            .expect("servers lock")
+            .get(workspace_id)
+        {
+            *s.last_ok.lock().expect("last_ok lock") = Instant::now();
+        }
     }
 
     /// Forgets a server that died, so the next `ensure` starts a new one.

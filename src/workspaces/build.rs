@@ -251,6 +251,12 @@ impl Workspaces {
         };
 
         engine.ensure_volume(&ws.id).await?;
+        // A bridge workspace gets a network of its own: no neighbours, and the host's firewall rules.
+        let own_network = if ws.network == "bridge" {
+            Some(engine.ensure_network(&ws.id).await?)
+        } else {
+            None
+        };
         let current = engine.inspect_container(&container_name).await?;
         let reuse = current
             .as_ref()
@@ -283,6 +289,7 @@ impl Workspaces {
                     nano_cpus: (cpus * 1e9) as i64,
                     pids_limit: ws.limits.pids.unwrap_or(config.pids_limit),
                     network: &ws.network,
+                    own_network: own_network.as_deref(),
                     code_mount: ws.code_mount.as_deref(),
                     agent_mount,
                 })

@@ -53,6 +53,8 @@ struct Inner {
     /// Owns every background build so shutdown can wait for them.
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// The LLM gateway's listeners on workspace networks, closed with their networks.
+    gateway: crate::gateway::Listeners,
     /// Cancellation handles of running builds, by workspace id: only handles, the state is in the store.
     builds: Mutex<HashMap<String, CancellationToken>>,
     /// Workspaces being removed: a second delete waits for the first, then finds nothing (404).
@@ -69,6 +71,7 @@ pub struct Deps {
     pub config: Config,
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
+    pub gateway: crate::gateway::Listeners,
 }
 
 impl Workspaces {
@@ -82,6 +85,7 @@ impl Workspaces {
             config,
             tracker,
             shutdown,
+            gateway,
         } = deps;
         Self {
             inner: Arc::new(Inner {
@@ -93,6 +97,7 @@ impl Workspaces {
                 config,
                 tracker,
                 shutdown,
+                gateway,
                 builds: Mutex::new(HashMap::new()),
                 removing: Mutex::new(HashMap::new()),
             }),
@@ -203,6 +208,12 @@ impl Workspaces {
                 .remove_container(&crate::engine::container_name(id))
                 .await?;
             engine.remove_image(&crate::engine::image_tag(id)).await?;
+            if let Ok(Some(ip)) = engine.network_gateway(id).await {
+                self.inner.gateway.release(ip);
+            }
+            engine
+                .remove_network(&crate::engine::network_name(id))
+                .await?;
             if keep_volume {
                 // Kept on purpose: the reconcile leaves it alone.
                 let name = crate::engine::volume_name(id);

@@ -141,6 +141,15 @@ impl Workspaces {
                 }
             }
         }
+        // Networks of workspaces that are gone.
+        let nets: HashSet<String> = known.iter().map(|id| engine::network_name(id)).collect();
+        for net in engine.list_managed_networks().await? {
+            if !nets.contains(&net) {
+                if let Err(e) = engine.remove_network(&net).await {
+                    tracing::warn!(network = %net, error = %e, "a network no workspace owns stays");
+                }
+            }
+        }
         // Images replaced by rebuilds, or built after a crash cut berth off: nothing uses them.
         for image in engine.list_dangling_images().await? {
             match engine.remove_image(&image).await {

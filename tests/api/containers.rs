@@ -306,3 +306,44 @@ async fn a_missing_base_image_fails_the_build_with_the_command_that_makes_it() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_init_log_on_the_host_keeps_its_head_and_tail_under_its_cap() {
+    let s = Server::start().await;
+    let id = s
+        .ready_workspace(
+            "chatty",
+            json!({ "init_script": "echo FIRST; head -c 30000000 /dev/zero | tr '\\0' x; echo; echo LAST" }),
+        )
+        .await;
+    // Twice more: reruns append to the same log.
+    for _ in 0..2 {
+        let (status, r) = s
+            .post(&format!("/api/workspaces/{id}/rerun-init"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+    }
+    let log = s.data_dir.join(format!("logs/{id}/init.log"));
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(size < 13 << 20, "the init log is {size} bytes");
+    let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    assert!(text.contains("FIRST"), "the head was lost");
+    assert!(
+        text.contains("the middle was dropped"),
+        "no word of the cut"
+    );
+    assert!(
+        text.trim_end().ends_with("exited with code 0"),
+        "{}",
+        &text[text.len() - 200..]
+    );
+    assert!(
+        text[text.len() - 300..].contains("LAST"),
+        "the tail was lost"
+    );
+    let (status, _) = s
+        .call("DELETE", &format!("/api/workspaces/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    s.assert_no_engine_objects().await;
+}

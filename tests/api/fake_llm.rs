@@ -22,6 +22,8 @@ use serde_json::{json, Value};
 pub struct FakeLlm {
     pub port: u16,
     pub requests: Arc<AtomicUsize>,
+    /// The `Authorization` header of every request, in order.
+    pub auth: Arc<std::sync::Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -35,12 +37,22 @@ impl FakeLlm {
     pub async fn start() -> Self {
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
+        let auth = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = auth.clone();
         let app = Router::new().route(
             "/v1/chat/completions",
-            post(move |Json(body): Json<Value>| {
-                counter.fetch_add(1, Ordering::SeqCst);
-                async move { complete(body).await }
-            }),
+            post(
+                move |headers: axum::http::HeaderMap, Json(body): Json<Value>| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let header = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    seen.lock().unwrap().push(header);
+                    async move { complete(body).await }
+                },
+            ),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -50,6 +62,7 @@ impl FakeLlm {
         Self {
             port,
             requests,
+            auth,
             task,
         }
     }

@@ -39,6 +39,8 @@ pub struct Options {
     pub password: Option<String>,
     /// Where the server's log (stderr) goes; the test's own stderr when `None`.
     pub log_to: Option<PathBuf>,
+    /// The address to listen on; a free loopback port when `None`.
+    pub listen: Option<String>,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             env: Vec::new(),
             password: Some(PASSWORD.to_string()),
             log_to: None,
+            listen: None,
         }
     }
 }
@@ -69,7 +72,7 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(opts.listen.as_deref().unwrap_or("127.0.0.1:0"))
             .arg("--data-dir")
             .arg(data_dir)
             .env_remove("BERTH_PASSWORD")
@@ -135,6 +138,15 @@ impl Server {
         let (status, v) = self.call("POST", "/api/auth/login", Some(body)).await;
         assert_eq!(status, StatusCode::OK, "login: {v}");
         self.token = v["token"].as_str().expect("token").to_string();
+    }
+
+    /// Options that restart a server where this one listened (agent servers that outlived it keep
+    /// reaching its LLM gateway on berth's own port).
+    pub fn same_address(&self, opts: &Options) -> Options {
+        Options {
+            listen: Some(self.url.trim_start_matches("http://").to_string()),
+            ..opts.clone()
+        }
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -464,6 +476,15 @@ pub async fn list_instance_objects(instance: &str) -> Vec<String> {
     {
         out.push(format!("image {}", i.id));
     }
+    for n in d
+        .list_networks(Some(bollard::network::ListNetworksOptions {
+            filters: instance_filter(instance),
+        }))
+        .await
+        .unwrap()
+    {
+        out.push(format!("network {}", n.name.unwrap_or_default()));
+    }
     out
 }
 
@@ -501,6 +522,16 @@ async fn remove_instance_objects(instance: &str) {
             let _ = d
                 .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
                 .await;
+        }
+    }
+    if let Ok(list) = d
+        .list_networks(Some(bollard::network::ListNetworksOptions {
+            filters: filters.clone(),
+        }))
+        .await
+    {
+        for n in list {
+            let _ = d.remove_network(&n.name.unwrap_or_default()).await;
         }
     }
     if let Ok(list) = d

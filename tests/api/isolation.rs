@@ -118,3 +118,199 @@ kill "$pid""#,
     .await;
     s.assert_no_engine_objects().await;
 }
+
+#[tokio::test]
+async fn a_bridge_workspace_reaches_neither_the_hosts_services_nor_a_neighbour() {
+    let s = Server::start().await;
+    let (_, h) = s.get("/api/health").await;
+    assert_eq!(h["network_isolation"], true, "{h}");
+    // A service of the host's, on every address it has.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut conn = conn;
+            let _ = std::io::Write::write_all(&mut conn, b"host service\n");
+        }
+    });
+    let a = s.ready_workspace("fenced-a", json!({})).await;
+    let b = s.ready_workspace("fenced-b", json!({})).await;
+    let d = crate::harness::docker().await;
+    let net = d
+        .inspect_network::<String>(&format!("berth-ws-{a}"), None)
+        .await
+        .unwrap();
+    let gateway = net.ipam.unwrap().config.unwrap()[0]
+        .gateway
+        .clone()
+        .unwrap();
+    let c = d
+        .inspect_container(&format!("berth-ws-{b}"), None)
+        .await
+        .unwrap();
+    let b_ip = c.network_settings.unwrap().networks.unwrap()[&format!("berth-ws-{b}")]
+        .ip_address
+        .clone()
+        .unwrap();
+    // The neighbour serves on its own address.
+    let (status, out) = s
+        .exec(
+            &b,
+            json!({ "command": "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 7777, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { print $c \"neighbour\\n\"; close $c }' > /dev/null 2>&1 &", "background": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let read = |ip: &str, port: u16| {
+        format!("timeout 3 bash -c 'exec 3<>/dev/tcp/{ip}/{port}; head -n 1 <&3'; echo \"rc=$?\"")
+    };
+    let out = eventually(
+        "the neighbour listens",
+        std::time::Duration::from_secs(20),
+        || {
+            let cmd = read("127.0.0.1", 7777);
+            let s = &s;
+            let b = b.clone();
+            async move {
+                let out = s.sh(&b, &cmd).await;
+                out["stdout"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("neighbour")
+                    .then_some(out)
+            }
+        },
+    )
+    .await;
+    assert!(out["stdout"].as_str().unwrap().contains("rc=0"), "{out}");
+    // From the other workspace: neither the host (its gateway address) nor the neighbour answers.
+    for (ip, port) in [(gateway.as_str(), port), (b_ip.as_str(), 7777)] {
+        let out = s.sh(&a, &read(ip, port)).await;
+        let text = out["stdout"].as_str().unwrap();
+        assert!(
+            !text.contains("service") && !text.contains("neighbour"),
+            "{ip}:{port} answered: {out}"
+        );
+        assert!(!text.contains("rc=0"), "{ip}:{port} answered: {out}");
+    }
+    // The host's service was there all along, for the host.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut line = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut line).ok();
+    assert_eq!(line, "host service\n");
+    // Link-local (cloud metadata) addresses are dropped on the way out.
+    let rules = std::process::Command::new("iptables")
+        .args(["-S", "BERTH-FORWARD"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&rules.stdout).contains("-d 169.254.0.0/16 -j DROP"),
+        "{rules:?}"
+    );
+    for id in [&a, &b] {
+        let (status, _) = s
+            .call("DELETE", &format!("/api/workspaces/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    s.assert_no_engine_objects().await;
+}
+
+#[tokio::test]
+async fn a_bridge_workspace_calls_a_loopback_llm_through_the_gateway_and_never_holds_the_key() {
+    let llm = crate::fake_llm::FakeLlm::start().await;
+    let opts = Options {
+        env: vec![
+            ("BERTH_OPENCODE_CONFIG".into(), llm.opencode_config()),
+            (
+                "BERTH_OPENCODE_BIN".into(),
+                crate::harness::opencode_bin().to_string_lossy().into(),
+            ),
+        ],
+        ..Default::default()
+    };
+    let s = Server::start_with(opts).await;
+    const KEY: &str = "sk-berth-gateway-test-4f1c";
+    let (status, v) = s
+        .post("/api/providers/fake/auth", json!({ "api_key": KEY }))
+        .await;
+    assert!(status.is_success(), "{v}");
+    // A bridge workspace: the fake LLM listens on the host's loopback, which it cannot reach itself.
+    let ws = s.ready_workspace("gated", json!({})).await;
+    let (status, m) = s
+        .post(
+            "/api/control/missions",
+            json!({ "title": "through the gateway", "workspace_id": ws }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    let m = m["id"].as_str().unwrap().to_string();
+    s.post(&format!("/api/control/missions/{m}/load"), json!({}))
+        .await;
+    let (status, sent) = s
+        .post(
+            "/api/control/message",
+            json!({ "content": "hello gateway" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let answer = eventually(
+        "the answer",
+        std::time::Duration::from_secs(180),
+        || async {
+            let (_, evs) = s
+                .get(&format!(
+                    "/api/control/missions/{m}/events?types=assistant_message,error"
+                ))
+                .await;
+            evs.as_array().unwrap().first().cloned()
+        },
+    )
+    .await;
+    assert_eq!(answer["type"], "assistant_message", "{answer}");
+    assert_eq!(answer["data"]["content"], "Echo: hello gateway", "{answer}");
+    // The provider got the key from berth, the workspace never had it.
+    let auth = llm.auth.lock().unwrap().clone();
+    assert!(
+        !auth.is_empty() && auth.iter().all(|a| a == &format!("Bearer {KEY}")),
+        "{auth:?}"
+    );
+    let out = s
+        .sh(
+            &ws,
+            // The key is put together where nothing searched holds it (this command line does not).
+            &format!(
+                "printf '%s%s' {} {} > /dev/shm/k; grep -rlsf /dev/shm/k /proc/[0-9]*/environ /proc/[0-9]*/cmdline /workspace /tmp /root | head -5; echo end",
+                &KEY[..10],
+                &KEY[10..]
+            ),
+        )
+        .await;
+    assert_eq!(out["stdout"], "end\n", "the key is in the workspace: {out}");
+    let (_, config) = s
+        .get(&format!("/api/workspaces/{ws}/opencode/config"))
+        .await;
+    assert!(!config.to_string().contains(KEY), "{config}");
+    // The tokens the provider reported are counted for the workspace and its owner.
+    let (_, stats) = s.get("/api/stats").await;
+    let usage = &stats["llm"]["workspaces"][&ws];
+    assert!(usage["output_tokens"].as_i64() >= Some(5), "{stats}");
+    assert!(
+        stats["llm"]["users"]["admin"]["requests"].as_i64() >= Some(1),
+        "{stats}"
+    );
+    // A call without a workspace's token is refused.
+    let resp = s
+        .client()
+        .post(format!("{}/llm/fake/chat/completions", s.url))
+        .bearer_auth(&s.token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = s
+        .call("DELETE", &format!("/api/workspaces/{ws}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    s.assert_no_engine_objects().await;
+}

@@ -546,7 +546,7 @@ async fn a_turn_a_crash_cut_off_is_settled_from_opencode_and_resume_never_repeat
         .to_string();
     wait_tool_calls(&s, &m, 1).await;
     s.kill();
-    let mut s2 = Server::spawn(&s.data_dir, &opts).await;
+    let mut s2 = Server::spawn(&s.data_dir, &s.same_address(&opts)).await;
     let answer = wait_event(&s2, &m, "assistant_message", &first).await;
     let text = answer["data"]["content"].as_str().unwrap();
     assert!(
@@ -587,7 +587,7 @@ async fn a_turn_a_crash_cut_off_is_settled_from_opencode_and_resume_never_repeat
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let s3 = Server::spawn(&s.data_dir, &opts).await;
+    let s3 = Server::spawn(&s.data_dir, &s2.same_address(&opts)).await;
     let mission = eventually(
         "the cut-off turn is settled",
         Duration::from_secs(120),
@@ -922,4 +922,62 @@ async fn a_graceful_stop_sends_live_streams_the_interrupted_turn_before_they_clo
     s2.call("DELETE", &format!("/api/workspaces/{ws}"), None)
         .await;
     s2.assert_no_engine_objects().await;
+}
+
+#[tokio::test]
+async fn the_pass_through_forwards_paths_headers_and_bodies_as_they_are() {
+    let llm = FakeLlm::start().await;
+    let (s, _) = agent_server(&llm).await;
+    let ws = agent_workspace(&s, "agent-pipe").await;
+    let base = format!("{}/api/workspaces/{ws}/opencode", s.url);
+    let http = s.client();
+    let resp = http
+        .post(format!("{base}/session"))
+        .bearer_auth(&s.token)
+        .json(&json!({ "title": "pipe" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let session: Value = resp.json().await.unwrap();
+    let sid = session["id"].as_str().unwrap();
+
+    // OpenCode's headers come back (its length among them).
+    let resp = http
+        .get(format!("{base}/session/{sid}/message"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers().contains_key("content-length"),
+        "{:?}",
+        resp.headers()
+    );
+    // An encoded `/` stays encoded: this names a session called "<sid>/message", which does not exist,
+    // not the message list of <sid>.
+    let resp = http
+        .get(format!("{base}/session/{sid}%2Fmessage"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resp.status(), StatusCode::OK, "{:?}", resp.text().await);
+    // One body limit, declared or chunked.
+    let chunks = (0..6).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1 << 20]));
+    let resp = http
+        .post(format!("{base}/session"))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], "payload_too_large", "{v}");
+    s.call("DELETE", &format!("/api/workspaces/{ws}"), None)
+        .await;
+    s.assert_no_engine_objects().await;
 }

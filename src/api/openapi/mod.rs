@@ -15,7 +15,7 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::OpenApi;
 
 use super::{
-    audit, auth, backends, control, library, library_openagent, mcp, metrics, missions,
+    audit, auth, backends, control, gateway, library, library_openagent, mcp, metrics, missions,
     opencode_proxy, providers, system, tokens, v1, workspace_power, workspaces,
 };
 
@@ -41,7 +41,7 @@ method is 405 (`method_not_allowed`).",
     paths(
         auth::login, auth::verify, auth::logout,
         tokens::list_tokens, tokens::create_token, tokens::delete_token,
-        system::health, system::stats, audit::list_audit, metrics::get_metrics,
+        system::health, system::stats, gateway::call_provider, audit::list_audit, metrics::get_metrics,
         workspaces::list_workspaces, workspaces::create_workspace, workspaces::get_workspace,
         workspaces::update_workspace, workspaces::delete_workspace, workspaces::build_workspace,
         workspaces::exec_in_workspace, workspaces::get_init_log, workspaces::rerun_init,

@@ -79,6 +79,8 @@ pub struct Health {
     /// The data dir's disk; `full: true` when berth can no longer record state safely (writes answer
     /// 507 `insufficient_storage`).
     data_dir: crate::storage::Space,
+    /// Whether berth's host firewall rules fence bridge workspaces in (they need root and `iptables`).
+    network_isolation: bool,
 }
 
 #[derive(ToSchema)]

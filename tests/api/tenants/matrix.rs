@@ -22,7 +22,7 @@ fn served_paths() -> Vec<String> {
 }
 
 /// Paths with an id that name no user's object, and why.
-const SHARED: [(&str, &str); 7] = [
+const SHARED: [(&str, &str); 8] = [
     ("/api/library/{type}", "the library is the team's"),
     ("/api/library/{type}/{name}", "the library is the team's"),
     (
@@ -35,6 +35,10 @@ const SHARED: [(&str, &str); 7] = [
     (
         "/api/library/skills/{name}/references/{*path}",
         "the library is the team's",
+    ),
+    (
+        "/llm/{provider}/{*path}",
+        "providers are the server's; the caller is a workspace, by its own gateway token",
     ),
 ];
 
