@@ -115,6 +115,9 @@ pub struct Stats {
     success_rate: f64,
     /// Always 0: berth does not count what runs cost.
     total_cost_cents: i64,
+    /// What the LLM gateway counted: `{"workspaces": {id: {owner, requests, input_tokens,
+    /// output_tokens}}, "users": {name: {requests, input_tokens, output_tokens}}}`.
+    llm: Value,
 }
 
 // Mirrors `library::get_skill_file`.
