@@ -83,6 +83,18 @@ pub struct Config {
     #[arg(long, env = "BERTH_PIDS_LIMIT", default_value_t = 2048)]
     pub pids_limit: i64,
 
+    /// Disk (MiB) a workspace that sets none may use: `/workspace` plus its container's own files.
+    #[arg(long, env = "BERTH_DISK_MB", default_value_t = 10240)]
+    pub disk_mb: u64,
+
+    /// The most disk (MiB) a workspace may ask for.
+    #[arg(long, env = "BERTH_MAX_DISK_MB", default_value_t = 102400)]
+    pub max_disk_mb: u64,
+
+    /// How often workspaces' disk use is measured (seconds).
+    #[arg(long, env = "BERTH_DISK_CHECK_SECS", default_value_t = 15)]
+    pub disk_check_secs: u64,
+
     /// The port the LLM gateway answers on at each workspace network's gateway address (one port for
     /// every berth on the host: the firewall lets it through).
     #[arg(long, env = "BERTH_GATEWAY_PORT", default_value_t = 7787)]

@@ -116,6 +116,10 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         let workspaces = workspaces.clone();
         tracker.spawn(async move { workspaces.follow_engine(events_since).await });
     }
+    {
+        let workspaces = workspaces.clone();
+        tracker.spawn(async move { workspaces.watch_disks().await });
+    }
     let missions = Missions::new(MissionDeps {
         gateway: gateway.clone(),
         store: store.clone(),

@@ -304,3 +304,35 @@ impl Engine {
             })
     }
 }
+
+impl Engine {
+    /// Bytes each of this instance's workspaces uses on the host's disk: its volume plus its container's
+    /// writable layer, as the engine measures them (`/system/df`), by workspace id.
+    pub async fn disk_usage(&self) -> EngineResult<HashMap<String, u64>> {
+        let df = self
+            .docker
+            .df()
+            .await
+            .map_err(|e| EngineError::from_bollard("measure disk use", e))?;
+        let mine = |labels: &Option<HashMap<String, String>>| -> Option<String> {
+            let l = labels.as_ref()?;
+            (l.get(labels::INSTANCE) == Some(&self.instance))
+                .then(|| l.get(labels::WORKSPACE).cloned())
+                .flatten()
+        };
+        let mut used: HashMap<String, u64> = HashMap::new();
+        for c in df.containers.unwrap_or_default() {
+            if let Some(ws) = mine(&c.labels) {
+                *used.entry(ws).or_default() += c.size_rw.unwrap_or(0).max(0) as u64;
+            }
+        }
+        for v in df.volumes.unwrap_or_default() {
+            let labels = Some(v.labels.clone());
+            if let Some(ws) = mine(&labels) {
+                let size = v.usage_data.map_or(0, |u| u.size.max(0));
+                *used.entry(ws).or_default() += size as u64;
+            }
+        }
+        Ok(used)
+    }
+}

@@ -30,6 +30,7 @@ struct Row {
     memory_mb: Option<i64>,
     cpus: Option<f64>,
     pids_limit: Option<i64>,
+    disk_mb: Option<i64>,
     needs_rebuild: bool,
     status: String,
     error_message: Option<String>,
@@ -75,6 +76,7 @@ impl Row {
             code_mount: self.code_mount,
             limits: crate::workspaces::model::Limits {
                 memory_mb: self.memory_mb.map(|m| m as u64),
+                disk_mb: self.disk_mb.map(|m| m as u64),
                 cpus: self.cpus,
                 pids: self.pids_limit,
             },
@@ -127,8 +129,8 @@ impl Store {
         let res = sqlx::query(
             "INSERT INTO workspaces (id, name, workspace_type, path, template, distro, packages, skills,
                tools, env_vars, init_scripts, init_script, status, error_message, created_at, updated_at, network,
-               code_mount, owner, memory_mb, cpus, pids_limit)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               code_mount, owner, memory_mb, cpus, pids_limit, disk_mb)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&w.id)
         .bind(&w.name)
@@ -152,6 +154,7 @@ impl Store {
         .bind(w.limits.memory_mb.map(|m| m as i64))
         .bind(w.limits.cpus)
         .bind(w.limits.pids)
+        .bind(w.limits.disk_mb.map(|m| m as i64))
         .execute(&self.pool)
         .await;
         name_checked(res)
@@ -245,7 +248,7 @@ impl Store {
         let res = sqlx::query(
             "UPDATE workspaces SET name = ?, distro = ?, packages = ?, skills = ?, tools = ?, env_vars = ?,
                init_scripts = ?, init_script = ?, updated_at = ?, network = ?, memory_mb = ?, cpus = ?,
-               pids_limit = ?, needs_rebuild = ? WHERE id = ?",
+               pids_limit = ?, disk_mb = ?, needs_rebuild = ? WHERE id = ?",
         )
         .bind(&w.name)
         .bind(&w.distro)
@@ -260,6 +263,7 @@ impl Store {
         .bind(w.limits.memory_mb.map(|m| m as i64))
         .bind(w.limits.cpus)
         .bind(w.limits.pids)
+        .bind(w.limits.disk_mb.map(|m| m as i64))
         .bind(w.needs_rebuild)
         .bind(&w.id)
         .execute(&self.pool)

@@ -107,6 +107,14 @@ impl Workspaces {
                 )));
             }
         }
+        if let Some(d) = l.disk_mb {
+            if !(64..=c.max_disk_mb).contains(&d) {
+                return Err(ApiError::invalid(format!(
+                    "disk_mb must be 64 to {}",
+                    c.max_disk_mb
+                )));
+            }
+        }
         if let Some(p) = l.pids {
             if !(16..=c.max_pids).contains(&p) {
                 return Err(ApiError::invalid(format!(

@@ -4,6 +4,7 @@
 mod access;
 mod build;
 mod debug;
+mod disk;
 mod exec;
 mod host;
 mod init;

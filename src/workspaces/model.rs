@@ -184,6 +184,8 @@ pub struct Limits {
     pub memory_mb: Option<u64>,
     pub cpus: Option<f64>,
     pub pids: Option<i64>,
+    /// MiB of `/workspace` plus the container's own files; watched, not set on the container.
+    pub disk_mb: Option<u64>,
 }
 
 /// What replaces an env var's value in every answer: values are secrets and never leave berth.

@@ -33,6 +33,7 @@ pub struct CreateWorkspace {
     pub memory_mb: Option<u64>,
     pub cpus: Option<f64>,
     pub pids: Option<i64>,
+    pub disk_mb: Option<u64>,
     /// Open Agent's fields (see `OpenAgentFields::check`).
     #[serde(default)]
     pub plugins: Option<Vec<String>>,
@@ -69,6 +70,7 @@ pub struct UpdateWorkspace {
     pub memory_mb: Option<u64>,
     pub cpus: Option<f64>,
     pub pids: Option<i64>,
+    pub disk_mb: Option<u64>,
     /// Open Agent's fields (see `OpenAgentFields::check`).
     #[serde(default)]
     pub plugins: Option<Vec<String>>,
@@ -123,7 +125,7 @@ fn container_fields(
         ("packages", packages),
         ("init_script/init_scripts", init),
         ("network", network),
-        ("memory_mb/cpus/pids", limits),
+        ("memory_mb/cpus/pids/disk_mb", limits),
     ]
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))
@@ -166,7 +168,10 @@ impl Workspaces {
                 req.init_script.is_some()
                     || req.init_scripts.as_ref().is_some_and(|i| !i.is_empty()),
                 req.network.is_some(),
-                req.memory_mb.is_some() || req.cpus.is_some() || req.pids.is_some(),
+                req.memory_mb.is_some()
+                    || req.cpus.is_some()
+                    || req.pids.is_some()
+                    || req.disk_mb.is_some(),
             );
             if !refused.is_empty() {
                 return Err(ApiError::invalid(format!(
@@ -214,6 +219,7 @@ impl Workspaces {
             memory_mb: req.memory_mb,
             cpus: req.cpus,
             pids: req.pids,
+            disk_mb: req.disk_mb,
         })?;
 
         let id = uuid::Uuid::new_v4().to_string();
@@ -306,7 +312,10 @@ impl Workspaces {
                 ));
             }
         }
-        let limits_asked = req.memory_mb.is_some() || req.cpus.is_some() || req.pids.is_some();
+        let limits_asked = req.memory_mb.is_some()
+            || req.cpus.is_some()
+            || req.pids.is_some()
+            || req.disk_mb.is_some();
         if ws.workspace_type == WorkspaceType::Host {
             let refused = container_fields(
                 false,
@@ -331,7 +340,11 @@ impl Workspaces {
             ws.distro.clone(),
             ws.network.clone(),
             ws.packages.clone(),
-            ws.limits,
+            // The disk limit is watched, not set on the container: it needs no rebuild.
+            Limits {
+                disk_mb: None,
+                ..ws.limits
+            },
         );
         if let Some(d) = &req.distro {
             ws.distro = Some(self.resolve_distro(d)?);
@@ -350,6 +363,7 @@ impl Workspaces {
                 memory_mb: req.memory_mb.or(ws.limits.memory_mb),
                 cpus: req.cpus.or(ws.limits.cpus),
                 pids: req.pids.or(ws.limits.pids),
+                disk_mb: req.disk_mb.or(ws.limits.disk_mb),
             })?;
         }
         let built = ws.container_id.is_some() || ws.status != Status::Pending;
@@ -359,7 +373,10 @@ impl Workspaces {
                     ws.distro.clone(),
                     ws.network.clone(),
                     ws.packages.clone(),
-                    ws.limits,
+                    Limits {
+                        disk_mb: None,
+                        ..ws.limits
+                    },
                 )
         {
             ws.needs_rebuild = true;

@@ -314,3 +314,52 @@ async fn a_bridge_workspace_calls_a_loopback_llm_through_the_gateway_and_never_h
     assert_eq!(status, StatusCode::NO_CONTENT);
     s.assert_no_engine_objects().await;
 }
+
+#[tokio::test]
+async fn a_workspace_past_its_disk_limit_is_stopped_and_says_so() {
+    let opts = Options {
+        env: vec![("BERTH_DISK_CHECK_SECS".into(), "1".into())],
+        ..Default::default()
+    };
+    let s = Server::start_with(opts).await;
+    let (status, e) = s
+        .post(
+            "/api/workspaces",
+            json!({ "name": "tiny", "template": "debian", "disk_mb": 1 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    let ws = s.ready_workspace("filler", json!({ "disk_mb": 64 })).await;
+    let (_, w) = s.get(&format!("/api/workspaces/{ws}")).await;
+    assert_eq!(w["disk_mb"], 64, "{w}");
+    // A neighbour with room to spare is left alone.
+    let calm = s.ready_workspace("calm", json!({})).await;
+    s.sh(&ws, "head -c 100000000 /dev/zero > /workspace/big")
+        .await;
+    let w = eventually(
+        "the limit is enforced",
+        std::time::Duration::from_secs(60),
+        || async {
+            let (_, w) = s.get(&format!("/api/workspaces/{ws}")).await;
+            (w["status"] == "error").then_some(w)
+        },
+    )
+    .await;
+    let msg = w["error_message"].as_str().unwrap();
+    assert!(msg.contains("64 MiB disk limit"), "{w}");
+    let d = crate::harness::docker().await;
+    let c = d
+        .inspect_container(&format!("berth-ws-{ws}"), None)
+        .await
+        .unwrap();
+    assert_eq!(c.state.unwrap().running, Some(false));
+    let (_, other) = s.get(&format!("/api/workspaces/{calm}")).await;
+    assert_eq!(other["status"], "ready", "{other}");
+    for id in [&ws, &calm] {
+        let (status, _) = s
+            .call("DELETE", &format!("/api/workspaces/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    s.assert_no_engine_objects().await;
+}
