@@ -278,7 +278,7 @@ impl Workspaces {
             let agent_mount = agent
                 .as_ref()
                 .and_then(|(host, target)| Some((host.to_str()?, target.as_str())));
-            let memory_mb = ws.limits.memory_mb.unwrap_or(config.memory_mb);
+            let memory_mb = self.memory_mb(ws);
             let cpus = ws.limits.cpus.unwrap_or_else(|| config.default_cpus());
             let id = engine
                 .create_container(&ContainerSpec {

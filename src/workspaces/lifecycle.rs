@@ -185,12 +185,13 @@ impl Workspaces {
             return Ok(());
         }
         let store = &self.inner.store;
+        let Some(ws) = store.get_workspace(id, &self.inner.secrets).await? else {
+            return Ok(());
+        };
         let container = event.container_id.as_str();
         let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC");
         match event.kind {
             ContainerEventKind::Died { exit_code } => {
-                let ws = store.get_workspace(id, &self.inner.secrets).await?;
-                let Some(ws) = ws else { return Ok(()) };
                 let oom = self
                     .inner
                     .engine
@@ -206,7 +207,7 @@ impl Workspaces {
                 let why = if oom {
                     format!(
                         "exited with code {code} after running out of memory (limit {} MB)",
-                        ws.limits.memory_mb.unwrap_or(self.inner.config.memory_mb)
+                        self.memory_mb(&ws)
                     )
                 } else {
                     format!("exited with code {code}")
@@ -229,12 +230,10 @@ impl Workspaces {
                 }
             }
             ContainerEventKind::OutOfMemory => {
-                let ws = store.get_workspace(id, &self.inner.secrets).await?;
-                let Some(ws) = ws else { return Ok(()) };
                 store.record_oom_kill(id).await?;
                 let msg = format!(
                     "a process in the container was killed for lack of memory (limit {} MB) at {now}",
-                    ws.limits.memory_mb.unwrap_or(self.inner.config.memory_mb)
+                    self.memory_mb(&ws)
                 );
                 // The container may well run on: the workspace stays ready, with the reason shown.
                 store
@@ -252,8 +251,7 @@ impl Workspaces {
             ContainerEventKind::Started => {
                 // Started again behind berth's back (or by the engine's restart policy) after it
                 // died; a failed build's container is no more ready for running again.
-                let ws = store.get_workspace(id, &self.inner.secrets).await?;
-                if ws.and_then(|w| w.container_state) != Some(ContainerState::Exited) {
+                if ws.container_state != Some(ContainerState::Exited) {
                     return Ok(());
                 }
                 if store
@@ -271,8 +269,6 @@ impl Workspaces {
                 }
             }
             ContainerEventKind::Removed => {
-                let ws = store.get_workspace(id, &self.inner.secrets).await?;
-                let Some(ws) = ws else { return Ok(()) };
                 // A build replacing its container is not a removal behind berth's back.
                 let had = ws
                     .container_state

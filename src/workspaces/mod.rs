@@ -339,6 +339,11 @@ impl Workspaces {
         self.inner.config.logs_dir().join(id)
     }
 
+    /// The workspace's memory limit (MiB): its own, or the server's default.
+    fn memory_mb(&self, ws: &Workspace) -> u64 {
+        ws.limits.memory_mb.unwrap_or(self.inner.config.memory_mb)
+    }
+
     pub fn init_log_path(&self, id: &str) -> PathBuf {
         self.log_dir(id).join("init.log")
     }
