@@ -59,6 +59,8 @@ struct Inner {
     runners: tokio::sync::Mutex<HashMap<String, Option<CancellationToken>>>,
     /// The agent servers' configuration and what it was made from.
     config_cache: tokio::sync::Mutex<Option<CachedConfig>>,
+    /// Each workspace's configuration routed through the gateway, by workspace id.
+    routes: std::sync::Mutex<HashMap<String, Route>>,
 }
 
 /// The seed's Mission object.
@@ -112,6 +114,13 @@ struct CachedConfig {
     config: Arc<Value>,
 }
 
+/// A workspace's agent configuration, and what it was made from.
+struct Route {
+    from: Arc<Value>,
+    container: Option<String>,
+    config: Arc<AgentConfig>,
+}
+
 /// Open Agent's id of its default (host) workspace, which its dashboard preselects.
 const NIL_WORKSPACE: &str = "00000000-0000-0000-0000-000000000000";
 
@@ -144,6 +153,7 @@ impl Missions {
                 shutdown: d.shutdown,
                 runners: tokio::sync::Mutex::new(HashMap::new()),
                 config_cache: tokio::sync::Mutex::new(None),
+                routes: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -494,8 +504,15 @@ impl Missions {
     async fn workspace_agent_config(
         &self,
         ws: &crate::workspaces::model::Workspace,
-    ) -> ApiResult<AgentConfig> {
+    ) -> ApiResult<Arc<AgentConfig>> {
         let config = self.agent_config().await?;
+        // Asked for every request through the pass-through: made again only when the configuration
+        // or the workspace's container changed, not with an engine call and a token read each time.
+        if let Some(route) = self.inner.routes.lock().expect("routes lock").get(&ws.id) {
+            if Arc::ptr_eq(&route.from, &config) && route.container == ws.container_id {
+                return Ok(route.config.clone());
+            }
+        }
         let gateway = match ws.network.as_str() {
             "host" => self.inner.gateway.on_loopback().await,
             _ => match self
@@ -515,9 +532,18 @@ impl Missions {
         let token =
             crate::gateway::token_for(&self.inner.store, &self.inner.secrets, &ws.id, &ws.owner)
                 .await?;
-        Ok(AgentConfig::new(&crate::gateway::route_through(
+        let routed = Arc::new(AgentConfig::new(&crate::gateway::route_through(
             &config, &gateway, &token,
-        )))
+        )));
+        self.inner.routes.lock().expect("routes lock").insert(
+            ws.id.clone(),
+            Route {
+                from: config,
+                container: ws.container_id.clone(),
+                config: routed.clone(),
+            },
+        );
+        Ok(routed)
     }
 
     /// Where the gateway sends a call for `provider`, with the key it adds.
