@@ -31,29 +31,39 @@ if command -v bash >/dev/null 2>&1; then
       [ "$p" = "$1" ] || [ "$p" = "$$" ] && continue
       while IFS= read -r -d "" kv; do
         if [ "$kv" = "BERTH_EXEC_ID=$BERTH_EXEC_ID" ]; then kill -9 "$p" 2>/dev/null && found=1; break; fi
-      done < "$d/environ" 2>/dev/null
+      done 2>/dev/null < "$d/environ"
     done
     [ -z "$found" ] && break; pass=$((pass + 1)); done' berth-reap "$$"
 else
   for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$$" ] && continue
-    tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qx "BERTH_EXEC_ID=$BERTH_EXEC_ID" && kill -9 "$p" 2>/dev/null
+    tr '\0' '\n' 2>/dev/null < "$d/environ" | grep -qx "BERTH_EXEC_ID=$BERTH_EXEC_ID" && kill -9 "$p" 2>/dev/null
   done
 fi
 exit "$rc""#;
 
 /// Kills every process whose environment holds `BERTH_EXEC_ID=$1`, over a few passes to catch processes
 /// forked while the previous pass ran. Children inherit the marker, so a whole tree goes, even the parts
-/// that called setsid or were reparented to init.
+/// that called setsid or were reparented to init. So does every process of a session a marked process
+/// leads: the agent server's environment cannot be read (see `opencode::runtime`), so it runs under a
+/// marked session leader instead (every exec's main process leads its own session).
 const KILL_TREE: &str = r#"id="$1"; pass=0
 while [ "$pass" -lt 5 ]; do
-  found=""
+  found=""; leaders=" "
   for d in /proc/[0-9]*; do
     p="${d#/proc/}"
     [ "$p" = "$$" ] && continue
-    if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qx "BERTH_EXEC_ID=$id"; then
+    if tr '\0' '\n' 2>/dev/null < "$d/environ" | grep -qx "BERTH_EXEC_ID=$id"; then
+      read -r _ _ _ _ _ sid _ 2>/dev/null < "$d/stat" && [ "$sid" = "$p" ] && leaders="$leaders$p "
       kill -9 "$p" 2>/dev/null && found=1
     fi
   done
+  if [ "$leaders" != " " ]; then
+    for d in /proc/[0-9]*; do
+      p="${d#/proc/}"
+      read -r _ _ _ _ _ sid _ 2>/dev/null < "$d/stat" || continue
+      case "$leaders" in *" $sid "*) kill -9 "$p" 2>/dev/null && found=1 ;; esac
+    done
+  fi
   [ -z "$found" ] && break
   pass=$((pass + 1))
   sleep 0.1
@@ -67,7 +77,7 @@ const ORPHANED_EXECS: &str = r#"for d in /proc/[0-9]*; do
   [ "$p" = "$$" ] && continue
   read -r _ _ _ ppid _ < "$d/stat" 2>/dev/null || continue
   [ "$ppid" = 0 ] || continue
-  env=$(tr '\0' '\n' < "$d/environ" 2>/dev/null) || continue
+  env=$(tr '\0' '\n' 2>/dev/null < "$d/environ") || continue
   id=$(printf '%s\n' "$env" | sed -n 's/^BERTH_EXEC_ID=//p')
   deadline=$(printf '%s\n' "$env" | sed -n 's/^BERTH_EXEC_DEADLINE=//p')
   init=$(printf '%s\n' "$env" | grep -qx 'BERTH_INIT=1' && echo init || echo exec)
@@ -273,13 +283,16 @@ impl Engine {
     }
 
     /// Starts a long-running process in the container without waiting for it; the engine's exec id. `marker` goes into its
-    /// environment as `BERTH_EXEC_ID`, so `kill_tree` can stop it and everything it started.
+    /// environment as `BERTH_EXEC_ID`, so `kill_tree` can stop it and everything it started. `stdin`, when
+    /// given, is written to its standard input, which is then closed: a way to hand it a secret that its
+    /// environment (readable by other processes of the container) must not hold.
     pub async fn exec_detached(
         &self,
         container: &str,
         command: &str,
         env: Vec<String>,
         marker: &str,
+        stdin: Option<&[u8]>,
     ) -> EngineResult<String> {
         let op = format!("start a process in container {container}");
         let mut env = env;
@@ -292,22 +305,33 @@ impl Engine {
                     cmd: Some(vec!["/bin/sh", "-c", command]),
                     env: Some(env.iter().map(String::as_str).collect()),
                     working_dir: Some("/workspace"),
+                    attach_stdin: Some(stdin.is_some()),
                     ..Default::default()
                 },
             )
             .await
             .map_err(|e| EngineError::from_bollard(&op, e))?;
-        self.docker
+        let started = self
+            .docker
             .start_exec(
                 &created.id,
                 Some(StartExecOptions {
-                    detach: true,
+                    detach: stdin.is_none(),
                     tty: false,
                     output_capacity: None,
                 }),
             )
             .await
             .map_err(|e| EngineError::from_bollard(&op, e))?;
+        if let (Some(bytes), StartExecResults::Attached { mut input, .. }) = (stdin, started) {
+            use tokio::io::AsyncWriteExt;
+            // The process goes on once the attachment closes; it has read what it needs by then.
+            input
+                .write_all(bytes)
+                .await
+                .map_err(|e| EngineError::other(&op, format!("write its input: {e}")))?;
+            let _ = input.shutdown().await;
+        }
         Ok(created.id)
     }
 

@@ -356,7 +356,6 @@ impl Runtime {
             format!("XDG_CACHE_HOME={STATE_DIR}/cache"),
             format!("XDG_STATE_HOME={STATE_DIR}/state"),
             format!("OPENCODE_CONFIG_CONTENT={config_text}"),
-            format!("OPENCODE_SERVER_PASSWORD={password}"),
             "OPENCODE_DISABLE_MODELS_FETCH=1".into(),
             "OPENCODE_DISABLE_AUTOUPDATE=1".into(),
             "OPENCODE_DISABLE_LSP_DOWNLOAD=1".into(),
@@ -371,12 +370,22 @@ impl Runtime {
         } else {
             "/workspace"
         };
-        let command = format!(
-            "mkdir -p {STATE_DIR}/home/.config {STATE_DIR}/data {STATE_DIR}/cache {STATE_DIR}/state && cd {workdir} && exec {target} serve --hostname {} --port {} --print-logs > {STATE_DIR}/server.log 2>&1",
+        let serve = format!(
+            "{target} serve --hostname {} --port {} --print-logs",
             bind.0, bind.1
         );
+        let command = format!(
+            "mkdir -p {STATE_DIR}/home/.config {STATE_DIR}/data {STATE_DIR}/cache {STATE_DIR}/state && cd {workdir} && {}",
+            sealed_launch(&serve, &format!("{STATE_DIR}/server.log"))
+        );
         let exec_id = engine
-            .exec_detached(&container, &command, env, &marker(&ws.id))
+            .exec_detached(
+                &container,
+                &command,
+                env,
+                &marker(&ws.id),
+                Some(format!("{password}\n").as_bytes()),
+            )
             .await
             .map_err(|e| e.to_string())?;
 
@@ -410,6 +419,24 @@ impl Runtime {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     }
+}
+
+/// The real group id the agent server runs with (its effective ids stay root's, so it works as before).
+pub const AGENT_REAL_GID: u32 = 7787;
+
+/// Starts the agent server so that no exec can read its environment, which holds its password: with a
+/// real group id that differs from its effective one, the kernel makes the process non-dumpable at
+/// `execve`, and reading another process's `/proc/<pid>/environ` (or `mem`, or tracing it) then needs
+/// `CAP_SYS_PTRACE`, which no workspace process has. The effective ids stay root's, so the agent installs
+/// packages and owns files as before. A container without `setpriv` (util-linux) starts it plainly.
+/// Since not even berth's clean-up can read it then, the exec's shell (which leads the exec's session,
+/// as every exec's main process does, and carries the marker) stays and waits for it: `kill_tree` kills
+/// the sessions marked processes lead.
+/// The password arrives on standard input, so that only the server's own environment holds it.
+fn sealed_launch(serve: &str, log: &str) -> String {
+    format!(
+        "IFS= read -r OPENCODE_SERVER_PASSWORD; export OPENCODE_SERVER_PASSWORD; exec </dev/null; if command -v setpriv >/dev/null 2>&1; then setpriv --rgid {AGENT_REAL_GID} --keep-groups {serve} > {log} 2>&1; else {serve} > {log} 2>&1; fi; exit $?"
+    )
 }
 
 fn marker(workspace_id: &str) -> String {

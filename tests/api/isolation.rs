@@ -286,6 +286,26 @@ async fn a_bridge_workspace_calls_a_loopback_llm_through_the_gateway_and_never_h
         )
         .await;
     assert_eq!(out["stdout"], "end\n", "the key is in the workspace: {out}");
+    // Nor can an exec read the agent server's password (seen here from the host), nor its memory.
+    let (pid, password) = agent_server_on_host(&ws).expect("the agent server runs");
+    let out = s
+        .sh(
+            &ws,
+            &format!(
+                "printf '%s%s' {} {} > /dev/shm/p; grep -rlsf /dev/shm/p /proc/[0-9]*/environ /proc/[0-9]*/cmdline /workspace /tmp /root | head -5; \
+                 for p in $(grep -l 'se[r]ve' /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do [ \"$(tr '\\0' ' ' < /proc/$p/cmdline | cut -d' ' -f2)\" = serve ] || continue; echo seen; cat /proc/$p/environ >/dev/null 2>&1 && echo readable $p; head -c1 /proc/$p/mem >/dev/null 2>&1 && echo mem $p; done; echo end",
+                &password[..8],
+                &password[8..]
+            ),
+        )
+        .await;
+    // `seen` once per process of the server (it is there; not the shell that waits for it, which
+    // holds no password), and nothing read from any of them.
+    let stdout = out["stdout"].as_str().unwrap();
+    assert!(
+        stdout.starts_with("seen\n") && stdout.replace("seen\n", "") == "end\n",
+        "an exec reads the agent server (host pid {pid}): {out}"
+    );
     let (_, config) = s
         .get(&format!("/api/workspaces/{ws}/opencode/config"))
         .await;
@@ -347,12 +367,20 @@ async fn a_workspace_past_its_disk_limit_is_stopped_and_says_so() {
     .await;
     let msg = w["error_message"].as_str().unwrap();
     assert!(msg.contains("64 MiB disk limit"), "{w}");
+    // The status is recorded before the stop (so the engine's event finds a stop berth made).
     let d = crate::harness::docker().await;
-    let c = d
-        .inspect_container(&format!("berth-ws-{ws}"), None)
-        .await
-        .unwrap();
-    assert_eq!(c.state.unwrap().running, Some(false));
+    eventually(
+        "the container stops",
+        std::time::Duration::from_secs(30),
+        || async {
+            let c = d
+                .inspect_container(&format!("berth-ws-{ws}"), None)
+                .await
+                .unwrap();
+            (c.state.unwrap().running == Some(false)).then_some(())
+        },
+    )
+    .await;
     let (_, other) = s.get(&format!("/api/workspaces/{calm}")).await;
     assert_eq!(other["status"], "ready", "{other}");
     for id in [&ws, &calm] {
@@ -362,4 +390,31 @@ async fn a_workspace_past_its_disk_limit_is_stopped_and_says_so() {
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
     s.assert_no_engine_objects().await;
+}
+
+/// The host pid and password of a workspace's agent server, read from the host's `/proc`.
+fn agent_server_on_host(ws: &str) -> Option<(u32, String)> {
+    let marker = format!("BERTH_EXEC_ID=opencode-{ws}");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        if !vars.contains(&marker) {
+            continue;
+        }
+        if let Some(p) = vars
+            .iter()
+            .find_map(|v| v.strip_prefix("OPENCODE_SERVER_PASSWORD="))
+        {
+            return Some((pid, p.to_string()));
+        }
+    }
+    None
 }
