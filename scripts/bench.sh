@@ -3,6 +3,7 @@
 # failed logins against berth's idle memory and health latency.
 set -euo pipefail
 cargo build --release --quiet
+bash scripts/agent.sh >/dev/null
 bash scripts/base-image.sh target/release/berth
 cargo bench --bench exec
 cargo bench --bench logins

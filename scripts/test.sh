@@ -3,8 +3,9 @@
 # the real engine.
 set -euo pipefail
 cargo fmt --check
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo build --quiet
+bash scripts/agent.sh >/dev/null
 bash scripts/base-image.sh target/debug/berth
 # The real clients the compatibility tests run: CodeTether's stock worker (a cached virtualenv).
 bash scripts/codetether.sh >/dev/null

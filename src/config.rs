@@ -158,6 +158,16 @@ pub struct Config {
     #[arg(long, env = "BERTH_OPENCODE_BIN")]
     pub opencode_bin: Option<PathBuf>,
 
+    /// The resident agent binary (`berth-agent`, built with berth) to run in every workspace container;
+    /// defaults to `berth-agent` beside berth's own executable. Without one, workspaces are reached through
+    /// the engine alone.
+    #[arg(long, env = "BERTH_AGENT_BIN")]
+    pub agent_bin: Option<PathBuf>,
+
+    /// Largest file `PUT /api/workspaces/:id/files` accepts, in MiB.
+    #[arg(long, env = "BERTH_MAX_FILE_MB", default_value_t = 1024)]
+    pub max_file_mb: u64,
+
     /// Where berth keeps the opencode versions it provisions (mounted read-only into workspaces);
     /// defaults to `<data-dir>/opencode`.
     #[arg(long = "opencode-dir", env = "BERTH_OPENCODE_DIR")]
@@ -251,6 +261,14 @@ impl Config {
         self.library_path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("library"))
+    }
+    /// The resident agent's binary as berth installs it (mounted read-only into containers), and the
+    /// per-workspace directories holding each agent's socket (mounted into its container).
+    pub fn agent_dir(&self) -> PathBuf {
+        self.data_dir.join("agent")
+    }
+    pub fn agent_run_dir(&self) -> PathBuf {
+        self.data_dir.join("run")
     }
     pub fn opencode_dir(&self) -> PathBuf {
         self.opencode_cache

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The agent (its OpenCode server) cannot be reached or started now.
     #[error("{0}")]
     Unavailable(String),
+    /// A workspace's resident agent does not answer (it is restarting, or its container is not running).
+    #[error("{0}")]
+    AgentUnavailable(String),
     /// The Docker engine failed or is unreachable; the message names the operation.
     #[error("{0}")]
     Engine(String),
@@ -70,6 +73,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::AgentUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "agent_unavailable"),
             Self::Engine(_) => (StatusCode::BAD_GATEWAY, "engine_error"),
             Self::Internal(e) if crate::storage::is_full(e) => {
                 (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
@@ -100,6 +104,34 @@ impl From<crate::engine::EngineError> for ApiError {
 impl From<crate::opencode::client::ClientError> for ApiError {
     fn from(e: crate::opencode::client::ClientError) -> Self {
         Self::Engine(e.to_string())
+    }
+}
+
+/// The one place a resident agent's answers become API errors: its Connect codes map onto berth's.
+impl From<crate::resident::AgentError> for ApiError {
+    fn from(e: crate::resident::AgentError) -> Self {
+        use crate::resident::AgentError as A;
+        use envd::connect::Code;
+        match e {
+            A::Unavailable(_) => Self::AgentUnavailable(format!(
+                "{e}; it is restarted with its container's loop, try again in a moment (or start the workspace)"
+            )),
+            A::Protocol(m) => Self::Engine(format!("the workspace's agent: {m}")),
+            A::Rpc(r) => match r.code {
+                Code::NotFound => Self::NotFound(r.message),
+                Code::InvalidArgument | Code::OutOfRange => Self::Invalid(r.message),
+                Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
+                    Self::Conflict(r.message)
+                }
+                Code::PermissionDenied => Self::Forbidden(r.message),
+                Code::ResourceExhausted => Self::RateLimited {
+                    message: r.message,
+                    retry_after_secs: 1,
+                },
+                Code::Unavailable => Self::AgentUnavailable(r.message),
+                _ => Self::Engine(format!("the workspace's agent: {}", r.message)),
+            },
+        }
     }
 }
 

@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod missions;
 pub mod opencode;
 pub mod principal;
+pub mod resident;
 pub mod router;
 pub mod secrets;
 pub mod server;

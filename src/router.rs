@@ -11,9 +11,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    audit, auth, backends, control, cors, gateway, library, library_openagent, mcp, metrics,
-    missions, observe, openapi, opencode_proxy, providers, system, tokens, v1, workspace_power,
-    workspaces,
+    audit, auth, backends, control, cors, files, gateway, library, library_openagent, mcp, metrics,
+    missions, observe, openapi, opencode_proxy, processes, providers, system, terminal, tokens, v1,
+    workspace_power, workspaces,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -167,6 +167,37 @@ fn protected_routes() -> Table {
             "/api/workspaces/{id}/rerun-init",
             post(workspaces::rerun_init),
         )
+        .route(
+            "/api/workspaces/{id}/processes",
+            post(processes::start_process).get(processes::list_processes),
+        )
+        .route(
+            "/api/workspaces/{id}/processes/{pid}/output",
+            get(processes::process_output),
+        )
+        .route(
+            "/api/workspaces/{id}/processes/{pid}/stdin",
+            post(processes::process_stdin),
+        )
+        .route(
+            "/api/workspaces/{id}/processes/{pid}/signal",
+            post(processes::process_signal),
+        )
+        .route(
+            "/api/workspaces/{id}/processes/{pid}/resize",
+            post(processes::process_resize),
+        )
+        .route(
+            "/api/workspaces/{id}/files",
+            get(files::read_file)
+                .put(files::write_file)
+                .delete(files::delete_file),
+        )
+        .route("/api/workspaces/{id}/pty", get(terminal::open_terminal))
+        .route("/api/workspaces/{id}/files/list", get(files::list_files))
+        .route("/api/workspaces/{id}/files/mkdir", post(files::make_dir))
+        .route("/api/workspaces/{id}/files/move", post(files::move_file))
+        .route("/api/workspaces/{id}/files/watch", get(files::watch_files))
         .route(
             "/api/workspaces/{id}/stop",
             post(workspace_power::stop_workspace),
@@ -368,8 +399,12 @@ fn v1_routes() -> Table {
 }
 
 /// Refuses a body whose declared length is over the limit before reading any of it; bodies without a
-/// length are cut off at the limit by `DefaultBodyLimit` instead.
+/// length are cut off at the limit by `DefaultBodyLimit` instead. File uploads have their own limit
+/// (`BERTH_MAX_FILE_MB`, applied by their handler).
 async fn refuse_oversized(req: Request, next: Next) -> axum::response::Response {
+    if req.method() == axum::http::Method::PUT && is_file_upload(req.uri().path()) {
+        return next.run(req).await;
+    }
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -380,6 +415,13 @@ async fn refuse_oversized(req: Request, next: Next) -> axum::response::Response 
             .into_response();
     }
     next.run(req).await
+}
+
+/// `/api/workspaces/{id}/files`.
+fn is_file_upload(path: &str) -> bool {
+    path.strip_prefix("/api/workspaces/")
+        .and_then(|rest| rest.strip_suffix("/files"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 async fn not_found() -> ApiError {

@@ -97,6 +97,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
         gateway: gateway.clone(),
+        resident: crate::resident::Resident::install(&config),
     });
     // Bridge workspaces reach neither the host's services nor each other.
     let fenced = match crate::firewall::install(config.gateway_port) {

@@ -200,6 +200,22 @@ pub fn bearer_of(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::Unauthorized("expected a Bearer token".into()))
 }
 
+/// The `token` query parameter of a WebSocket upgrade request.
+fn websocket_query_token(req: &Request) -> Option<String> {
+    let upgrade = req
+        .headers()
+        .get(axum::http::header::UPGRADE)?
+        .to_str()
+        .ok()?;
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    req.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "token" && !v.is_empty()).then(|| v.to_string())
+    })
+}
+
 /// The user behind a login token or an API token; 401 for anything else (unknown, expired, revoked,
 /// or its user gone).
 pub async fn authenticate(s: &AppState, token: &str) -> ApiResult<(Principal, Credential)> {
@@ -301,7 +317,11 @@ pub async fn require_token(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = bearer(&req)?.to_string();
+    let token = match bearer(&req) {
+        Ok(t) => t.to_string(),
+        // Browsers cannot set headers on a WebSocket: a `token` query parameter there.
+        Err(e) => websocket_query_token(&req).ok_or(e)?,
+    };
     if worker_caller(&s, &token).await?.is_some() {
         return Err(ApiError::Forbidden(
             "a worker's token is only valid under /v1".into(),

@@ -47,6 +47,9 @@ pub struct ContainerSpec<'a> {
     pub code_mount: Option<&'a str>,
     /// The agent binary (a host file or directory) and where it appears, mounted read-only.
     pub agent_mount: Option<(&'a str, &'a str)>,
+    /// The resident agent: its binary's directory, its socket's directory and the container's command
+    /// that keeps it running (`sleep infinity` without one).
+    pub resident: Option<&'a crate::resident::ContainerParts>,
 }
 
 /// Where a codebase's host directory appears inside its workspace container.
@@ -124,6 +127,23 @@ impl Engine {
                     read_only: Some(true),
                     ..Default::default()
                 }))
+                .chain(spec.resident.into_iter().flat_map(|r| {
+                    [
+                        Mount {
+                            target: Some(crate::resident::BIN_TARGET.into()),
+                            source: Some(r.bin_dir.clone()),
+                            typ: Some(MountTypeEnum::BIND),
+                            read_only: Some(true),
+                            ..Default::default()
+                        },
+                        Mount {
+                            target: Some(crate::resident::RUN_TARGET.into()),
+                            source: Some(r.run_dir.clone()),
+                            typ: Some(MountTypeEnum::BIND),
+                            ..Default::default()
+                        },
+                    ]
+                }))
                 .collect(),
             ),
             memory: Some(spec.memory_bytes),
@@ -160,7 +180,10 @@ impl Engine {
             hostname: (spec.network != "host").then(|| spec.hostname.to_string()),
             exposed_ports: (spec.network == "bridge")
                 .then(|| HashMap::from([(AGENT_PORT.to_string(), HashMap::new())])),
-            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            cmd: Some(match spec.resident {
+                Some(r) => r.command.clone(),
+                None => vec!["sleep".into(), "infinity".into()],
+            }),
             working_dir: Some("/workspace".into()),
             labels: Some(labels::for_workspace(&self.instance, id)),
             host_config: Some(host_config),

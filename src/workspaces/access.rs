@@ -60,6 +60,30 @@ impl Workspaces {
         Ok(ws)
     }
 
+    /// The resident agent of a workspace `who` may use: a ready container built with one.
+    pub async fn agent(
+        &self,
+        who: &Principal,
+        id: &str,
+    ) -> ApiResult<(Workspace, crate::resident::AgentClient)> {
+        let ws = self.usable(who, id).await?;
+        if ws.workspace_type == WorkspaceType::Host {
+            return Err(ApiError::invalid(
+                "a host workspace has no resident agent: use POST /exec",
+            ));
+        }
+        if ws.status != super::model::Status::Ready {
+            return Err(ApiError::conflict(ws.not_ready()));
+        }
+        match self.inner.resident.client(&ws.id) {
+            Some(agent) => Ok((ws, agent)),
+            None => Err(ApiError::ConflictCode {
+                code: "no_agent",
+                message: "this workspace's container was built without berth's resident agent; rebuild it (POST /build with rebuild: true) to get processes, terminals and files".into(),
+            }),
+        }
+    }
+
     /// `owner`'s workspace named `name`.
     pub async fn owned_named(&self, owner: &str, name: &str) -> ApiResult<Option<Workspace>> {
         Ok(self

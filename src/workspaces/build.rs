@@ -279,6 +279,7 @@ impl Workspaces {
                 .as_ref()
                 .and_then(|(host, target)| Some((host.to_str()?, target.as_str())));
             let memory_mb = self.memory_mb(ws);
+            let resident = inner.resident.container_parts(&ws.id);
             let cpus = ws.limits.cpus.unwrap_or_else(|| config.default_cpus());
             let id = engine
                 .create_container(&ContainerSpec {
@@ -292,6 +293,7 @@ impl Workspaces {
                     own_network: own_network.as_deref(),
                     code_mount: ws.code_mount.as_deref(),
                     agent_mount,
+                    resident: resident.as_ref(),
                 })
                 .await?;
             engine.start_container(&id).await?;

@@ -47,6 +47,8 @@ impl From<ExecOutput> for ExecResult {
     }
 }
 
+const REPLACED: &str = "the command was killed: a rebuild replaced the workspace's container while it ran; run it again once the workspace is ready";
+
 impl Workspaces {
     /// Whether a rebuild has begun or replaced the container since `ws` was read.
     async fn replaced(&self, ws: &super::model::Workspace) -> bool {
@@ -120,6 +122,25 @@ impl Workspaces {
                     Some(c) => format!("/workspace/{c}"),
                 };
                 let container = engine::container_name(&ws.id);
+                if let Some(agent) = self.inner.resident.client(&ws.id) {
+                    let result = self
+                        .exec_through_agent(
+                            &agent,
+                            &spec.command,
+                            &cwd,
+                            &env,
+                            timeout,
+                            spec.background,
+                        )
+                        .await;
+                    // A command cut off with its agent may have lost its container to a rebuild.
+                    if matches!(result, Err(ApiError::AgentUnavailable(_)))
+                        && self.replaced(&ws).await
+                    {
+                        return Err(ApiError::conflict(REPLACED));
+                    }
+                    return result;
+                }
                 let result = self
                     .inner
                     .engine
@@ -145,9 +166,7 @@ impl Workspaces {
                     Err(_) => true,
                 };
                 if abnormal && self.replaced(&ws).await {
-                    return Err(ApiError::conflict(
-                        "the command was killed: a rebuild replaced the workspace's container while it ran; run it again once the workspace is ready",
-                    ));
+                    return Err(ApiError::conflict(REPLACED));
                 }
                 let out = result.map_err(|e| match e {
                     e if e.is_not_found() => ApiError::conflict(format!(
@@ -172,5 +191,58 @@ impl Workspaces {
             }
         };
         Ok(out.into())
+    }
+
+    /// The fast path: the container's resident agent runs the command (no engine round trips).
+    async fn exec_through_agent(
+        &self,
+        agent: &crate::resident::AgentClient,
+        command: &str,
+        cwd: &str,
+        env: &BTreeMap<String, String>,
+        timeout: std::time::Duration,
+        background: bool,
+    ) -> ApiResult<ExecResult> {
+        let request = serde_json::json!({
+            "command": command,
+            "cwd": cwd,
+            "env": env,
+            "timeout_ms": timeout.as_millis() as u64,
+            "max_output": self.inner.config.exec_max_output,
+            "background": background,
+        });
+        // berth stopping ends the command: dropping the request makes the agent kill its tree.
+        let answer = tokio::select! {
+            a = agent.json("POST", "/berth/exec", &request) => a?,
+            _ = self.inner.shutdown.cancelled() => return Err(ApiError::Unavailable(
+                "berth is stopping: the command was stopped (its processes killed); run it again once berth is back".into(),
+            )),
+        };
+        match answer {
+            (200, v) => {
+                let text = |k: &str| {
+                    use base64::Engine as _;
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(v[k].as_str().unwrap_or(""))
+                        .unwrap_or_default();
+                    String::from_utf8_lossy(&raw).into_owned()
+                };
+                Ok(ExecResult {
+                    exit_code: v["exit_code"].as_i64().unwrap_or(-1),
+                    stdout: text("stdout"),
+                    stderr: text("stderr"),
+                    timed_out: v["timed_out"].as_bool().unwrap_or(false),
+                    stdout_truncated: v["stdout_truncated"].as_bool().unwrap_or(false),
+                    stderr_truncated: v["stderr_truncated"].as_bool().unwrap_or(false),
+                })
+            }
+            (400, v) if v["code"] == "cwd_missing" => Err(ApiError::invalid(format!(
+                "cwd {cwd} does not exist in the workspace"
+            ))),
+            (status, v) => Err(ApiError::Engine(format!(
+                "the workspace's agent answered {status}: {}",
+                v["message"].as_str().unwrap_or("")
+            ))),
+        }
     }
 }

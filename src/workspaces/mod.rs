@@ -56,6 +56,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// The LLM gateway's listeners on workspace networks, closed with their networks.
     gateway: crate::gateway::Listeners,
+    /// The resident agent every new container runs, and the way to each one.
+    resident: crate::resident::Resident,
     /// Cancellation handles of running builds, by workspace id: only handles, the state is in the store.
     builds: Mutex<HashMap<String, CancellationToken>>,
     /// Workspaces being removed: a second delete waits for the first, then finds nothing (404).
@@ -73,6 +75,7 @@ pub struct Deps {
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
     pub gateway: crate::gateway::Listeners,
+    pub resident: crate::resident::Resident,
 }
 
 impl Workspaces {
@@ -87,6 +90,7 @@ impl Workspaces {
             tracker,
             shutdown,
             gateway,
+            resident,
         } = deps;
         Self {
             inner: Arc::new(Inner {
@@ -99,6 +103,7 @@ impl Workspaces {
                 tracker,
                 shutdown,
                 gateway,
+                resident,
                 builds: Mutex::new(HashMap::new()),
                 removing: Mutex::new(HashMap::new()),
             }),
@@ -115,6 +120,15 @@ impl Workspaces {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Cancelled when berth stops: long-lived connections (terminals) end with it.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    pub fn resident(&self) -> &crate::resident::Resident {
+        &self.inner.resident
     }
 
     /// Runs `work` under the supervisor, to its end whether or not the caller still waits for it.
@@ -208,6 +222,7 @@ impl Workspaces {
             engine
                 .remove_container(&crate::engine::container_name(id))
                 .await?;
+            self.inner.resident.remove(id);
             engine.remove_image(&crate::engine::image_tag(id)).await?;
             if let Ok(Some(ip)) = engine.network_gateway(id).await {
                 self.inner.gateway.release(ip);

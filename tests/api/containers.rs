@@ -69,7 +69,15 @@ async fn build_init_log_rerun_rebuild_and_delete() {
     for m in mounts {
         match m["destination"].as_str().unwrap() {
             "/workspace" => assert_eq!(m["rw"], true),
-            "/opt/berth/agent" => assert_eq!(m["rw"], false, "{m}"),
+            "/opt/berth/agent" | "/opt/berth/bin" => assert_eq!(m["rw"], false, "{m}"),
+            // The resident agent's socket directory: this workspace's own.
+            "/run/berth" => assert!(
+                m["source"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("/run/{id}")),
+                "{m}"
+            ),
             other => panic!("unexpected mount {other}: {m}"),
         }
     }

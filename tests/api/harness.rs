@@ -80,6 +80,7 @@ impl Server {
             // Tests never reach a registry.
             .env("BERTH_PULL_BASE_IMAGES", "false")
             .env("BERTH_LOG", "berth=debug")
+            .env("BERTH_AGENT_BIN", agent_bin())
             .stdout(Stdio::piped())
             .stderr(match &opts.log_to {
                 Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
@@ -554,6 +555,27 @@ async fn remove_instance_objects(instance: &str) {
                 .await;
         }
     }
+}
+
+/// The resident agent's static binary, built by the project's script when missing (`make test` builds it
+/// first; a lock keeps parallel test processes from building it twice).
+pub fn agent_bin() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = root.join("target/release/berth-agent");
+    if !bin.is_file() {
+        let status = Command::new("flock")
+            .arg(root.join("target/agent-build.lock"))
+            .args([
+                "bash",
+                "-c",
+                "[ -f target/release/berth-agent ] || bash scripts/agent.sh",
+            ])
+            .current_dir(root)
+            .status()
+            .expect("build berth-agent");
+        assert!(status.success(), "building berth-agent failed");
+    }
+    bin
 }
 
 /// The pinned opencode binary, provisioned once per checkout by berth's own installer.

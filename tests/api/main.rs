@@ -20,5 +20,6 @@ mod missions;
 mod observability;
 mod openapi;
 mod reconcile;
+mod resident;
 mod tenants;
 mod workers;

@@ -15,8 +15,9 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::OpenApi;
 
 use super::{
-    audit, auth, backends, control, gateway, library, library_openagent, mcp, metrics, missions,
-    opencode_proxy, providers, system, tokens, v1, workspace_power, workspaces,
+    audit, auth, backends, control, files, gateway, library, library_openagent, mcp, metrics,
+    missions, opencode_proxy, processes, providers, system, terminal, tokens, v1, workspace_power,
+    workspaces,
 };
 
 #[derive(OpenApi)]
@@ -47,6 +48,11 @@ method is 405 (`method_not_allowed`).",
         workspaces::exec_in_workspace, workspaces::get_init_log, workspaces::rerun_init,
         workspace_power::stop_workspace, workspace_power::start_workspace,
         workspaces::debug_workspace, workspaces::sync_workspace,
+        processes::start_process, processes::list_processes, processes::process_output,
+        processes::process_stdin, processes::process_signal, processes::process_resize,
+        terminal::open_terminal,
+        files::read_file, files::write_file, files::delete_file, files::list_files, files::make_dir,
+        files::move_file, files::watch_files,
         opencode_proxy::proxy_to_opencode,
         library::list_items, library::get_item, library::save_item, library::delete_item,
         library::get_skill_file, library::save_skill_file, library::delete_skill_file,
@@ -85,6 +91,8 @@ method is 405 (`method_not_allowed`).",
         (name = "tokens", description = "long-lived API tokens"),
         (name = "system", description = "health and host statistics"),
         (name = "workspaces", description = "workspaces and what runs in them"),
+        (name = "processes", description = "long-running processes, their live output, stdin and signals, on a workspace's resident agent"),
+        (name = "files", description = "a workspace's files through its resident agent"),
         (name = "opencode", description = "pass-through to a workspace's OpenCode server"),
         (name = "library", description = "the team's git-backed library"),
         (name = "missions", description = "agent missions and the control session"),
