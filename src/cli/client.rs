@@ -30,6 +30,7 @@ impl From<std::io::Error> for CliError {
     }
 }
 
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -95,23 +96,53 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|e| CliError::Unreachable {
-            url: self.base.clone(),
-            reason: root_cause(&e),
-        })?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(|e| CliError::Unreachable {
-            url: self.base.clone(),
-            reason: root_cause(&e),
-        })?;
-        let value: Value = if text.is_empty() {
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+        if !resp.status().is_success() {
+            return Err(self.error_of(path, resp).await);
+        }
+        let text = resp.text().await.map_err(|e| self.unreachable(&e))?;
+        Ok(if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        if status.is_success() {
-            return Ok(value);
+        })
+    }
+
+    /// A request to `path` with the token, for bodies and answers that are not JSON (streams, files).
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
         }
+    }
+
+    /// Sends a request built by `request`: the response when it succeeded, else the server's error.
+    pub async fn send(
+        &self,
+        path: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, CliError> {
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(self.error_of(path, resp).await)
+        }
+    }
+
+    pub fn unreachable(&self, e: &reqwest::Error) -> CliError {
+        CliError::Unreachable {
+            url: self.base.clone(),
+            reason: root_cause(e),
+        }
+    }
+
+    /// The server's error answer as one readable error.
+    async fn error_of(&self, path: &str, resp: reqwest::Response) -> CliError {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         let message = value["error"]
             .as_str()
             .or(value["detail"].as_str())
@@ -123,18 +154,18 @@ impl Client {
             .unwrap_or_else(|| status.as_u16().to_string());
         let logging_in = path == "/api/auth/login";
         if status == StatusCode::UNAUTHORIZED && self.token.is_none() && !logging_in {
-            return Err(CliError::NoToken(self.base.clone()));
+            return CliError::NoToken(self.base.clone());
         }
         let message = if status == StatusCode::UNAUTHORIZED && !logging_in {
             format!("{message}; run `berth login` again")
         } else {
             message
         };
-        Err(CliError::Api {
+        CliError::Api {
             status,
             code,
             message,
-        })
+        }
     }
 }
 

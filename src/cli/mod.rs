@@ -6,6 +6,7 @@ mod client;
 mod credentials;
 mod exec;
 mod progress;
+mod shell;
 mod tokens;
 mod ws;
 
@@ -49,7 +50,13 @@ pub enum ClientCommand {
     Ws(ws::WsCommand),
     /// Run a command in a workspace: its stdout and stderr go to ours, and its exit code is ours.
     Exec(exec::ExecArgs),
-    /// Copy files between this machine and a workspace: `berth cp ./f WS:/workspace/f` or back.
+    /// A terminal in a workspace: its login shell, in ours.
+    Shell {
+        /// The workspace, by name or id.
+        workspace: String,
+    },
+    /// Copy a file between this machine and a workspace: `berth cp ./f WS:/workspace/f` or back
+    /// (`-` is stdin or stdout).
     Cp {
         /// `PATH` here or `WS:PATH` in a workspace.
         source: String,
@@ -76,27 +83,99 @@ async fn dispatch(t: &Target, command: ClientCommand) -> Result<ExitCode, CliErr
         ClientCommand::Tokens(c) => tokens::run(t, c).await,
         ClientCommand::Ws(c) => ws::run(t, c).await,
         ClientCommand::Exec(args) => exec::run(t, args).await,
+        ClientCommand::Shell { workspace } => shell::run(t, &workspace).await,
         ClientCommand::Cp {
             source,
             destination,
-        } => copy(&source, &destination),
+        } => copy(t, &source, &destination).await,
     }
 }
 
-/// `cp` needs a files API in the workspace (berth-agent's); the verbs are fixed now so scripts can be
-/// written against them.
-fn copy(source: &str, destination: &str) -> Result<ExitCode, CliError> {
-    fn remote(p: &str) -> bool {
-        p.split_once(':').is_some_and(|(ws, _)| !ws.contains('/'))
+/// A file streamed to or from the workspace's files API (its resident agent), whole or not at all.
+async fn copy(t: &Target, source: &str, destination: &str) -> Result<ExitCode, CliError> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    fn remote(p: &str) -> Option<(&str, &str)> {
+        p.split_once(':')
+            .filter(|(ws, path)| !ws.is_empty() && !ws.contains('/') && !path.is_empty())
     }
-    if remote(source) == remote(destination) {
-        return Err(CliError::Usage(
+    let encode = |p: &str| -> String {
+        p.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let client = Client::new(t)?;
+    match (remote(source), remote(destination)) {
+        (None, Some((ws, path))) => {
+            let id = ws::resolve(&client, ws).await?;
+            let body = if source == "-" {
+                reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(tokio::io::stdin()))
+            } else {
+                let file = tokio::fs::File::open(source)
+                    .await
+                    .map_err(|e| CliError::Local(format!("{source}: {e}")))?;
+                reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file))
+            };
+            let url = format!("/api/workspaces/{id}/files?path={}", encode(path));
+            let req = client.request(reqwest::Method::PUT, &url).body(body);
+            let v: serde_json::Value = client
+                .send(&url, req)
+                .await?
+                .json()
+                .await
+                .map_err(|e| client.unreachable(&e))?;
+            if t.json {
+                println!("{v:#}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        (Some((ws, path)), None) => {
+            let id = ws::resolve(&client, ws).await?;
+            let url = format!("/api/workspaces/{id}/files?path={}", encode(path));
+            let resp = client
+                .send(&url, client.request(reqwest::Method::GET, &url))
+                .await?;
+            let mut body = resp.bytes_stream();
+            // Written beside the target and renamed when complete, so a cut-off copy leaves nothing.
+            let (mut out, tmp): (Box<dyn tokio::io::AsyncWrite + Unpin>, Option<String>) =
+                if destination == "-" {
+                    (Box::new(tokio::io::stdout()), None)
+                } else {
+                    let tmp = format!("{destination}.berth-cp");
+                    let f = tokio::fs::File::create(&tmp)
+                        .await
+                        .map_err(|e| CliError::Local(format!("{destination}: {e}")))?;
+                    (Box::new(f), Some(tmp))
+                };
+            let copied: Result<(), CliError> = async {
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(|e| client.unreachable(&e))?;
+                    out.write_all(&chunk).await?;
+                }
+                out.flush().await?;
+                Ok(())
+            }
+            .await;
+            drop(out);
+            match (copied, tmp) {
+                (Ok(()), Some(tmp)) => tokio::fs::rename(&tmp, destination).await?,
+                (Err(e), Some(tmp)) => {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(e);
+                }
+                (result, None) => result?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Err(CliError::Usage(
             "one side of cp is a workspace path (WS:PATH) and the other a local path".into(),
-        ));
+        )),
     }
-    Err(CliError::Usage(
-        "cp needs the workspace files API, which this berth server does not offer yet".into(),
-    ))
 }
 
 /// One line of password: from the terminal without echo when stdin is one, else from stdin as is.

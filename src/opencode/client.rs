@@ -7,7 +7,7 @@ use futures::Stream;
 use serde_json::{json, Value};
 
 /// Basic-auth user OpenCode expects with `OPENCODE_SERVER_PASSWORD`.
-const USER: &str = "opencode";
+pub const USER: &str = "opencode";
 
 #[derive(Clone)]
 pub struct Client {

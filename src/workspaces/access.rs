@@ -68,9 +68,10 @@ impl Workspaces {
     ) -> ApiResult<(Workspace, crate::resident::AgentClient)> {
         let ws = self.usable(who, id).await?;
         if ws.workspace_type == WorkspaceType::Host {
-            return Err(ApiError::invalid(
-                "a host workspace has no resident agent: use POST /exec",
-            ));
+            return Err(ApiError::ConflictCode {
+                code: "no_agent",
+                message: "a host workspace has no resident agent: use POST /exec".into(),
+            });
         }
         if ws.status != super::model::Status::Ready {
             return Err(ApiError::conflict(ws.not_ready()));

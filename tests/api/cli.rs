@@ -154,6 +154,48 @@ async fn the_cli_drives_a_workspace_from_login_to_removal() {
     let r = run(&["exec", "cli-ws", "--timeout", "1", "--", "sleep 30"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("timed out"), "{}", r.stderr);
+    // Our stdin to the command with -i, through the workspace's resident agent.
+    let r = berth(
+        &s.url,
+        home.path(),
+        &["exec", "-i", "cli-ws", "--", "tr a-z A-Z; echo end"],
+        "piped in\nand more\n",
+        &[],
+    );
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "PIPED IN\nAND MORE\nend\n"),
+        "{}",
+        r.stderr
+    );
+    // The terminal, fed from a pipe: the shell runs what it reads and its exit code is ours.
+    let r = berth(
+        &s.url,
+        home.path(),
+        &["shell", "cli-ws"],
+        "echo in-the-shell-$((2 * 21))\nexit 5\n",
+        &[],
+    );
+    assert_eq!(r.code, 5, "{} {}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("in-the-shell-42"), "{}", r.stdout);
+    // cp both ways, bytes intact.
+    let local = home.path().join("payload.bin");
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&local, &payload).unwrap();
+    let r = run(&["cp", local.to_str().unwrap(), "cli-ws:copied/payload.bin"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let back = home.path().join("back.bin");
+    let r = run(&[
+        "cp",
+        "cli-ws:/workspace/copied/payload.bin",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read(&back).unwrap(), payload);
+    one_line_error(
+        &run(&["cp", "cli-ws:/nope", back.to_str().unwrap()]),
+        "not_found",
+    );
 
     // A rebuild followed to the end shows its own log from its first line.
     let r = run(&["ws", "build", "cli-ws", "--rebuild"]);

@@ -977,6 +977,43 @@ async fn the_pass_through_forwards_paths_headers_and_bodies_as_they_are() {
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["code"], "payload_too_large", "{v}");
+    // WebSockets pass too: OpenCode's own terminal, created and connected through berth.
+    let resp = http
+        .post(format!("{base}/pty"))
+        .bearer_auth(&s.token)
+        .json(&json!({ "command": "/bin/sh", "title": "through berth" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let pty: Value = resp.json().await.unwrap();
+    let url = format!(
+        "{}/pty/{}/connect?token={}",
+        base.replace("http://", "ws://"),
+        pty["id"].as_str().unwrap(),
+        s.token
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    socket
+        .send(Message::Text("echo relayed-$((40 + 2))\n".into()))
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while !seen.contains("relayed-42") {
+            match socket.next().await {
+                Some(Ok(Message::Text(t))) => seen.push_str(&t),
+                Some(Ok(Message::Binary(b))) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Some(Ok(_)) => {}
+                other => panic!("the socket ended: {other:?} after {seen:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no echo through the relay: {seen:?}"));
+    drop(socket);
     s.call("DELETE", &format!("/api/workspaces/{ws}"), None)
         .await;
     s.assert_no_engine_objects().await;
