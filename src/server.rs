@@ -131,6 +131,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
             config.clone(),
             store.clone(),
             secrets_box.clone(),
+            workspaces.resident().clone(),
         ),
         hub: Hub::new(store.clone()).await?,
         config: config.clone(),

@@ -85,6 +85,8 @@ struct Inner {
     /// Where each server is recorded (password sealed), so a restart reattaches to it.
     store: Store,
     secrets: SecretBox,
+    /// The workspaces' resident agents: a file check through one costs no engine exec.
+    resident: crate::resident::Resident,
     servers: Mutex<HashMap<String, Arc<Server>>>,
     /// The given binary's copy in the cache dir, once taken in (it is hashed once per process).
     adopted: Mutex<Option<PathBuf>>,
@@ -93,13 +95,20 @@ struct Inner {
 }
 
 impl Runtime {
-    pub fn new(engine: Engine, config: Config, store: Store, secrets: SecretBox) -> Self {
+    pub fn new(
+        engine: Engine,
+        config: Config,
+        store: Store,
+        secrets: SecretBox,
+        resident: crate::resident::Resident,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 engine,
                 config,
                 store,
                 secrets,
+                resident,
                 servers: Mutex::new(HashMap::new()),
                 adopted: Mutex::new(None),
                 starting: Mutex::new(HashMap::new()),
@@ -274,7 +283,38 @@ impl Runtime {
             .map_err(|e| e.to_string())
     }
 
-    async fn is_executable(&self, container: &str, path: &str) -> Result<bool, String> {
+    async fn is_executable(
+        &self,
+        ws: &Workspace,
+        container: &str,
+        path: &str,
+    ) -> Result<bool, String> {
+        if let Some(agent) = self.inner.resident.client(&ws.id) {
+            use envd::filesystem as fs;
+            let stat: Result<fs::EntryResponse, _> = agent
+                .unary(
+                    fs::SERVICE,
+                    "Stat",
+                    &fs::PathRequest {
+                        path: path.to_string(),
+                    },
+                )
+                .await;
+            match stat {
+                Ok(r) => {
+                    return Ok(r.entry.is_some_and(|e| {
+                        e.r#type != fs::FileType::Directory as i32 && e.mode & 0o111 != 0
+                    }))
+                }
+                Err(crate::resident::AgentError::Rpc(e))
+                    if e.code == envd::connect::Code::NotFound =>
+                {
+                    return Ok(false)
+                }
+                // An agent not answering: the engine can still tell.
+                Err(_) => {}
+            }
+        }
         Ok(self
             .sh(container, &format!("test -x {path}"))
             .await?
@@ -310,12 +350,12 @@ impl Runtime {
         let bin = self.binary_path().await?;
         let mounted = binary::mounted_path(&self.inner.config.opencode_dir(), &bin);
         let target = match mounted {
-            Some(m) if self.is_executable(&container, &m).await? => m,
+            Some(m) if self.is_executable(ws, &container, &m).await? => m,
             // A container whose mount lacks this binary (built under other settings) gets a copy
             // through the Docker API instead; it needs no network either way.
             _ => {
                 let copy = container_binary();
-                if !self.is_executable(&container, &copy).await? {
+                if !self.is_executable(ws, &container, &copy).await? {
                     self.upload_binary(ws, &container, &bin, &copy).await?;
                 }
                 copy

@@ -110,13 +110,11 @@ impl Workspaces {
     async fn sync_container(&self, ws: &Workspace, files: Vec<(String, Vec<u8>)>) -> ApiResult<()> {
         let engine = &self.inner.engine;
         let container = engine::container_name(&ws.id);
-        let out = engine.run_quiet(&container, CLEAR).await?;
-        if out.exit_code != 0 {
-            return Err(ApiError::Engine(format!(
-                "clearing .opencode in workspace {} failed: {}",
-                ws.id,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+        if let Some(agent) = self.inner.resident.client(&ws.id) {
+            // Cleared through the resident agent: two calls on a unix socket, no engine exec.
+            clear_through(&agent).await?;
+        } else {
+            self.clear_through_engine(ws, &container).await?;
         }
         if files.is_empty() {
             return Ok(());
@@ -128,6 +126,36 @@ impl Workspaces {
             .await
             .map_err(ApiError::from)
     }
+
+    async fn clear_through_engine(&self, ws: &Workspace, container: &str) -> ApiResult<()> {
+        let out = self.inner.engine.run_quiet(container, CLEAR).await?;
+        if out.exit_code != 0 {
+            return Err(ApiError::Engine(format!(
+                "clearing .opencode in workspace {} failed: {}",
+                ws.id,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What `CLEAR` does, as the agent's filesystem calls.
+async fn clear_through(agent: &crate::resident::AgentClient) -> ApiResult<()> {
+    use envd::filesystem as fs;
+    for dir in ["/workspace/.opencode/skill", "/workspace/.opencode/tool"] {
+        let path = fs::PathRequest { path: dir.into() };
+        let removed: Result<fs::RemoveResponse, _> =
+            agent.unary(fs::SERVICE, "Remove", &path).await;
+        match removed {
+            Ok(_) => {}
+            Err(crate::resident::AgentError::Rpc(e)) if e.code == envd::connect::Code::NotFound => {
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let _: fs::EntryResponse = agent.unary(fs::SERVICE, "MakeDir", &path).await?;
+    }
+    Ok(())
 }
 
 fn sync_host(base: &Path, files: Vec<(String, Vec<u8>)>) -> std::io::Result<()> {

@@ -96,9 +96,14 @@ async fn what_a_crash_cut_off_in_a_container_is_killed_and_named() {
     )
     .await;
     let (url, token) = (s.url.clone(), s.token.clone());
-    for (path, body) in [
-        ("exec", json!({ "command": "sleep 602", "timeout_secs": 6 })),
-        ("rerun-init", json!({})),
+    // The exec first (a rerun-init makes the workspace busy, and an exec then waits its turn).
+    for (path, body, running) in [
+        (
+            "exec",
+            json!({ "command": "sleep 602", "timeout_secs": 6 }),
+            "sleep 602",
+        ),
+        ("rerun-init", json!({}), "sleep 601"),
     ] {
         let (url, token, id) = (url.clone(), token.clone(), ws.clone());
         tokio::spawn(async move {
@@ -109,6 +114,11 @@ async fn what_a_crash_cut_off_in_a_container_is_killed_and_named() {
                 .send()
                 .await;
         });
+        eventually(running, Duration::from_secs(30), || {
+            let c = container.clone();
+            async move { process_running(&c, running).await.then_some(()) }
+        })
+        .await;
     }
     eventually("both run", Duration::from_secs(30), || {
         let c = container.clone();

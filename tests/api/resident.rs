@@ -409,6 +409,18 @@ async fn files_over_the_cap_are_refused_and_a_network_none_workspace_does_it_all
         )
         .await;
     assert_eq!(r["stdout"], "1000\n0\n", "{r}");
+    // Processes are bounded: past 256 running, a start is refused clearly.
+    for _ in 0..256 {
+        start_process(&s, &ws, json!({ "command": "sleep 600" })).await;
+    }
+    let (status, v) = s
+        .post(
+            &format!("/api/workspaces/{ws}/processes"),
+            json!({ "command": "sleep 600" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("256"), "{v}");
     let (status, _) = s
         .call("DELETE", &format!("/api/workspaces/{ws}"), None)
         .await;
