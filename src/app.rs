@@ -24,6 +24,8 @@ pub struct AppState {
     pub auth: Auth,
     pub audit: Audit,
     pub workspaces: Workspaces,
+    /// E2B sandboxes (workspaces with E2B's lifecycle).
+    pub sandboxes: crate::e2b::Sandboxes,
     pub stats: Arc<Mutex<HostStats>>,
     pub started: Instant,
     /// Browser origins allowed to call the API.

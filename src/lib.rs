@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod data_dir_lock;
+pub mod e2b;
 pub mod engine;
 pub mod error;
 pub mod firewall;

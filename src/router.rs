@@ -11,9 +11,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{
-    audit, auth, backends, control, cors, files, gateway, library, library_openagent, mcp, metrics,
-    missions, observe, openapi, opencode_proxy, processes, providers, system, terminal, tokens, v1,
-    workspace_power, workspaces,
+    audit, auth, backends, control, cors, e2b, files, gateway, library, library_openagent, mcp,
+    metrics, missions, observe, openapi, opencode_proxy, processes, providers, system, terminal,
+    tokens, v1, workspace_power, workspaces,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -84,6 +84,33 @@ pub fn gateway_only(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// E2B's control API and sandbox traffic (`src/api/e2b.rs`); they check their own credentials (an API key,
+/// a sandbox's access token).
+fn e2b_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/e2b/sandboxes",
+            post(e2b::create_sandbox).get(e2b::list_sandboxes),
+        )
+        .route(
+            "/e2b/v2/sandboxes",
+            post(e2b::create_sandbox).get(e2b::list_sandboxes_v2),
+        )
+        .route(
+            "/e2b/sandboxes/{id}",
+            get(e2b::get_sandbox).delete(e2b::kill_sandbox),
+        )
+        .route("/e2b/sandboxes/{id}/timeout", post(e2b::set_timeout))
+        .route("/e2b/sandboxes/{id}/refreshes", post(e2b::refresh))
+        .route("/e2b/sandboxes/{id}/pause", post(e2b::pause))
+        .route("/e2b/sandboxes/{id}/resume", post(e2b::resume))
+        .route("/e2b/sandboxes/{id}/connect", post(e2b::connect))
+        .route("/e2b/v2/sandboxes/{id}/connect", post(e2b::connect))
+        .route("/e2b/sandboxes/{id}/metrics", get(e2b::metrics))
+        .route("/e2b/templates", get(e2b::list_templates))
+        .route("/e2b/{*path}", any(e2b::sandbox_traffic))
+}
+
 pub fn build(state: AppState) -> Router {
     let protected = protected_routes()
         .router
@@ -113,6 +140,7 @@ pub fn build(state: AppState) -> Router {
             SELF_CHECKED[2],
             get(gateway::call_provider).post(gateway::call_provider),
         )
+        .merge(e2b_routes())
         .merge(protected)
         .route_layer(middleware::from_fn(observe::tag_route))
         .fallback(not_found)

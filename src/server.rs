@@ -158,6 +158,12 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         let days = config.audit_retention_days;
         tracker.spawn(async move { audit.keep_for(days, shutdown).await });
     }
+    let sandboxes =
+        crate::e2b::Sandboxes::new(store.clone(), secrets_box.clone(), workspaces.clone());
+    {
+        let (sandboxes, shutdown) = (sandboxes.clone(), shutdown.clone());
+        tracker.spawn(async move { sandboxes.enforce_timeouts(shutdown).await });
+    }
     let state = AppState {
         audit,
         store,
@@ -166,6 +172,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         agents,
         auth,
         workspaces,
+        sandboxes,
         stats: Arc::new(Mutex::new(HostStats::new(&config.data_dir))),
         started: Instant::now(),
         cors: crate::api::cors::Origins::new(&config.cors_origins),

@@ -12,7 +12,13 @@ use tokio::io::AsyncWriteExt;
 use crate::fs::{entry, resolve};
 use crate::rpc::{self, Reply};
 
+/// Largest multipart upload envd's `POST /files` takes in one request (it is read whole).
+const MAX_MULTIPART: usize = 512 << 20;
+
 pub async fn handle(req: Request<Incoming>) -> Reply {
+    if req.method() == Method::POST && req.uri().path() == "/files" {
+        return envd_upload(req).await;
+    }
     let Some(path) = rpc::query_param(&req, "path") else {
         return rpc::json_error(
             StatusCode::BAD_REQUEST,
@@ -192,5 +198,152 @@ async fn upload(path: &std::path::Path, mut body: Incoming, staged: bool) -> Rep
             &serde_json::json!({ "path": e.path, "name": e.name, "size": e.size }),
         ),
         Err(e) => rpc::json_error(StatusCode::INTERNAL_SERVER_ERROR, e.message),
+    }
+}
+
+/// envd's `POST /files`: a raw body written to `path`, or `multipart/form-data` with one `file` part per
+/// file (its filename the target path; `path` names it when there is one). Answers the files written as
+/// `[{name, type, path}]`.
+async fn envd_upload(req: Request<Incoming>) -> Reply {
+    let query_path = rpc::query_param(&req, "path").filter(|p| !p.is_empty());
+    let ctype = rpc::content_type(&req);
+    if !ctype.starts_with("multipart/form-data") {
+        let Some(path) = query_path else {
+            return rpc::json_error(
+                StatusCode::BAD_REQUEST,
+                "the path query parameter is required",
+            );
+        };
+        let path = resolve(&path);
+        let reply = upload(&path, req.into_body(), false).await;
+        if !reply.status().is_success() {
+            return reply;
+        }
+        return written(&[path]);
+    }
+    let Some(boundary) = ctype
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"').to_string())
+    else {
+        return rpc::json_error(StatusCode::BAD_REQUEST, "multipart without a boundary");
+    };
+    let body = match rpc::read_body(req.into_body(), MAX_MULTIPART).await {
+        Ok(b) => b,
+        Err(e) => return rpc::json_error(StatusCode::PAYLOAD_TOO_LARGE, e.message),
+    };
+    let parts = match multipart(&body, &boundary) {
+        Ok(p) => p,
+        Err(e) => return rpc::json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let files: Vec<_> = parts
+        .into_iter()
+        .filter(|(name, ..)| name == "file")
+        .collect();
+    if files.is_empty() {
+        return rpc::json_error(StatusCode::BAD_REQUEST, "no file part in the upload");
+    }
+    let single = files.len() == 1;
+    let mut paths = Vec::new();
+    for (_, filename, content) in files {
+        let target = match (&query_path, single) {
+            (Some(p), true) => p.clone(),
+            _ => match filename {
+                Some(f) if !f.is_empty() => f,
+                _ => {
+                    return rpc::json_error(
+                        StatusCode::BAD_REQUEST,
+                        "a file part without a filename",
+                    )
+                }
+            },
+        };
+        let path = resolve(&target);
+        if let Err(e) = write_whole(&path, &content).await {
+            return io_reply(&path, e);
+        }
+        paths.push(path);
+    }
+    written(&paths)
+}
+
+fn written(paths: &[std::path::PathBuf]) -> Reply {
+    let entries: Vec<serde_json::Value> = paths
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                "type": "file",
+                "path": p.to_string_lossy(),
+            })
+        })
+        .collect();
+    rpc::json_reply(StatusCode::OK, &serde_json::Value::Array(entries))
+}
+
+/// Writes a file whole: to a temporary file beside it, renamed over it.
+async fn write_whole(path: &std::path::Path, content: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.berth-upload-{}", std::process::id()));
+    let result = async {
+        tokio::fs::write(&tmp, content).await?;
+        tokio::fs::rename(&tmp, path).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+/// A part of a `multipart/form-data` body: its field name, filename and content.
+type Part = (String, Option<String>, Vec<u8>);
+
+fn multipart(body: &[u8], boundary: &str) -> Result<Vec<Part>, String> {
+    let delimiter = format!("--{boundary}");
+    let d = delimiter.as_bytes();
+    let find = |hay: &[u8], needle: &[u8], from: usize| -> Option<usize> {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from)
+    };
+    let mut parts = Vec::new();
+    let mut at = find(body, d, 0).ok_or("no multipart boundary in the body")? + d.len();
+    loop {
+        if body.get(at..at + 2) == Some(b"--") {
+            return Ok(parts);
+        }
+        // Past the CRLF after the delimiter: the part's headers, a blank line, its content.
+        at += 2;
+        let head_end = find(body, b"\r\n\r\n", at).ok_or("a part without headers")?;
+        let head = String::from_utf8_lossy(&body[at..head_end]).into_owned();
+        let content_start = head_end + 4;
+        let next = find(body, format!("\r\n{delimiter}").as_bytes(), content_start)
+            .ok_or("a part without an end")?;
+        let (mut name, mut filename) = (String::new(), None);
+        for line in head.lines() {
+            let lower = line.to_ascii_lowercase();
+            if !lower.starts_with("content-disposition:") {
+                continue;
+            }
+            for param in line.split(';').skip(1) {
+                let (k, v) = param.trim().split_once('=').unwrap_or((param.trim(), ""));
+                let v = v.trim().trim_matches('"').to_string();
+                match k.trim() {
+                    "name" => name = v,
+                    "filename" => filename = Some(v),
+                    _ => {}
+                }
+            }
+        }
+        parts.push((name, filename, body[content_start..next].to_vec()));
+        at = next + 2 + d.len();
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use envd::connect::{self, Code, Error};
+use envd::connect::{self, Code, Codec, Error};
 use envd::filesystem::*;
 use envd::Timestamp;
 use futures::StreamExt;
@@ -148,16 +148,19 @@ fn list(dir: &Path, depth: u32, out: &mut Vec<EntryInfo>) -> Result<(), Error> {
 }
 
 pub async fn handle(agent: Arc<Agent>, method: &str, req: Request<Incoming>) -> Reply {
+    let codec = Codec::of(&rpc::content_type(&req), method == "WatchDir").unwrap_or(Codec::Proto);
     match method {
         "Stat" => {
-            let r = rpc::unary_request::<PathRequest>(req).await;
+            let r = rpc::unary_request::<PathRequest>(req).await.map(|(m, _)| m);
             rpc::unary_reply(
+                codec,
                 r.and_then(|r| entry(&resolve(&r.path)).map(|e| EntryResponse { entry: Some(e) })),
             )
         }
         "ListDir" => {
             let r = rpc::unary_request::<ListDirRequest>(req)
                 .await
+                .map(|(m, _)| m)
                 .and_then(|r| {
                     let path = resolve(&r.path);
                     let meta = std::fs::metadata(&path).map_err(|e| io_error(&path, e))?;
@@ -171,58 +174,68 @@ pub async fn handle(agent: Arc<Agent>, method: &str, req: Request<Incoming>) -> 
                     list(&path, r.depth.clamp(1, MAX_DEPTH), &mut entries)?;
                     Ok(ListDirResponse { entries })
                 });
-            rpc::unary_reply(r)
+            rpc::unary_reply(codec, r)
         }
         "MakeDir" => {
-            let r = rpc::unary_request::<PathRequest>(req).await.and_then(|r| {
-                let path = resolve(&r.path);
-                if path.is_dir() {
-                    return Err(Error::new(
-                        Code::AlreadyExists,
-                        format!("{} exists", path.display()),
-                    ));
-                }
-                std::fs::create_dir_all(&path).map_err(|e| io_error(&path, e))?;
-                entry(&path).map(|e| EntryResponse { entry: Some(e) })
-            });
-            rpc::unary_reply(r)
+            let r = rpc::unary_request::<PathRequest>(req)
+                .await
+                .map(|(m, _)| m)
+                .and_then(|r| {
+                    let path = resolve(&r.path);
+                    if path.is_dir() {
+                        return Err(Error::new(
+                            Code::AlreadyExists,
+                            format!("{} exists", path.display()),
+                        ));
+                    }
+                    std::fs::create_dir_all(&path).map_err(|e| io_error(&path, e))?;
+                    entry(&path).map(|e| EntryResponse { entry: Some(e) })
+                });
+            rpc::unary_reply(codec, r)
         }
         "Move" => {
-            let r = rpc::unary_request::<MoveRequest>(req).await.and_then(|r| {
-                let (from, to) = (resolve(&r.source), resolve(&r.destination));
-                if let Some(parent) = to.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
-                }
-                std::fs::rename(&from, &to).map_err(|e| io_error(&from, e))?;
-                entry(&to).map(|e| EntryResponse { entry: Some(e) })
-            });
-            rpc::unary_reply(r)
+            let r = rpc::unary_request::<MoveRequest>(req)
+                .await
+                .map(|(m, _)| m)
+                .and_then(|r| {
+                    let (from, to) = (resolve(&r.source), resolve(&r.destination));
+                    if let Some(parent) = to.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
+                    }
+                    std::fs::rename(&from, &to).map_err(|e| io_error(&from, e))?;
+                    entry(&to).map(|e| EntryResponse { entry: Some(e) })
+                });
+            rpc::unary_reply(codec, r)
         }
         "Remove" => {
-            let r = rpc::unary_request::<PathRequest>(req).await.and_then(|r| {
-                let path = resolve(&r.path);
-                let meta = std::fs::symlink_metadata(&path).map_err(|e| io_error(&path, e))?;
-                if meta.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                }
-                .map_err(|e| io_error(&path, e))?;
-                Ok(RemoveResponse {})
-            });
-            rpc::unary_reply(r)
+            let r = rpc::unary_request::<PathRequest>(req)
+                .await
+                .map(|(m, _)| m)
+                .and_then(|r| {
+                    let path = resolve(&r.path);
+                    let meta = std::fs::symlink_metadata(&path).map_err(|e| io_error(&path, e))?;
+                    if meta.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    }
+                    .map_err(|e| io_error(&path, e))?;
+                    Ok(RemoveResponse {})
+                });
+            rpc::unary_reply(codec, r)
         }
         "WatchDir" => match rpc::stream_request::<WatchDirRequest>(req)
             .await
+            .map(|(m, _)| m)
             .and_then(watcher)
         {
             Ok(mut events) => {
-                let (tx, reply) = rpc::stream_reply();
+                let (tx, reply) = rpc::stream_reply(codec);
                 tokio::spawn(async move {
                     let start = WatchDirResponse {
                         event: Some(WatchEvent::Start(Empty {})),
                     };
-                    if tx.send(connect::frame(&start)).await.is_err() {
+                    if tx.send(codec.frame(&start)).await.is_err() {
                         return;
                     }
                     loop {
@@ -230,13 +243,13 @@ pub async fn handle(agent: Arc<Agent>, method: &str, req: Request<Incoming>) -> 
                             ev = events.recv() => match ev {
                                 Some(ev) => {
                                     let m = WatchDirResponse { event: Some(WatchEvent::Filesystem(ev)) };
-                                    if tx.send(connect::frame(&m)).await.is_err() { return; }
+                                    if tx.send(codec.frame(&m)).await.is_err() { return; }
                                 }
                                 None => { let _ = tx.send(connect::end_frame(None)).await; return; }
                             },
                             _ = tokio::time::sleep(Duration::from_secs(20)) => {
                                 let m = WatchDirResponse { event: Some(WatchEvent::Keepalive(Empty {})) };
-                                if tx.send(connect::frame(&m)).await.is_err() { return; }
+                                if tx.send(codec.frame(&m)).await.is_err() { return; }
                             }
                             _ = tx.closed() => return,
                         }
@@ -244,11 +257,12 @@ pub async fn handle(agent: Arc<Agent>, method: &str, req: Request<Incoming>) -> 
                 });
                 reply
             }
-            Err(e) => rpc::stream_error(e),
+            Err(e) => rpc::stream_error(codec, e),
         },
         "CreateWatcher" => {
             let r = match rpc::unary_request::<WatchDirRequest>(req)
                 .await
+                .map(|(m, _)| m)
                 .and_then(watcher)
             {
                 Ok(mut events) => {
@@ -276,34 +290,40 @@ pub async fn handle(agent: Arc<Agent>, method: &str, req: Request<Incoming>) -> 
                 }
                 Err(e) => Err(e),
             };
-            rpc::unary_reply(r)
+            rpc::unary_reply(codec, r)
         }
         "GetWatcherEvents" => {
-            let r = rpc::unary_request::<WatcherId>(req).await.and_then(|r| {
-                let polled = agent.watchers.polled.lock().unwrap();
-                let (pending, _) = polled.get(&r.watcher_id).ok_or_else(|| {
-                    Error::new(Code::NotFound, format!("no watcher {}", r.watcher_id))
-                })?;
-                let events = std::mem::take(&mut *pending.lock().unwrap());
-                Ok(GetWatcherEventsResponse { events })
-            });
-            rpc::unary_reply(r)
+            let r = rpc::unary_request::<WatcherId>(req)
+                .await
+                .map(|(m, _)| m)
+                .and_then(|r| {
+                    let polled = agent.watchers.polled.lock().unwrap();
+                    let (pending, _) = polled.get(&r.watcher_id).ok_or_else(|| {
+                        Error::new(Code::NotFound, format!("no watcher {}", r.watcher_id))
+                    })?;
+                    let events = std::mem::take(&mut *pending.lock().unwrap());
+                    Ok(GetWatcherEventsResponse { events })
+                });
+            rpc::unary_reply(codec, r)
         }
         "RemoveWatcher" => {
-            let r = rpc::unary_request::<WatcherId>(req).await.and_then(|r| {
-                let removed = agent.watchers.polled.lock().unwrap().remove(&r.watcher_id);
-                match removed {
-                    Some((_, task)) => {
-                        task.abort();
-                        Ok(Empty {})
+            let r = rpc::unary_request::<WatcherId>(req)
+                .await
+                .map(|(m, _)| m)
+                .and_then(|r| {
+                    let removed = agent.watchers.polled.lock().unwrap().remove(&r.watcher_id);
+                    match removed {
+                        Some((_, task)) => {
+                            task.abort();
+                            Ok(Empty {})
+                        }
+                        None => Err(Error::new(
+                            Code::NotFound,
+                            format!("no watcher {}", r.watcher_id),
+                        )),
                     }
-                    None => Err(Error::new(
-                        Code::NotFound,
-                        format!("no watcher {}", r.watcher_id),
-                    )),
-                }
-            });
-            rpc::unary_reply(r)
+                });
+            rpc::unary_reply(codec, r)
         }
         other => rpc::connect_error(Error::new(
             Code::Unimplemented,

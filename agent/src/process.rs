@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use envd::connect::{self, Code, Error};
+use envd::connect::{self, Code, Codec, Error};
 use envd::process::*;
 use hyper::body::Incoming;
 use hyper::Request;
@@ -162,50 +162,64 @@ impl Table {
 
 pub async fn handle(agent: Arc<Agent>, method: &str, req: Request<Incoming>) -> Reply {
     let table = &agent.processes;
+    let streaming = matches!(method, "Start" | "Connect" | "StreamInput");
+    let codec = Codec::of(&rpc::content_type(&req), streaming).unwrap_or(Codec::Proto);
     match method {
-        "Start" => match rpc::stream_request::<StartRequest>(req).await {
+        "Start" => match rpc::stream_request::<StartRequest>(req)
+            .await
+            .map(|(m, _)| m)
+        {
             Ok(r) => match start(&agent, r).await {
-                Ok(p) => stream(p, Some(0), false),
-                Err(e) => rpc::stream_error(e),
+                Ok(p) => stream(p, Some(0), false, codec),
+                Err(e) => rpc::stream_error(codec, e),
             },
-            Err(e) => rpc::stream_error(e),
+            Err(e) => rpc::stream_error(codec, e),
         },
-        "Connect" => match rpc::stream_request::<ConnectRequest>(req).await {
+        "Connect" => match rpc::stream_request::<ConnectRequest>(req)
+            .await
+            .map(|(m, _)| m)
+        {
             Ok(r) => match table.find(r.process) {
-                Ok(p) => stream(p, r.berth_after, true),
-                Err(e) => rpc::stream_error(e),
+                Ok(p) => stream(p, r.berth_after, true, codec),
+                Err(e) => rpc::stream_error(codec, e),
             },
-            Err(e) => rpc::stream_error(e),
+            Err(e) => rpc::stream_error(codec, e),
         },
         "List" => {
-            let r = rpc::unary_request::<ListRequest>(req).await.map(|_| {
-                let procs = table.procs.lock().unwrap();
-                let mut processes: Vec<ProcessInfo> = procs
-                    .values()
-                    .filter(|p| p.running())
-                    .map(|p| ProcessInfo {
-                        config: Some(p.config.clone()),
-                        pid: p.pid,
-                        tag: p.tag.clone(),
-                    })
-                    .collect();
-                processes.sort_by_key(|p| p.pid);
-                ListResponse { processes }
-            });
-            rpc::unary_reply(r)
+            let r = rpc::unary_request::<ListRequest>(req)
+                .await
+                .map(|(m, _)| m)
+                .map(|_| {
+                    let procs = table.procs.lock().unwrap();
+                    let mut processes: Vec<ProcessInfo> = procs
+                        .values()
+                        .filter(|p| p.running())
+                        .map(|p| ProcessInfo {
+                            config: Some(p.config.clone()),
+                            pid: p.pid,
+                            tag: p.tag.clone(),
+                        })
+                        .collect();
+                    processes.sort_by_key(|p| p.pid);
+                    ListResponse { processes }
+                });
+            rpc::unary_reply(codec, r)
         }
         "SendInput" => {
-            let r = match rpc::unary_request::<SendInputRequest>(req).await {
+            let r = match rpc::unary_request::<SendInputRequest>(req)
+                .await
+                .map(|(m, _)| m)
+            {
                 Ok(r) => match table.find(r.process) {
                     Ok(p) => send_input(&p, r.input).await.map(|_| SendInputResponse {}),
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
             };
-            rpc::unary_reply(r)
+            rpc::unary_reply(codec, r)
         }
         "StreamInput" => {
-            let mut rx = rpc::client_stream::<StreamInputRequest>(req);
+            let mut rx = rpc::client_stream::<StreamInputRequest>(req).1;
             let mut target: Option<Arc<Proc>> = None;
             let mut result = Ok(());
             while let Some(m) = rx.recv().await {
@@ -228,11 +242,11 @@ pub async fn handle(agent: Arc<Agent>, method: &str, req: Request<Incoming>) -> 
                     break;
                 }
             }
-            let (tx, reply) = rpc::stream_reply();
+            let (tx, reply) = rpc::stream_reply(codec);
             tokio::spawn(async move {
                 match result {
                     Ok(()) => {
-                        let _ = tx.send(connect::frame(&StreamInputResponse {})).await;
+                        let _ = tx.send(codec.frame(&StreamInputResponse {})).await;
                         let _ = tx.send(connect::end_frame(None)).await;
                     }
                     Err(e) => {
@@ -243,34 +257,43 @@ pub async fn handle(agent: Arc<Agent>, method: &str, req: Request<Incoming>) -> 
             reply
         }
         "CloseStdin" => {
-            let r = match rpc::unary_request::<CloseStdinRequest>(req).await {
+            let r = match rpc::unary_request::<CloseStdinRequest>(req)
+                .await
+                .map(|(m, _)| m)
+            {
                 Ok(r) => match table.find(r.process) {
                     Ok(p) => close_stdin(&p).await.map(|_| CloseStdinResponse {}),
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
             };
-            rpc::unary_reply(r)
+            rpc::unary_reply(codec, r)
         }
         "SendSignal" => {
-            let r = match rpc::unary_request::<SendSignalRequest>(req).await {
+            let r = match rpc::unary_request::<SendSignalRequest>(req)
+                .await
+                .map(|(m, _)| m)
+            {
                 Ok(r) => match table.find(r.process) {
                     Ok(p) => signal(&p, r.signal).await.map(|_| SendSignalResponse {}),
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
             };
-            rpc::unary_reply(r)
+            rpc::unary_reply(codec, r)
         }
         "Update" => {
-            let r = match rpc::unary_request::<UpdateRequest>(req).await {
+            let r = match rpc::unary_request::<UpdateRequest>(req)
+                .await
+                .map(|(m, _)| m)
+            {
                 Ok(r) => match table.find(r.process) {
                     Ok(p) => resize(&p, r.pty).map(|_| UpdateResponse {}),
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
             };
-            rpc::unary_reply(r)
+            rpc::unary_reply(codec, r)
         }
         other => rpc::connect_error(Error::new(
             Code::Unimplemented,
@@ -506,8 +529,8 @@ fn signal_name(sig: i32) -> String {
 
 /// A stream of the process's events after `after` (all of them from 0; only new ones when `None`),
 /// ending after its end event. `connect`: a reattaching client gets a start event first, as envd's does.
-fn stream(proc: Arc<Proc>, after: Option<u64>, connect: bool) -> Reply {
-    let (tx, reply) = rpc::stream_reply();
+fn stream(proc: Arc<Proc>, after: Option<u64>, connect: bool, codec: Codec) -> Reply {
+    let (tx, reply) = rpc::stream_reply(codec);
     tokio::spawn(async move {
         let mut rx = proc.seq.subscribe();
         let mut cursor = after.unwrap_or_else(|| *rx.borrow_and_update());
@@ -518,7 +541,7 @@ fn stream(proc: Arc<Proc>, after: Option<u64>, connect: bool) -> Reply {
                 }),
                 berth_seq: 0,
             };
-            if tx.send(connect::frame(&start)).await.is_err() {
+            if tx.send(codec.frame(&start)).await.is_err() {
                 return;
             }
         }
@@ -532,7 +555,7 @@ fn stream(proc: Arc<Proc>, after: Option<u64>, connect: bool) -> Reply {
                     continue;
                 }
                 if tx
-                    .send(connect::frame(&StreamResponse {
+                    .send(codec.frame(&StreamResponse {
                         event: Some(event),
                         berth_seq: seq,
                     }))
@@ -551,7 +574,7 @@ fn stream(proc: Arc<Proc>, after: Option<u64>, connect: bool) -> Reply {
                 r = rx.changed() => if r.is_err() { let _ = tx.send(connect::end_frame(None)).await; return; },
                 _ = tokio::time::sleep(KEEPALIVE) => {
                     let ka = StreamResponse { event: Some(ProcessEvent { event: Some(Event::Keepalive(KeepAlive {})) }), berth_seq: 0 };
-                    if tx.send(connect::frame(&ka)).await.is_err() { return; }
+                    if tx.send(codec.frame(&ka)).await.is_err() { return; }
                 }
                 _ = tx.closed() => return,
             }
@@ -616,6 +639,16 @@ async fn signal(proc: &Proc, sig: i32) -> Result<(), Error> {
     }
     if sig == libc::SIGKILL {
         tree::kill(&proc.marker, Some(proc.pid)).await;
+        // Answer once it is recorded as ended, so a listing right after no longer shows it.
+        let mut rx = proc.seq.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while proc.running() {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
         return Ok(());
     }
     tree::signal_group(proc.pid, sig)

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use envd::connect::{self, Code, Deframer, Error};
+use envd::connect::{self, Code, Codec, Deframer, Error, Msg};
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -81,50 +81,41 @@ pub fn connect_error(e: Error) -> Reply {
         .unwrap()
 }
 
-/// Reads a unary request's message.
-pub async fn unary_request<M: prost::Message + Default>(
-    req: Request<Incoming>,
-) -> Result<M, Error> {
+/// Reads a unary request's message, in the codec its content type names.
+pub async fn unary_request<M: Msg>(req: Request<Incoming>) -> Result<(M, Codec), Error> {
     let ctype = content_type(&req);
-    if !ctype.starts_with(connect::UNARY_PROTO) {
-        return Err(Error::new(
+    let codec = Codec::of(&ctype, false).ok_or_else(|| {
+        Error::new(
             Code::Unimplemented,
             format!(
-                "content type {ctype:?}: this agent speaks {}",
-                connect::UNARY_PROTO
+                "content type {ctype:?}: this agent speaks application/proto and application/json"
             ),
-        ));
-    }
+        )
+    })?;
     let body = read_body(req.into_body(), MAX_MESSAGE).await?;
-    M::decode(body)
-        .map_err(|e| Error::new(Code::InvalidArgument, format!("decode the request: {e}")))
+    Ok((codec.decode(&body)?, codec))
 }
 
-/// A unary answer from a handler's result.
-pub fn unary_reply<M: prost::Message>(result: Result<M, Error>) -> Reply {
+/// A unary answer from a handler's result, in the request's codec.
+pub fn unary_reply<M: Msg>(codec: Codec, result: Result<M, Error>) -> Reply {
     match result {
         Ok(m) => Response::builder()
-            .header("content-type", connect::UNARY_PROTO)
-            .body(full(m.encode_to_vec()))
+            .header("content-type", codec.content_type(false))
+            .body(full(codec.encode(&m)))
             .unwrap(),
         Err(e) => connect_error(e),
     }
 }
 
-/// Reads a server stream's single request message.
-pub async fn stream_request<M: prost::Message + Default>(
-    req: Request<Incoming>,
-) -> Result<M, Error> {
+/// Reads a server stream's single request message, and the codec its answer uses.
+pub async fn stream_request<M: Msg>(req: Request<Incoming>) -> Result<(M, Codec), Error> {
     let ctype = content_type(&req);
-    if !ctype.starts_with(connect::STREAM_PROTO) {
-        return Err(Error::new(
+    let codec = Codec::of(&ctype, true).ok_or_else(|| {
+        Error::new(
             Code::Unimplemented,
-            format!(
-                "content type {ctype:?}: this agent speaks {}",
-                connect::STREAM_PROTO
-            ),
-        ));
-    }
+            format!("content type {ctype:?}: this agent speaks application/connect+proto and application/connect+json"),
+        )
+    })?;
     let body = read_body(req.into_body(), MAX_MESSAGE + 5).await?;
     let mut d = Deframer::default();
     d.push(&body);
@@ -133,8 +124,7 @@ pub async fn stream_request<M: prost::Message + Default>(
             Code::Unimplemented,
             "compressed messages are not supported",
         )),
-        Some(f) => M::decode(f.payload)
-            .map_err(|e| Error::new(Code::InvalidArgument, format!("decode the request: {e}"))),
+        Some(f) => Ok((codec.decode(&f.payload)?, codec)),
         None => Err(Error::new(
             Code::InvalidArgument,
             "the request holds no message",
@@ -143,9 +133,8 @@ pub async fn stream_request<M: prost::Message + Default>(
 }
 
 /// The messages of a client stream, as they arrive.
-pub fn client_stream<M: prost::Message + Default + Send + 'static>(
-    req: Request<Incoming>,
-) -> mpsc::Receiver<Result<M, Error>> {
+pub fn client_stream<M: Msg>(req: Request<Incoming>) -> (Codec, mpsc::Receiver<Result<M, Error>>) {
+    let codec = Codec::of(&content_type(&req), true).unwrap_or(Codec::Proto);
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         let mut body = req.into_body();
@@ -155,10 +144,7 @@ pub fn client_stream<M: prost::Message + Default + Send + 'static>(
                 match d.next(MAX_MESSAGE) {
                     Ok(Some(f)) if f.flags & connect::END_STREAM != 0 => return,
                     Ok(Some(f)) => {
-                        let m = M::decode(f.payload).map_err(|e| {
-                            Error::new(Code::InvalidArgument, format!("decode a message: {e}"))
-                        });
-                        if tx.send(m).await.is_err() {
+                        if tx.send(codec.decode(&f.payload)).await.is_err() {
                             return;
                         }
                     }
@@ -185,26 +171,26 @@ pub fn client_stream<M: prost::Message + Default + Send + 'static>(
             }
         }
     });
-    rx
+    (codec, rx)
 }
 
 /// A streaming answer: frames sent on the returned sender, then the end-of-stream frame the sender's
 /// owner sends (`connect::end_frame`). An error before the stream starts is still a 200 with an end frame,
 /// as Connect's streaming protocol has it.
-pub fn stream_reply() -> (mpsc::Sender<Bytes>, Reply) {
+pub fn stream_reply(codec: Codec) -> (mpsc::Sender<Bytes>, Reply) {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|b| Ok(Frame::data(b)));
     let reply = Response::builder()
-        .header("content-type", connect::STREAM_PROTO)
+        .header("content-type", codec.content_type(true))
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .unwrap();
     (tx, reply)
 }
 
 /// A stream that ended at once with an error.
-pub fn stream_error(e: Error) -> Reply {
+pub fn stream_error(codec: Codec, e: Error) -> Reply {
     Response::builder()
-        .header("content-type", connect::STREAM_PROTO)
+        .header("content-type", codec.content_type(true))
         .body(full(connect::end_frame(Some(e))))
         .unwrap()
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backends;
 pub mod control;
 pub mod cors;
+pub mod e2b;
 pub mod event_stream;
 pub mod files;
 pub mod gateway;

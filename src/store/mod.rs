@@ -3,6 +3,7 @@
 pub mod agent_servers;
 pub mod agents;
 pub mod audit;
+pub mod e2b;
 pub mod gateway;
 pub mod missions;
 pub mod tasks;

@@ -399,6 +399,11 @@ impl Store {
     }
 
     pub async fn delete_workspace(&self, id: &str) -> anyhow::Result<bool> {
+        // What the E2B API kept about it goes with it.
+        sqlx::query("DELETE FROM e2b_sandboxes WHERE workspace_id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(sqlx::query("DELETE FROM workspaces WHERE id = ?")
             .bind(id)
             .execute(&self.pool)

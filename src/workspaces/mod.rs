@@ -127,6 +127,16 @@ impl Workspaces {
         self.inner.shutdown.clone()
     }
 
+    /// The templates a workspace may name.
+    pub fn template_names(&self) -> Vec<String> {
+        self.inner
+            .catalog
+            .template_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn resident(&self) -> &crate::resident::Resident {
         &self.inner.resident
     }

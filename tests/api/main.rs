@@ -11,6 +11,7 @@ mod containers;
 mod crash;
 mod dashboard;
 mod disk;
+mod e2b;
 mod exec;
 mod inputs;
 mod isolation;

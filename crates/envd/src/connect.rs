@@ -144,3 +144,75 @@ impl Deframer {
         self.buf.is_empty()
     }
 }
+
+pub const UNARY_JSON: &str = "application/json";
+pub const STREAM_JSON: &str = "application/connect+json";
+
+/// A message both codecs can carry.
+pub trait Msg:
+    prost::Message + Default + Serialize + for<'de> Deserialize<'de> + Send + 'static
+{
+}
+
+impl<T> Msg for T where
+    T: prost::Message + Default + Serialize + for<'de> Deserialize<'de> + Send + 'static
+{
+}
+
+/// Connect's two codecs: binary protobuf (what berth uses) and protobuf's JSON mapping (what E2B's SDKs
+/// use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Proto,
+    Json,
+}
+
+impl Codec {
+    /// The codec a request's content type names, for unary calls or streams.
+    pub fn of(content_type: &str, streaming: bool) -> Option<Self> {
+        let ct = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match (ct.as_str(), streaming) {
+            (UNARY_PROTO, false) | (STREAM_PROTO, true) => Some(Self::Proto),
+            (UNARY_JSON, false) | (STREAM_JSON, true) => Some(Self::Json),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self, streaming: bool) -> &'static str {
+        match (self, streaming) {
+            (Self::Proto, false) => UNARY_PROTO,
+            (Self::Proto, true) => STREAM_PROTO,
+            (Self::Json, false) => UNARY_JSON,
+            (Self::Json, true) => STREAM_JSON,
+        }
+    }
+
+    pub fn encode<M: Msg>(self, m: &M) -> Vec<u8> {
+        match self {
+            Self::Proto => m.encode_to_vec(),
+            Self::Json => serde_json::to_vec(m).unwrap_or_else(|_| b"{}".to_vec()),
+        }
+    }
+
+    pub fn decode<M: Msg>(self, bytes: &[u8]) -> Result<M, Error> {
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::new(Code::InvalidArgument, format!("decode the message: {e}"))
+        };
+        match self {
+            Self::Proto => M::decode(bytes).map_err(|e| bad(&e)),
+            // An empty JSON body is the empty message.
+            Self::Json if bytes.iter().all(u8::is_ascii_whitespace) => Ok(M::default()),
+            Self::Json => serde_json::from_slice(bytes).map_err(|e| bad(&e)),
+        }
+    }
+
+    /// A message as an envelope of a stream.
+    pub fn frame<M: Msg>(self, m: &M) -> Bytes {
+        envelope(0, &self.encode(m))
+    }
+}

@@ -7,10 +7,12 @@
 
 pub mod connect;
 pub mod filesystem;
+pub mod json;
 pub mod process;
 
 /// `google.protobuf.Timestamp`.
-#[derive(Clone, PartialEq, prost::Message)]
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Timestamp {
     #[prost(int64, tag = "1")]
     pub seconds: i64,

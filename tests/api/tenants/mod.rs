@@ -3,6 +3,7 @@
 //! provider keys need the admin role; API tokens, logout; workers act only for their owner; logins are
 //! throttled per client address.
 
+mod e2b;
 mod host;
 mod logins;
 mod matrix;

@@ -1,0 +1,524 @@
+//! E2B's control API and sandbox traffic under `/e2b`, so E2B's SDKs run against berth unchanged
+//! (`E2B_API_URL=http://HOST:7700/e2b`, `E2B_SANDBOX_URL=http://HOST:7700/e2b`). The API key is a berth
+//! API token (`X-API-Key`, or `Authorization: Bearer`); a sandbox is a berth workspace of that user.
+//! Sandbox traffic carries `E2b-Sandbox-Id` and `E2b-Sandbox-Port`: envd's port goes to the
+//! workspace's resident agent, which speaks envd's protocol. Errors are E2B's `{code, message}`.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::e2b::{NewSandbox, Sandbox, State as SandboxState, ENVD_PORT, ENVD_VERSION};
+use crate::error::ApiError;
+use crate::principal::Principal;
+
+/// An error in E2B's shape: `{code, message}` with the HTTP status as the code.
+pub struct E2bError(ApiError);
+
+impl From<ApiError> for E2bError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<crate::resident::AgentError> for E2bError {
+    fn from(e: crate::resident::AgentError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for E2bError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.0.status_and_code();
+        let message = match &self.0 {
+            ApiError::Internal(e) => {
+                tracing::error!(error = %format!("{e:#}"), "e2b request failed");
+                "internal error".to_string()
+            }
+            e => e.to_string(),
+        };
+        (
+            status,
+            axum::Json(json!({ "code": status.as_u16(), "message": message })),
+        )
+            .into_response()
+    }
+}
+
+type E2bResult<T> = Result<T, E2bError>;
+
+/// The caller behind `X-API-Key` (or a bearer token).
+async fn caller(s: &AppState, headers: &HeaderMap) -> E2bResult<Principal> {
+    let token = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| super::auth::bearer_of(headers).ok().map(str::to_string))
+        .ok_or_else(|| ApiError::Unauthorized("missing X-API-Key: use a berth API token".into()))?;
+    let (who, cred) = super::auth::authenticate(s, &token).await?;
+    if cred.is_worker_scoped() {
+        return Err(ApiError::Forbidden("a worker token cannot drive sandboxes".into()).into());
+    }
+    Ok(who)
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn state_name(s: SandboxState) -> &'static str {
+    match s {
+        SandboxState::Running => "running",
+        SandboxState::Paused => "paused",
+    }
+}
+
+/// A sandbox as create, resume and connect answer it.
+fn created(s: &Sandbox, token: Option<String>) -> Value {
+    let mut v = json!({
+        "templateID": s.row.template_id,
+        "sandboxID": s.row.workspace_id,
+        "clientID": "berth",
+        "envdVersion": ENVD_VERSION,
+    });
+    if let Some(t) = token {
+        v["envdAccessToken"] = json!(t);
+    }
+    v
+}
+
+/// A sandbox as list and get answer it.
+fn detail(s: &Sandbox, token: Option<String>) -> Value {
+    let ws = &s.workspace;
+    let mut v = json!({
+        "templateID": s.row.template_id,
+        "sandboxID": s.row.workspace_id,
+        "alias": ws.template.clone().unwrap_or_else(|| "base".into()),
+        "clientID": "berth",
+        "startedAt": rfc3339(s.row.started_at),
+        "endAt": rfc3339(s.row.expires_at),
+        "cpuCount": ws.limits.cpus.map(|c| c.ceil() as i64).unwrap_or(1).max(1),
+        "memoryMB": ws.limits.memory_mb.unwrap_or(0),
+        "diskSizeMB": ws.limits.disk_mb.unwrap_or(0),
+        "state": state_name(s.state()),
+        "envdVersion": ENVD_VERSION,
+        "metadata": s.metadata(),
+    });
+    if let Some(t) = token {
+        v["envdAccessToken"] = json!(t);
+    }
+    v
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NewSandboxBody {
+    #[serde(rename = "templateID")]
+    template_id: String,
+    timeout: Option<u64>,
+    auto_pause: Option<bool>,
+    secure: Option<bool>,
+    metadata: Option<BTreeMap<String, String>>,
+    env_vars: Option<BTreeMap<String, String>>,
+}
+
+fn body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> E2bResult<T> {
+    Ok(super::optional_json(bytes)?)
+}
+
+pub async fn create_sandbox(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> E2bResult<Response> {
+    let who = caller(&s, &headers).await?;
+    let b: NewSandboxBody = body(&bytes)?;
+    let (sandbox, token) = s
+        .sandboxes
+        .create(
+            &who,
+            NewSandbox {
+                template_id: b.template_id,
+                timeout_secs: b.timeout,
+                metadata: b.metadata.unwrap_or_default(),
+                env_vars: b.env_vars.unwrap_or_default(),
+                // Secure unless asked otherwise: its envd traffic must carry the access token.
+                secure: b.secure.unwrap_or(true),
+                auto_pause: b.auto_pause.unwrap_or(false),
+            },
+        )
+        .await?;
+    s.audit
+        .record(crate::audit::Entry::ok(
+            &who.name,
+            "e2b.sandbox.create",
+            Some(&sandbox.row.workspace_id),
+        ))
+        .await;
+    Ok((StatusCode::CREATED, axum::Json(created(&sandbox, token))).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ListQuery {
+    /// `key=value&key2=value2`, url-encoded as one parameter.
+    metadata: Option<String>,
+    /// `running`, `paused`, or both comma-separated.
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+fn matches(s: &Sandbox, q: &ListQuery, default_states: &[SandboxState]) -> bool {
+    let states: Vec<SandboxState> = match &q.state {
+        Some(list) => list
+            .split(',')
+            .filter_map(|x| match x.trim() {
+                "running" => Some(SandboxState::Running),
+                "paused" => Some(SandboxState::Paused),
+                _ => None,
+            })
+            .collect(),
+        None => default_states.to_vec(),
+    };
+    if !states.contains(&s.state()) {
+        return false;
+    }
+    let wanted: Vec<(String, String)> = q
+        .metadata
+        .as_deref()
+        .and_then(|m| serde_urlencoded::from_str(m).ok())
+        .unwrap_or_default();
+    let have = s.metadata();
+    wanted.iter().all(|(k, v)| have.get(k) == Some(v))
+}
+
+async fn list(
+    s: &AppState,
+    headers: &HeaderMap,
+    q: &ListQuery,
+    default_states: &[SandboxState],
+) -> E2bResult<Response> {
+    let who = caller(s, headers).await?;
+    let all = s.sandboxes.list(&who).await?;
+    let items: Vec<Value> = all
+        .iter()
+        .filter(|x| matches(x, q, default_states))
+        .take(q.limit.unwrap_or(usize::MAX))
+        .map(|x| detail(x, None))
+        .collect();
+    Ok(axum::Json(items).into_response())
+}
+
+pub async fn list_sandboxes(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> E2bResult<Response> {
+    list(&s, &headers, &q, &[SandboxState::Running]).await
+}
+
+pub async fn list_sandboxes_v2(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> E2bResult<Response> {
+    list(
+        &s,
+        &headers,
+        &q,
+        &[SandboxState::Running, SandboxState::Paused],
+    )
+    .await
+}
+
+pub async fn get_sandbox(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> E2bResult<Response> {
+    let who = caller(&s, &headers).await?;
+    let sandbox = s.sandboxes.get(&who, &id).await?;
+    let token = s.sandboxes.access_token(&sandbox);
+    Ok(axum::Json(detail(&sandbox, token)).into_response())
+}
+
+pub async fn kill_sandbox(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> E2bResult<StatusCode> {
+    let who = caller(&s, &headers).await?;
+    s.sandboxes.kill(&who, &id).await?;
+    s.audit
+        .record(crate::audit::Entry::ok(
+            &who.name,
+            "e2b.sandbox.kill",
+            Some(&id),
+        ))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TimeoutBody {
+    timeout: Option<u64>,
+    duration: Option<u64>,
+    #[serde(rename = "autoPause")]
+    auto_pause: Option<bool>,
+}
+
+pub async fn set_timeout(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    bytes: axum::body::Bytes,
+) -> E2bResult<StatusCode> {
+    let who = caller(&s, &headers).await?;
+    let b: TimeoutBody = body(&bytes)?;
+    let secs = b
+        .timeout
+        .ok_or_else(|| ApiError::invalid("timeout (seconds) is required"))?;
+    s.sandboxes.set_timeout(&who, &id, secs).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn refresh(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    bytes: axum::body::Bytes,
+) -> E2bResult<StatusCode> {
+    let who = caller(&s, &headers).await?;
+    let b: TimeoutBody = body(&bytes)?;
+    s.sandboxes.refresh(&who, &id, b.duration).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn pause(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> E2bResult<StatusCode> {
+    let who = caller(&s, &headers).await?;
+    s.sandboxes.pause(&who, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn resume(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    bytes: axum::body::Bytes,
+) -> E2bResult<Response> {
+    let who = caller(&s, &headers).await?;
+    let b: TimeoutBody = body(&bytes)?;
+    let _ = b.auto_pause;
+    let sandbox = s.sandboxes.resume(&who, &id, b.timeout, true).await?;
+    let token = s.sandboxes.access_token(&sandbox);
+    Ok((StatusCode::CREATED, axum::Json(created(&sandbox, token))).into_response())
+}
+
+pub async fn connect(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    bytes: axum::body::Bytes,
+) -> E2bResult<Response> {
+    let who = caller(&s, &headers).await?;
+    let b: TimeoutBody = body(&bytes)?;
+    let was_paused = s.sandboxes.get(&who, &id).await?.state() == SandboxState::Paused;
+    let sandbox = s.sandboxes.resume(&who, &id, b.timeout, false).await?;
+    let token = s.sandboxes.access_token(&sandbox);
+    let status = if was_paused {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(created(&sandbox, token))).into_response())
+}
+
+pub async fn metrics(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> E2bResult<Response> {
+    let who = caller(&s, &headers).await?;
+    s.sandboxes.get(&who, &id).await?;
+    Ok(axum::Json(Vec::<Value>::new()).into_response())
+}
+
+pub async fn list_templates(State(s): State<AppState>, headers: HeaderMap) -> E2bResult<Response> {
+    caller(&s, &headers).await?;
+    let now = rfc3339(Utc::now());
+    let names = std::iter::once("base".to_string()).chain(s.workspaces.template_names());
+    let items: Vec<Value> = names
+        .map(|n| {
+            json!({
+                "templateID": n, "buildID": n, "cpuCount": 1, "memoryMB": 0, "diskSizeMB": 0,
+                "public": true, "aliases": [n], "names": [n], "createdAt": now, "updatedAt": now,
+                "createdBy": null, "lastSpawnedAt": null, "spawnCount": 0, "buildCount": 0,
+                "envdVersion": ENVD_VERSION, "buildStatus": "ready",
+            })
+        })
+        .collect();
+    Ok(axum::Json(items).into_response())
+}
+
+/// Request headers that concern berth or this hop, never the sandbox.
+const NOT_FORWARDED: [&str; 7] = [
+    "host",
+    "x-api-key",
+    "authorization",
+    "x-access-token",
+    "e2b-sandbox-id",
+    "e2b-sandbox-port",
+    "cookie",
+];
+
+/// Sandbox traffic: envd's port to the workspace's resident agent, as it was sent (path after `/e2b`).
+pub async fn sandbox_traffic(State(s): State<AppState>, req: Request) -> E2bResult<Response> {
+    let (id, port, given) = {
+        let header = |name: &str| -> Option<String> {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        (
+            header("e2b-sandbox-id"),
+            header("e2b-sandbox-port"),
+            header("x-access-token"),
+        )
+    };
+    let Some(id) = id else {
+        return Err(
+            ApiError::not_found("no such route (sandbox traffic carries E2b-Sandbox-Id)").into(),
+        );
+    };
+    let port: u16 = port.and_then(|p| p.parse().ok()).unwrap_or(ENVD_PORT);
+    let (sandbox, token) = s.sandboxes.for_traffic(&id).await?;
+    if let Some(t) = token {
+        let given = given.unwrap_or_default();
+        if !crate::secrets::constant_time_eq(given.as_bytes(), t.as_bytes()) {
+            return Err(ApiError::Unauthorized(
+                "this sandbox is secure: send its envd access token (X-Access-Token)".into(),
+            )
+            .into());
+        }
+    }
+    if sandbox.state() == SandboxState::Paused {
+        return Err(
+            ApiError::conflict(format!("sandbox {id} is paused; resume or connect to it")).into(),
+        );
+    }
+    if port != ENVD_PORT {
+        return Err(ApiError::not_found(format!(
+            "port {port} of sandbox {id}: berth routes only envd's port ({ENVD_PORT}) here"
+        ))
+        .into());
+    }
+    let agent = s
+        .workspaces
+        .resident()
+        .client(&id)
+        .ok_or_else(|| ApiError::ConflictCode {
+            code: "no_agent",
+            message: format!("sandbox {id} has no resident agent"),
+        })?;
+    let mut upstream_path = req
+        .uri()
+        .path()
+        .strip_prefix("/e2b")
+        .unwrap_or(req.uri().path())
+        .to_string();
+    if let Some(q) = req.uri().query() {
+        upstream_path = format!("{upstream_path}?{q}");
+    }
+    let target = upstream_path;
+    let start = path_is_start(req.uri().path());
+    let mut upstream = hyper::Request::builder()
+        .method(req.method().clone())
+        .uri(&target)
+        .header("host", "agent");
+    for (name, value) in req.headers() {
+        let n = name.as_str();
+        // A rewritten body has its own length.
+        let rewritten = start && n == "content-length";
+        if !super::relay::HOP_BY_HOP.contains(&n) && !NOT_FORWARDED.contains(&n) && !rewritten {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = if start {
+        // The sandbox's env vars (berth keeps them out of the container) join every process it starts.
+        let bytes = axum::body::to_bytes(req.into_body(), 16 << 20)
+            .await
+            .map_err(|e| ApiError::invalid(format!("the request body: {e}")))?;
+        let bytes = with_env(&bytes, &content_type, &sandbox.workspace.env_vars)?;
+        crate::resident::client::full(bytes)
+    } else {
+        BodyExt::boxed_unsync(
+            req.into_body()
+                .map_err(|e| std::io::Error::other(e.to_string())),
+        )
+    };
+    let upstream = upstream
+        .body(body)
+        .map_err(|e| ApiError::invalid(format!("the request: {e}")))?;
+    let resp = agent.send(upstream).await?;
+    let mut out = Response::builder().status(resp.status());
+    for (name, value) in resp.headers() {
+        if !super::relay::HOP_BY_HOP.contains(&name.as_str()) {
+            out = out.header(name, value);
+        }
+    }
+    Ok(out.body(Body::new(resp.into_body())).expect("a response"))
+}
+
+fn path_is_start(path: &str) -> bool {
+    path.ends_with("/process.Process/Start")
+}
+
+/// A `Start` request with the sandbox's env vars beneath the request's own.
+fn with_env(
+    body: &[u8],
+    content_type: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<bytes::Bytes, ApiError> {
+    use envd::connect::{Codec, Deframer};
+    use envd::process::StartRequest;
+    if env.is_empty() {
+        return Ok(bytes::Bytes::copy_from_slice(body));
+    }
+    let codec = Codec::of(content_type, true)
+        .ok_or_else(|| ApiError::invalid(format!("content type {content_type:?}")))?;
+    let mut d = Deframer::default();
+    d.push(body);
+    let frame = d
+        .next(16 << 20)
+        .map_err(|e| ApiError::invalid(e.message))?
+        .ok_or_else(|| ApiError::invalid("the request holds no message"))?;
+    let mut start: StartRequest = codec
+        .decode(&frame.payload)
+        .map_err(|e| ApiError::invalid(e.message))?;
+    if let Some(process) = start.process.as_mut() {
+        for (k, v) in env {
+            process.envs.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    Ok(codec.frame(&start))
+}
