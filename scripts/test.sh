@@ -9,6 +9,9 @@ bash scripts/agent.sh >/dev/null
 bash scripts/base-image.sh target/debug/berth
 # The real clients the compatibility tests run: CodeTether's stock worker (a cached virtualenv).
 bash scripts/codetether.sh >/dev/null
+# E2B's SDKs, Python and JavaScript (cached under target/ as well).
+bash scripts/e2b.sh >/dev/null
+bash scripts/e2b-js.sh >/dev/null
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast
 else

@@ -493,7 +493,8 @@ fn path_is_start(path: &str) -> bool {
     path.ends_with("/process.Process/Start")
 }
 
-/// A `Start` request with the sandbox's env vars beneath the request's own.
+/// A `Start` request with the sandbox's env vars beneath the request's own, and E2B's default working
+/// directory (its user's home) when it names none.
 fn with_env(
     body: &[u8],
     content_type: &str,
@@ -501,9 +502,6 @@ fn with_env(
 ) -> Result<bytes::Bytes, ApiError> {
     use envd::connect::{Codec, Deframer};
     use envd::process::StartRequest;
-    if env.is_empty() {
-        return Ok(bytes::Bytes::copy_from_slice(body));
-    }
     let codec = Codec::of(content_type, true)
         .ok_or_else(|| ApiError::invalid(format!("content type {content_type:?}")))?;
     let mut d = Deframer::default();
@@ -516,6 +514,9 @@ fn with_env(
         .decode(&frame.payload)
         .map_err(|e| ApiError::invalid(e.message))?;
     if let Some(process) = start.process.as_mut() {
+        if process.cwd.as_deref().is_none_or(str::is_empty) {
+            process.cwd = Some(crate::e2b::USER_HOME.into());
+        }
         for (k, v) in env {
             process.envs.entry(k.clone()).or_insert_with(|| v.clone());
         }

@@ -22,6 +22,8 @@ use crate::workspaces::Workspaces;
 pub const ENVD_PORT: u16 = 49983;
 /// The envd version berth's agent stands for (the SDK enables features by it).
 pub const ENVD_VERSION: &str = "0.5.7";
+/// The home of E2B's default user: made in every sandbox, and where its commands start by default.
+pub const USER_HOME: &str = "/home/user";
 /// E2B's default sandbox timeout, and the most berth grants.
 const DEFAULT_TIMEOUT_SECS: u64 = 300;
 const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
@@ -133,6 +135,7 @@ impl Sandboxes {
                 return Err(e);
             }
         };
+        self.make_home(&ws).await;
         let token = new.secure.then(|| crate::secrets::random_hex(24));
         let now = Utc::now();
         let row = SandboxRow {
@@ -151,6 +154,27 @@ impl Sandboxes {
         };
         self.store.insert_sandbox(&row).await?;
         Ok((Sandbox { row, workspace: ws }, token))
+    }
+
+    /// Makes E2B's user's home, which E2B's templates have and its users expect.
+    async fn make_home(&self, ws: &Workspace) {
+        use envd::filesystem as fs;
+        let wait = Duration::from_secs(3);
+        let Some(agent) = self.workspaces.resident().client_within(&ws.id, wait).await else {
+            return;
+        };
+        let made: Result<fs::EntryResponse, _> = agent
+            .unary(
+                fs::SERVICE,
+                "MakeDir",
+                &fs::PathRequest {
+                    path: USER_HOME.into(),
+                },
+            )
+            .await;
+        if let Err(e) = made {
+            tracing::debug!(sandbox = %ws.id, error = %e, "making the user's home");
+        }
     }
 
     async fn wait_ready(&self, id: &str) -> ApiResult<Workspace> {

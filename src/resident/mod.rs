@@ -105,6 +105,27 @@ impl Resident {
         socket.exists().then(|| AgentClient::new(socket))
     }
 
+    /// The agent of a workspace whose container was just started: its socket appears within moments.
+    pub async fn client_within(
+        &self,
+        workspace_id: &str,
+        wait: std::time::Duration,
+    ) -> Option<AgentClient> {
+        if !self.available {
+            return None;
+        }
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(c) = self.client(workspace_id) {
+                return Some(c);
+            }
+            if started.elapsed() > wait {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Forgets a workspace's socket directory (its container is gone).
     pub fn remove(&self, workspace_id: &str) {
         let _ = std::fs::remove_dir_all(self.run_root.join(workspace_id));
