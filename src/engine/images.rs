@@ -183,6 +183,29 @@ impl Engine {
         Ok(list.into_iter().map(|i| i.id).collect())
     }
 
+    /// Removes an image unless a container still uses it (a shared image stays while any does).
+    pub async fn remove_image_if_unused(&self, reference: &str) -> EngineResult<bool> {
+        match self
+            .docker
+            .remove_image(
+                reference,
+                Some(RemoveImageOptions {
+                    force: false,
+                    noprune: false,
+                }),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match EngineError::from_bollard(format!("remove image {reference}"), e) {
+                e if e.is_not_found() => Ok(true),
+                EngineError::Conflict { .. } => Ok(false),
+                e => Err(e),
+            },
+        }
+    }
+
     pub async fn remove_image(&self, reference: &str) -> EngineResult<()> {
         match self
             .docker

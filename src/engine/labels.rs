@@ -14,6 +14,14 @@ pub fn for_workspace(instance: &str, workspace_id: &str) -> HashMap<String, Stri
     ])
 }
 
+/// An object of this instance that no one workspace owns (a shared image).
+pub fn for_instance(instance: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (INSTANCE.to_string(), instance.to_string()),
+    ])
+}
+
 /// Engine list filter matching everything this instance owns.
 pub fn instance_filter(instance: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([(

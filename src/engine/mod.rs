@@ -112,6 +112,16 @@ pub fn container_name(workspace_id: &str) -> String {
 pub fn volume_name(workspace_id: &str) -> String {
     format!("berth-ws-{workspace_id}")
 }
+/// A workspace's own image, as berth built them before images were shared (still removed with it).
 pub fn image_tag(workspace_id: &str) -> String {
     format!("berth-ws-{workspace_id}:latest")
+}
+/// The image every workspace of one distro and package set shares, named by what it is built from.
+pub fn shared_image_tag(instance: &str, digest: &str) -> String {
+    let short: String = instance
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    format!("berth-img-{}-{digest}:latest", short.to_ascii_lowercase())
 }

@@ -111,8 +111,9 @@ impl Resident {
         workspace_id: &str,
         wait: std::time::Duration,
     ) -> Option<AgentClient> {
-        if !self.available {
-            return None;
+        // Only a container made with the agent (its socket directory exists) is worth waiting for.
+        if !self.available || !self.run_root.join(workspace_id).is_dir() {
+            return self.client(workspace_id);
         }
         let started = std::time::Instant::now();
         loop {

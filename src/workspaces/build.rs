@@ -223,7 +223,11 @@ impl Workspaces {
 
         self.ensure_base_image(&distro, log).await?;
 
-        let tag = engine::image_tag(&ws.id);
+        // One image per distro and package set, shared by every workspace built from them: a build
+        // that finds it ready is a lookup, not an engine build (the workspace's labels go on its
+        // container instead).
+        let (context, digest) = build_context(&distro, &ws.packages);
+        let tag = engine::shared_image_tag(engine.instance(), &digest);
         let container_name = engine::container_name(&ws.id);
         let existing_image = engine.image_id(&tag).await?;
         let image_id = match existing_image.clone() {
@@ -237,12 +241,11 @@ impl Workspaces {
                     format!("== berth: building image {tag} from {}\n", distro.image).as_bytes(),
                 )
                 .await;
-                let context = build_context(&distro, &ws.packages);
                 engine
                     .build_image(
                         context,
                         &tag,
-                        labels::for_workspace(engine.instance(), &ws.id),
+                        labels::for_instance(engine.instance()),
                         rebuild,
                         log,
                     )
@@ -305,9 +308,11 @@ impl Workspaces {
                 .map_err(|e| BuildFailure::Failed(format!("store: {e}")))?;
             id
         };
-        // A rebuild leaves the previous image untagged; nothing uses it once the container is replaced.
-        if let Some(old) = existing_image.filter(|old| *old != image_id) {
-            if let Err(e) = engine.remove_image(&old).await {
+        // The image this workspace used before goes once no container uses it (shared images stay
+        // while another workspace's container does).
+        let previous = ws.image_id.clone().into_iter().chain(existing_image);
+        for old in previous.filter(|old| *old != image_id) {
+            if let Err(e) = engine.remove_image_if_unused(&old).await {
                 tracing::warn!(workspace.id = %ws.id, error = %e, "removing the previous image failed");
             }
         }
@@ -404,7 +409,8 @@ impl Workspaces {
 
 /// Dockerfile plus a script that installs only the packages the base lacks, so an image built from a
 /// bootstrapped base needs no network when nothing is missing.
-fn build_context(distro: &Distro, extra: &[String]) -> BuildContext {
+/// The image's build context, and a digest of what it is built from (its shared tag).
+fn build_context(distro: &Distro, extra: &[String]) -> (BuildContext, String) {
     let mut packages = distro.packages.clone();
     for p in extra {
         if !packages.contains(p) {
@@ -421,7 +427,16 @@ fn build_context(distro: &Distro, extra: &[String]) -> BuildContext {
         "FROM {}\nCOPY berth-packages.sh /tmp/berth-packages.sh\nRUN sh /tmp/berth-packages.sh && rm -f /tmp/berth-packages.sh && mkdir -p /workspace\nWORKDIR /workspace\n",
         distro.image
     );
+    let digest = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(dockerfile.as_bytes());
+        h.update([0]);
+        h.update(script.as_bytes());
+        let full = format!("{:x}", h.finalize());
+        full[..16].to_string()
+    };
     let mut ctx = BuildContext::new(&dockerfile);
     ctx.add("berth-packages.sh", script.as_bytes(), 0o755);
-    ctx
+    (ctx, digest)
 }

@@ -83,10 +83,8 @@ impl Workspaces {
                 })
             }
         };
-        out["image"] = json!({
-            "tag": engine::image_tag(id),
-            "id": engine.image_id(&engine::image_tag(id)).await?,
-        });
+        // Shared by every workspace of the same distro and packages.
+        out["image"] = json!({ "id": ws.image_id });
         Ok(out)
     }
 }

@@ -233,7 +233,13 @@ impl Workspaces {
                 .remove_container(&crate::engine::container_name(id))
                 .await?;
             self.inner.resident.remove(id);
+            // Its own image from before images were shared, and its shared image once nobody uses it.
             engine.remove_image(&crate::engine::image_tag(id)).await?;
+            if let Some(image) = &ws.image_id {
+                if let Err(e) = engine.remove_image_if_unused(image).await {
+                    tracing::warn!(workspace.id = %id, error = %e, "removing an unused image failed");
+                }
+            }
             if let Ok(Some(ip)) = engine.network_gateway(id).await {
                 self.inner.gateway.release(ip);
             }

@@ -110,7 +110,10 @@ impl Workspaces {
     async fn sync_container(&self, ws: &Workspace, files: Vec<(String, Vec<u8>)>) -> ApiResult<()> {
         let engine = &self.inner.engine;
         let container = engine::container_name(&ws.id);
-        if let Some(agent) = self.inner.resident.client(&ws.id) {
+        // Right after a build the agent may be a few milliseconds from listening: worth the wait, as
+        // it spares an engine exec.
+        let wait = std::time::Duration::from_secs(2);
+        if let Some(agent) = self.inner.resident.client_within(&ws.id, wait).await {
             // Cleared through the resident agent: two calls on a unix socket, no engine exec.
             clear_through(&agent).await?;
         } else {
