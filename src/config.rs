@@ -168,6 +168,11 @@ pub struct Config {
     #[arg(long, env = "BERTH_MAX_FILE_MB", default_value_t = 1024)]
     pub max_file_mb: u64,
 
+    /// A domain whose names `{port}-{sandboxID}.{domain}` route to that port of an E2B sandbox (wildcard
+    /// DNS pointing at berth); create and connect answer it as the sandbox's `domain`.
+    #[arg(long, env = "BERTH_E2B_DOMAIN")]
+    pub e2b_domain: Option<String>,
+
     /// Where berth keeps the opencode versions it provisions (mounted read-only into workspaces);
     /// defaults to `<data-dir>/opencode`.
     #[arg(long = "opencode-dir", env = "BERTH_OPENCODE_DIR")]

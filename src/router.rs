@@ -108,10 +108,25 @@ fn e2b_routes() -> Router<AppState> {
         .route("/e2b/v2/sandboxes/{id}/connect", post(e2b::connect))
         .route("/e2b/sandboxes/{id}/metrics", get(e2b::metrics))
         .route("/e2b/templates", get(e2b::list_templates))
+        .route("/e2b/", any(e2b::sandbox_traffic))
         .route("/e2b/{*path}", any(e2b::sandbox_traffic))
 }
 
 pub fn build(state: AppState) -> Router {
+    let domain = state.workspaces.config().e2b_domain.clone();
+    let app = routes(state);
+    match domain {
+        // Before routing: a sandbox's host name turns the request into its sandbox traffic.
+        Some(domain) => Router::new()
+            .fallback_service(app)
+            .layer(middleware::from_fn(move |req, next| {
+                e2b::route_by_host(domain.clone(), req, next)
+            })),
+        None => app,
+    }
+}
+
+fn routes(state: AppState) -> Router {
     let protected = protected_routes()
         .router
         .route_layer(middleware::from_fn_with_state(

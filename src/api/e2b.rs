@@ -82,8 +82,9 @@ fn state_name(s: SandboxState) -> &'static str {
 }
 
 /// A sandbox as create, resume and connect answer it.
-fn created(s: &Sandbox, token: Option<String>) -> Value {
+fn created(s: &Sandbox, token: Option<String>, domain: Option<&str>) -> Value {
     let mut v = json!({
+        "domain": domain,
         "templateID": s.row.template_id,
         "sandboxID": s.row.workspace_id,
         "clientID": "berth",
@@ -163,7 +164,15 @@ pub async fn create_sandbox(
             Some(&sandbox.row.workspace_id),
         ))
         .await;
-    Ok((StatusCode::CREATED, axum::Json(created(&sandbox, token))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(created(
+            &sandbox,
+            token,
+            s.workspaces.config().e2b_domain.as_deref(),
+        )),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -324,7 +333,15 @@ pub async fn resume(
     let _ = b.auto_pause;
     let sandbox = s.sandboxes.resume(&who, &id, b.timeout, true).await?;
     let token = s.sandboxes.access_token(&sandbox);
-    Ok((StatusCode::CREATED, axum::Json(created(&sandbox, token))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(created(
+            &sandbox,
+            token,
+            s.workspaces.config().e2b_domain.as_deref(),
+        )),
+    )
+        .into_response())
 }
 
 pub async fn connect(
@@ -343,7 +360,15 @@ pub async fn connect(
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(created(&sandbox, token))).into_response())
+    Ok((
+        status,
+        axum::Json(created(
+            &sandbox,
+            token,
+            s.workspaces.config().e2b_domain.as_deref(),
+        )),
+    )
+        .into_response())
 }
 
 pub async fn metrics(
@@ -406,7 +431,8 @@ pub async fn sandbox_traffic(State(s): State<AppState>, req: Request) -> E2bResu
     };
     let port: u16 = port.and_then(|p| p.parse().ok()).unwrap_or(ENVD_PORT);
     let (sandbox, token) = s.sandboxes.for_traffic(&id).await?;
-    if let Some(t) = token {
+    // envd's port takes the sandbox's access token; its other ports are public, as E2B's are.
+    if let Some(t) = token.filter(|_| port == ENVD_PORT) {
         let given = given.unwrap_or_default();
         if !crate::secrets::constant_time_eq(given.as_bytes(), t.as_bytes()) {
             return Err(ApiError::Unauthorized(
@@ -421,10 +447,7 @@ pub async fn sandbox_traffic(State(s): State<AppState>, req: Request) -> E2bResu
         );
     }
     if port != ENVD_PORT {
-        return Err(ApiError::not_found(format!(
-            "port {port} of sandbox {id}: berth routes only envd's port ({ENVD_PORT}) here"
-        ))
-        .into());
+        return sandbox_port(&s, &sandbox, port, req).await;
     }
     let agent = s
         .workspaces
@@ -522,4 +545,98 @@ fn with_env(
         }
     }
     Ok(codec.frame(&start))
+}
+
+/// Any other port of a sandbox: plain HTTP to the container (on its own network; the host's loopback for
+/// a host-network one), as E2B exposes a sandbox's ports.
+async fn sandbox_port(
+    s: &AppState,
+    sandbox: &Sandbox,
+    port: u16,
+    req: Request,
+) -> E2bResult<Response> {
+    let ws = &sandbox.workspace;
+    let host = match ws.network.as_str() {
+        "host" => std::net::IpAddr::from([127, 0, 0, 1]),
+        "none" => {
+            return Err(ApiError::conflict(format!(
+                "sandbox {} has no network (network: none), so no port to reach",
+                ws.id
+            ))
+            .into())
+        }
+        _ => s
+            .workspaces
+            .engine()
+            .container_address(&ws.id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::conflict(format!("sandbox {} has no address", ws.id)))?,
+    };
+    let path = req
+        .uri()
+        .path()
+        .strip_prefix("/e2b")
+        .unwrap_or(req.uri().path())
+        .to_string();
+    let url = match req.uri().query() {
+        Some(q) => format!("http://{host}:{port}{path}?{q}"),
+        None => format!("http://{host}:{port}{path}"),
+    };
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| ApiError::invalid("unsupported method"))?;
+    let mut upstream = s.gateway_client.request(method, &url);
+    for (name, value) in req.headers() {
+        let n = name.as_str();
+        if !super::relay::HOP_BY_HOP.contains(&n) && !NOT_FORWARDED.contains(&n) {
+            upstream = upstream.header(n, value.as_bytes());
+        }
+    }
+    let body = reqwest::Body::wrap_stream(req.into_body().into_data_stream());
+    let resp = upstream.body(body).send().await.map_err(|e| {
+        ApiError::Engine(format!(
+            "port {port} of sandbox {}: nothing answers ({e})",
+            ws.id
+        ))
+    })?;
+    let out = super::relay::response_head(&resp, &[]);
+    Ok(out
+        .body(Body::from_stream(resp.bytes_stream()))
+        .expect("a response"))
+}
+
+/// `{port}-{sandboxID}.{domain}`: the request becomes that sandbox's traffic (`/e2b` + its path, with the
+/// sandbox's headers), so E2B's host names reach a sandbox's ports through berth.
+pub async fn route_by_host(
+    domain: String,
+    mut req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase());
+    let suffix = format!(".{}", domain.to_ascii_lowercase());
+    let target = host
+        .as_deref()
+        .and_then(|h| h.strip_suffix(&suffix))
+        .and_then(|label| label.split_once('-'))
+        .and_then(|(port, id)| Some((port.parse::<u16>().ok()?, id.to_string())));
+    if let Some((port, id)) = target {
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        if let Ok(uri) = format!("/e2b{path_and_query}").parse() {
+            *req.uri_mut() = uri;
+            let headers = req.headers_mut();
+            if let (Ok(id), Ok(port)) = (id.parse(), port.to_string().parse()) {
+                headers.insert("e2b-sandbox-id", id);
+                headers.insert("e2b-sandbox-port", port);
+            }
+        }
+    }
+    next.run(req).await
 }

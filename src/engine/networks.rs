@@ -98,6 +98,29 @@ impl Engine {
 }
 
 impl Engine {
+    /// The workspace container's address on the network it is attached to (its own, or the default
+    /// bridge for an older one): where the host reaches the container's ports.
+    pub async fn container_address(
+        &self,
+        workspace_id: &str,
+    ) -> EngineResult<Option<std::net::IpAddr>> {
+        let name = super::container_name(workspace_id);
+        let Some(c) = self.inspect_container(&name).await? else {
+            return Ok(None);
+        };
+        let networks = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default();
+        let own = network_name(workspace_id);
+        let pick = networks
+            .get(&own)
+            .or_else(|| networks.get("bridge"))
+            .and_then(|e| e.ip_address.clone())
+            .filter(|ip| !ip.is_empty());
+        Ok(pick.and_then(|ip| ip.parse().ok()))
+    }
+
     /// The address the workspace's container reaches the host at: its own network's gateway, or the
     /// engine's default bridge's for a container built before workspaces had networks of their own.
     pub async fn network_gateway(

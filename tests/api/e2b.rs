@@ -97,3 +97,97 @@ async fn the_e2b_js_sdk_runs_its_documented_flows_on_berth() {
     assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
     s.assert_no_engine_objects().await;
 }
+
+#[tokio::test]
+async fn a_sandbox_port_answers_through_its_headers_and_its_host_name() {
+    let s = Server::start_with(crate::harness::Options {
+        env: vec![("BERTH_E2B_DOMAIN".into(), "sbx.test".into())],
+        ..Default::default()
+    })
+    .await;
+    let resp = s
+        .client()
+        .post(format!("{}/e2b/v2/sandboxes", s.url))
+        .header("X-API-Key", &s.token)
+        .json(&json!({ "templateID": "base", "timeout": 120 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let sbx: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(sbx["domain"], "sbx.test", "{sbx}");
+    let id = sbx["sandboxID"].as_str().unwrap().to_string();
+    // A tiny HTTP server on port 8000 inside (perl is in every Debian).
+    let server = r#"perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>8000,Listen=>5,ReuseAddr=>1) or die; while($c=$s->accept){$l=<$c>; print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nport 8000 got $l"; close $c}'"#;
+    let (status, p) = s
+        .post(
+            &format!("/api/workspaces/{id}/processes"),
+            json!({ "command": server }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let through_headers = || {
+        s.client()
+            .get(format!("{}/e2b/some/path?x=1", s.url))
+            .header("E2b-Sandbox-Id", &id)
+            .header("E2b-Sandbox-Port", "8000")
+            .send()
+    };
+    let text = crate::harness::eventually(
+        "the port answers",
+        std::time::Duration::from_secs(20),
+        || async {
+            let resp = through_headers().await.ok()?;
+            (resp.status() == StatusCode::OK).then_some(())?;
+            resp.text().await.ok()
+        },
+    )
+    .await;
+    assert!(text.contains("port 8000 got GET /some/path?x=1 "), "{text}");
+    // E2B's host names: {port}-{sandboxID}.{domain}.
+    for path in ["/hello", "/"] {
+        let resp = s
+            .client()
+            .get(format!("{}{path}", s.url))
+            .header("Host", format!("8000-{id}.sbx.test"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(&format!("GET {path} ")), "{text}");
+    }
+    // envd's own port by host name needs the sandbox's token, as by header.
+    let resp = s
+        .client()
+        .get(format!("{}/health", s.url))
+        .header("Host", format!("49983-{id}.sbx.test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = s
+        .client()
+        .get(format!("{}/health", s.url))
+        .header("Host", format!("49983-{id}.sbx.test"))
+        .header("X-Access-Token", sbx["envdAccessToken"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    // A port nothing listens on is a clear 502.
+    let resp = s
+        .client()
+        .get(format!("{}/e2b/", s.url))
+        .header("E2b-Sandbox-Id", &id)
+        .header("E2b-Sandbox-Port", "8001")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let (status, _) = s
+        .call("DELETE", &format!("/api/workspaces/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    s.assert_no_engine_objects().await;
+}
