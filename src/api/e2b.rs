@@ -431,10 +431,12 @@ pub async fn sandbox_traffic(State(s): State<AppState>, req: Request) -> E2bResu
     };
     let port: u16 = port.and_then(|p| p.parse().ok()).unwrap_or(ENVD_PORT);
     let (sandbox, token) = s.sandboxes.for_traffic(&id).await?;
-    // envd's port takes the sandbox's access token; its other ports are public, as E2B's are.
+    // envd's port takes the sandbox's access token (or, for a file URL, a signature made with it); its
+    // other ports are public, as E2B's are.
     if let Some(t) = token.filter(|_| port == ENVD_PORT) {
         let given = given.unwrap_or_default();
-        if !crate::secrets::constant_time_eq(given.as_bytes(), t.as_bytes()) {
+        let signed = file_url_signed(&req, &t);
+        if !signed && !crate::secrets::constant_time_eq(given.as_bytes(), t.as_bytes()) {
             return Err(ApiError::Unauthorized(
                 "this sandbox is secure: send its envd access token (X-Access-Token)".into(),
             )
@@ -639,4 +641,47 @@ pub async fn route_by_host(
         }
     }
     next.run(req).await
+}
+
+/// Whether a `/files` request carries a valid signature of E2B's file URLs (`download_url`,
+/// `upload_url`): `v1_` + base64(sha256("path:read|write:user:token[:expiration]")), unexpired.
+fn file_url_signed(req: &Request, token: &str) -> bool {
+    use base64::Engine as _;
+    use sha2::Digest;
+    let path = req.uri().path();
+    if !(path == "/e2b/files" || path == "/files") {
+        return false;
+    }
+    let query: BTreeMap<String, String> = req
+        .uri()
+        .query()
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default();
+    let (Some(file), Some(signature)) = (query.get("path"), query.get("signature")) else {
+        return false;
+    };
+    let operation = if req.method() == axum::http::Method::GET {
+        "read"
+    } else {
+        "write"
+    };
+    let user = query.get("username").map(String::as_str).unwrap_or("");
+    let raw = match query.get("signature_expiration") {
+        Some(exp) => {
+            let Ok(at) = exp.parse::<i64>() else {
+                return false;
+            };
+            if at < Utc::now().timestamp() {
+                return false;
+            }
+            format!("{file}:{operation}:{user}:{token}:{exp}")
+        }
+        None => format!("{file}:{operation}:{user}:{token}"),
+    };
+    let digest = sha2::Sha256::digest(raw.as_bytes());
+    let expected = format!(
+        "v1_{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    );
+    crate::secrets::constant_time_eq(expected.as_bytes(), signature.as_bytes())
 }

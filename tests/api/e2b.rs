@@ -175,6 +175,45 @@ async fn a_sandbox_port_answers_through_its_headers_and_its_host_name() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    // E2B's signed file URLs (download_url): the signature stands for the access token.
+    let resp = s
+        .client()
+        .put(format!(
+            "{}/api/workspaces/{id}/files?path=/home/user/signed.txt",
+            s.url
+        ))
+        .bearer_auth(&s.token)
+        .body("signed content")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let sign = |token: &str| {
+        use base64::Engine as _;
+        use sha2::Digest;
+        let raw = format!("/home/user/signed.txt:read::{token}");
+        format!(
+            "v1_{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(sha2::Sha256::digest(raw))
+        )
+    };
+    let url_with = |signature: String| {
+        s.client()
+            .get(format!(
+                "{}/files?path=%2Fhome%2Fuser%2Fsigned.txt&signature={}",
+                s.url,
+                signature.replace('+', "%2B").replace('/', "%2F")
+            ))
+            .header("Host", format!("49983-{id}.sbx.test"))
+            .send()
+    };
+    let resp = url_with(sign(sbx["envdAccessToken"].as_str().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "signed content");
+    let resp = url_with(sign("not-the-token")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // A port nothing listens on is a clear 502.
     let resp = s
         .client()
