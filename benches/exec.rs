@@ -236,10 +236,79 @@ async fn main() {
         o50.as_secs_f64() / p50.as_secs_f64()
     );
 
+    e2b_create(&berth).await;
     queue(&berth).await;
 
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Create-to-first-command through E2B's Python SDK (`/e2b`) against the same through berth's own API
+/// (create with a template, wait until ready, exec `true`), each run deleting what it made.
+async fn e2b_create(berth: &Berth) {
+    println!("\ncreate to first command, {BUILDS} runs each");
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/e2b.sh"))
+        .output()
+        .expect("scripts/e2b.sh");
+    let python = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let token = berth
+        .call(
+            reqwest::Method::POST,
+            "/api/auth/tokens",
+            Some(json!({ "name": "bench-e2b" })),
+        )
+        .await["token"]
+        .as_str()
+        .expect("a token")
+        .to_string();
+    let script = format!(
+        "import time\nfrom e2b import Sandbox\nfor _ in range({BUILDS}):\n    t = time.perf_counter()\n    s = Sandbox.create(timeout=60)\n    s.commands.run('true')\n    print((time.perf_counter() - t) * 1000, flush=True)\n    s.kill()\n"
+    );
+    let run = Command::new(&python)
+        .args(["-c", &script])
+        .env("E2B_API_KEY", &token)
+        .env("E2B_API_URL", format!("{}/e2b", berth.url))
+        .env("E2B_SANDBOX_URL", format!("{}/e2b", berth.url))
+        .output()
+        .expect("run the e2b SDK");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let sdk: Vec<Duration> = String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<f64>().ok())
+        .map(|ms| Duration::from_secs_f64(ms / 1e3))
+        .collect();
+    let mut ours = Vec::new();
+    for i in 0..BUILDS {
+        let t = Instant::now();
+        let id = berth.create_ready(&format!("bench-first-{i}")).await;
+        let r = berth
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/workspaces/{id}/exec"),
+                Some(json!({ "command": "true" })),
+            )
+            .await;
+        ours.push(t.elapsed());
+        assert_eq!(r["exit_code"], 0, "{r}");
+        berth
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/api/workspaces/{id}"),
+                None,
+            )
+            .await;
+    }
+    let (b50, _) = report("berth API create + ready + exec", ours);
+    let (s50, _) = report("E2B SDK Sandbox.create + commands.run", sdk);
+    println!(
+        "E2B SDK / berth API: p50 {:.2}",
+        s50.as_secs_f64() / b50.as_secs_f64()
+    );
 }
 
 /// A worker takes a queued task and reports it done (two requests, each a conditional write), against

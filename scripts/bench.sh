@@ -4,6 +4,7 @@
 set -euo pipefail
 cargo build --release --quiet
 bash scripts/agent.sh >/dev/null
+bash scripts/e2b.sh >/dev/null
 bash scripts/base-image.sh target/release/berth
 cargo bench --bench exec
 cargo bench --bench logins
