@@ -96,6 +96,13 @@ fn created(s: &Sandbox, token: Option<String>, domain: Option<&str>) -> Value {
     v
 }
 
+/// A sandbox as create, resume and connect answer it, with its status.
+fn answer(s: &AppState, sandbox: &Sandbox, status: StatusCode) -> Response {
+    let token = s.sandboxes.access_token(sandbox);
+    let domain = s.workspaces.config().e2b_domain.as_deref();
+    (status, axum::Json(created(sandbox, token, domain))).into_response()
+}
+
 /// A sandbox as list and get answer it.
 fn detail(s: &Sandbox, token: Option<String>) -> Value {
     let ws = &s.workspace;
@@ -142,7 +149,7 @@ pub async fn create_sandbox(
 ) -> E2bResult<Response> {
     let who = caller(&s, &headers).await?;
     let b: NewSandboxBody = body(&bytes)?;
-    let (sandbox, token) = s
+    let sandbox = s
         .sandboxes
         .create(
             &who,
@@ -164,15 +171,7 @@ pub async fn create_sandbox(
             Some(&sandbox.row.workspace_id),
         ))
         .await;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(created(
-            &sandbox,
-            token,
-            s.workspaces.config().e2b_domain.as_deref(),
-        )),
-    )
-        .into_response())
+    Ok(answer(&s, &sandbox, StatusCode::CREATED))
 }
 
 #[derive(Deserialize, Default)]
@@ -332,16 +331,7 @@ pub async fn resume(
     let b: TimeoutBody = body(&bytes)?;
     let _ = b.auto_pause;
     let sandbox = s.sandboxes.resume(&who, &id, b.timeout, true).await?;
-    let token = s.sandboxes.access_token(&sandbox);
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(created(
-            &sandbox,
-            token,
-            s.workspaces.config().e2b_domain.as_deref(),
-        )),
-    )
-        .into_response())
+    Ok(answer(&s, &sandbox, StatusCode::CREATED))
 }
 
 pub async fn connect(
@@ -354,21 +344,12 @@ pub async fn connect(
     let b: TimeoutBody = body(&bytes)?;
     let was_paused = s.sandboxes.get(&who, &id).await?.state() == SandboxState::Paused;
     let sandbox = s.sandboxes.resume(&who, &id, b.timeout, false).await?;
-    let token = s.sandboxes.access_token(&sandbox);
     let status = if was_paused {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        axum::Json(created(
-            &sandbox,
-            token,
-            s.workspaces.config().e2b_domain.as_deref(),
-        )),
-    )
-        .into_response())
+    Ok(answer(&s, &sandbox, status))
 }
 
 pub async fn metrics(

@@ -104,11 +104,7 @@ impl Sandboxes {
     }
 
     /// Creates the workspace, waits until it is ready, and records the sandbox.
-    pub async fn create(
-        &self,
-        who: &Principal,
-        new: NewSandbox,
-    ) -> ApiResult<(Sandbox, Option<String>)> {
+    pub async fn create(&self, who: &Principal, new: NewSandbox) -> ApiResult<Sandbox> {
         let template = self.template(&new.template_id)?;
         let timeout = Self::timeout(new.timeout_secs)?;
         crate::workspaces::validate::env_vars(&new.env_vars)?;
@@ -153,7 +149,7 @@ impl Sandboxes {
             token_sealed: token.as_deref().map(|t| self.secrets.seal(t)),
         };
         self.store.insert_sandbox(&row).await?;
-        Ok((Sandbox { row, workspace: ws }, token))
+        Ok(Sandbox { row, workspace: ws })
     }
 
     /// Makes E2B's user's home, which E2B's templates have and its users expect.
