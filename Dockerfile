@@ -10,13 +10,16 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin berth
+RUN cargo build --release --locked --bin berth \
+ && bash scripts/agent.sh
 
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates git tar debootstrap \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/berth /usr/local/bin/berth
+# The resident agent every workspace container runs (static; berth finds it beside itself).
+COPY --from=build /src/target/release/berth-agent /usr/local/bin/berth-agent
 # Run it with the host's network (berth reaches the agent servers the engine publishes on the host's
 # loopback) and the data dir bind-mounted at the same path:
 #   docker run -d --network host -v /var/run/docker.sock:/var/run/docker.sock \
