@@ -330,7 +330,7 @@ pub async fn resume(
     let who = caller(&s, &headers).await?;
     let b: TimeoutBody = body(&bytes)?;
     let _ = b.auto_pause;
-    let sandbox = s.sandboxes.resume(&who, &id, b.timeout, true).await?;
+    let (sandbox, _) = s.sandboxes.resume(&who, &id, b.timeout, true).await?;
     Ok(answer(&s, &sandbox, StatusCode::CREATED))
 }
 
@@ -342,8 +342,7 @@ pub async fn connect(
 ) -> E2bResult<Response> {
     let who = caller(&s, &headers).await?;
     let b: TimeoutBody = body(&bytes)?;
-    let was_paused = s.sandboxes.get(&who, &id).await?.state() == SandboxState::Paused;
-    let sandbox = s.sandboxes.resume(&who, &id, b.timeout, false).await?;
+    let (sandbox, was_paused) = s.sandboxes.resume(&who, &id, b.timeout, false).await?;
     let status = if was_paused {
         StatusCode::CREATED
     } else {

@@ -105,15 +105,9 @@ fn check_path(path: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// `path=<path>`, encoded as a query.
+fn path_query(path: &str) -> String {
+    serde_urlencoded::to_string([("path", path)]).unwrap_or_default()
 }
 
 /// An agent's plain-HTTP error answer as berth's.
@@ -166,7 +160,7 @@ pub async fn read_file(
 ) -> ApiResult<Response> {
     check_path(&q.path)?;
     let (_, agent) = ws.agent(&who, &id).await?;
-    let req = hyper::Request::get(format!("/berth/files?path={}", percent_encode(&q.path)))
+    let req = hyper::Request::get(format!("/berth/files?{}", path_query(&q.path)))
         .header("host", "agent")
         .body(crate::resident::client::full(bytes::Bytes::new()))
         .expect("a request");
@@ -243,13 +237,10 @@ pub async fn write_file(
     })
     .inspect_err(move |_| fail.store(true, std::sync::atomic::Ordering::Relaxed));
     let body: AgentBody = BodyExt::boxed_unsync(http_body_util::StreamBody::new(body));
-    let req = hyper::Request::put(format!(
-        "/berth/files?path={}&staged=1",
-        percent_encode(&q.path)
-    ))
-    .header("host", "agent")
-    .body(body)
-    .expect("a request");
+    let req = hyper::Request::put(format!("/berth/files?{}&staged=1", path_query(&q.path)))
+        .header("host", "agent")
+        .body(body)
+        .expect("a request");
     let sent = agent.send(req).await;
     let staged = match sent {
         Ok(resp) if resp.status().is_success() => {

@@ -192,12 +192,8 @@ async fn bridge(
             "SendSignal",
             &pb::SendSignalRequest {
                 process: selector(),
-                signal: libc_sighup(),
+                signal: nix::sys::signal::Signal::SIGHUP as i32,
             },
         )
         .await;
-}
-
-fn libc_sighup() -> i32 {
-    nix::sys::signal::Signal::SIGHUP as i32
 }

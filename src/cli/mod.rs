@@ -99,15 +99,9 @@ async fn copy(t: &Target, source: &str, destination: &str) -> Result<ExitCode, C
         p.split_once(':')
             .filter(|(ws, path)| !ws.is_empty() && !ws.contains('/') && !path.is_empty())
     }
-    let encode = |p: &str| -> String {
-        p.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
+    let files_url = |id: &str, path: &str| {
+        let query = serde_urlencoded::to_string([("path", path)]).unwrap_or_default();
+        format!("/api/workspaces/{id}/files?{query}")
     };
     let client = Client::new(t)?;
     match (remote(source), remote(destination)) {
@@ -121,7 +115,7 @@ async fn copy(t: &Target, source: &str, destination: &str) -> Result<ExitCode, C
                     .map_err(|e| CliError::Local(format!("{source}: {e}")))?;
                 reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file))
             };
-            let url = format!("/api/workspaces/{id}/files?path={}", encode(path));
+            let url = files_url(&id, path);
             let req = client.request(reqwest::Method::PUT, &url).body(body);
             let v: serde_json::Value = client
                 .send(&url, req)
@@ -136,7 +130,7 @@ async fn copy(t: &Target, source: &str, destination: &str) -> Result<ExitCode, C
         }
         (Some((ws, path)), None) => {
             let id = ws::resolve(&client, ws).await?;
-            let url = format!("/api/workspaces/{id}/files?path={}", encode(path));
+            let url = files_url(&id, path);
             let resp = client
                 .send(&url, client.request(reqwest::Method::GET, &url))
                 .await?;

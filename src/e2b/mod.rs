@@ -287,17 +287,19 @@ impl Sandboxes {
     }
 
     /// Starts a paused sandbox again (as it was) with a fresh timeout; a running one just gets the
-    /// timeout (`connect`'s meaning). `strict`: resuming a running sandbox is a conflict.
+    /// timeout (`connect`'s meaning). `strict`: resuming a running sandbox is a conflict. Also answers
+    /// whether it was paused.
     pub async fn resume(
         &self,
         who: &Principal,
         id: &str,
         timeout_secs: Option<u64>,
         strict: bool,
-    ) -> ApiResult<Sandbox> {
+    ) -> ApiResult<(Sandbox, bool)> {
         let s = self.get(who, id).await?;
         let timeout = Self::timeout(timeout_secs)?;
-        if s.state() == State::Paused {
+        let paused = s.state() == State::Paused;
+        if paused {
             self.workspaces.start(&s.workspace).await?;
             self.store
                 .set_sandbox_expiry(id, Utc::now() + timeout)
@@ -309,7 +311,7 @@ impl Sandboxes {
                 .set_sandbox_expiry(id, Utc::now() + timeout)
                 .await?;
         }
-        self.get(who, id).await
+        Ok((self.get(who, id).await?, paused))
     }
 
     /// Kills (or pauses) sandboxes whose timeout passed, every second until berth stops.

@@ -235,20 +235,8 @@ impl Server {
                 buf.push_str(&String::from_utf8_lossy(&chunk));
                 while let Some(end) = buf.find("\n\n") {
                     let block: String = buf.drain(..end + 2).collect();
-                    let (mut id, mut event, mut data) =
-                        (String::new(), String::new(), String::new());
-                    for line in block.lines() {
-                        if let Some(v) = line.strip_prefix("id:") {
-                            id = v.trim().to_string();
-                        } else if let Some(v) = line.strip_prefix("event:") {
-                            event = v.trim().to_string();
-                        } else if let Some(v) = line.strip_prefix("data:") {
-                            data.push_str(v.trim_start());
-                        }
-                    }
-                    if !event.is_empty() {
-                        let v = serde_json::from_str(&data).unwrap_or(Value::Null);
-                        sink.lock().unwrap().push((id, event, v));
+                    if let Some(frame) = sse_frame(&block) {
+                        sink.lock().unwrap().push(frame);
                     }
                 }
             }
@@ -389,6 +377,28 @@ pub async fn process_running(container: &str, cmdline: &str) -> bool {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines().any(|l| l.trim() == cmdline)
+}
+
+/// One SSE frame as `(id, event, data)`, its data parsed as JSON (`null` if it is not); `None` for a
+/// frame without an event name (a comment, a keep-alive).
+pub fn sse_frame(block: &str) -> Option<(String, String, Value)> {
+    let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+    for line in block.lines() {
+        if let Some(v) = line.strip_prefix("id:") {
+            id = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+    (!event.is_empty()).then(|| {
+        (
+            id,
+            event,
+            serde_json::from_str(&data).unwrap_or(Value::Null),
+        )
+    })
 }
 
 /// Polls `check` until it answers `Some`, for at most `within`: the one way tests wait for something

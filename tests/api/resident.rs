@@ -57,23 +57,8 @@ async fn output(
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
-            let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("id:") {
-                    id = v.trim().into();
-                } else if let Some(v) = line.strip_prefix("event:") {
-                    event = v.trim().into();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim_start());
-                }
-            }
-            if !event.is_empty() {
-                got.push((
-                    id,
-                    event,
-                    serde_json::from_str(&data).unwrap(),
-                    Instant::now(),
-                ));
+            if let Some((id, event, data)) = crate::harness::sse_frame(&block) {
+                got.push((id, event, data, Instant::now()));
             }
         }
     }
