@@ -213,6 +213,16 @@ pub async fn write_file(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
+        // Read (and drop) a bounded part of the body first: a client still sending when the answer
+        // comes back would otherwise see a broken pipe instead of the 413.
+        let mut body = request.into_body().into_data_stream();
+        let mut drained = 0usize;
+        while drained < DRAIN_BEFORE_REFUSING {
+            match body.next().await {
+                Some(Ok(chunk)) => drained += chunk.len(),
+                _ => break,
+            }
+        }
         return Err(too_large(max));
     }
     let (w, agent) = ws.agent(&who, &id).await?;
@@ -302,6 +312,9 @@ pub async fn write_file(
             .into_response(),
     )
 }
+
+/// How much of a refused upload is read before answering.
+const DRAIN_BEFORE_REFUSING: usize = 16 << 20;
 
 fn too_large(max: u64) -> ApiError {
     ApiError::PayloadTooLarge(format!(
