@@ -1,8 +1,9 @@
 //! `make bench`: berth's exec round trip (through the container's resident agent) against the Docker
-//! Engine's own exec on the same container,
-//! workspace create-to-ready against a plain container create+start, and a worker's claim-and-finish of
-//! a queued task against berth's cheapest authenticated round trip, measured in one run. Prints ratios;
-//! asserts nothing.
+//! Engine's own exec on the same container; a cached workspace create-to-ready against plain volume +
+//! container create + start with the same limits (with and without a network of its own); a warm pool
+//! claim to the first command against the engine's exec on a running container; E2B's SDK on both; and a
+//! worker's claim-and-finish of a queued task against berth's cheapest authenticated round trip, measured
+//! in one run. Prints ratios; asserts nothing.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -37,22 +38,67 @@ impl Berth {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
-    async fn create_ready(&self, name: &str) -> String {
+    /// A template-less workspace, built: what an E2B `base` sandbox is.
+    async fn create_built(&self, name: &str) -> String {
         let ws = self
             .call(
                 reqwest::Method::POST,
                 "/api/workspaces",
-                Some(json!({ "name": name, "template": "debian" })),
+                Some(json!({ "name": name })),
             )
             .await;
         let id = ws["id"].as_str().expect("created").to_string();
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/workspaces/{id}/build"),
+            Some(json!({})),
+        )
+        .await;
+        self.wait_ready(&id).await;
+        id
+    }
+
+    /// A new API token's secret (an E2B API key).
+    async fn api_token(&self, name: &str) -> String {
+        self.call(
+            reqwest::Method::POST,
+            "/api/auth/tokens",
+            Some(json!({ "name": name })),
+        )
+        .await["token"]
+            .as_str()
+            .expect("a token")
+            .to_string()
+    }
+
+    /// Until the warm pool has a started container.
+    async fn pool_ready(&self) {
+        loop {
+            let text = self
+                .http
+                .get(format!("{}/metrics", self.url))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if text.lines().any(|l| l == "berth_pool_ready 1") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_ready(&self, id: &str) {
         loop {
             let w = self
                 .call(reqwest::Method::GET, &format!("/api/workspaces/{id}"), None)
                 .await;
             match w["status"].as_str() {
-                Some("ready") => return id,
-                Some("building") => tokio::time::sleep(Duration::from_millis(20)).await,
+                Some("ready") => return,
+                Some("building") => tokio::time::sleep(Duration::from_millis(5)).await,
                 _ => panic!("build failed: {w}"),
             }
         }
@@ -99,8 +145,8 @@ async fn engine_exec(docker: &Docker, container: &str) {
     );
 }
 
-#[tokio::main]
-async fn main() {
+/// Starts a berth on a fresh data dir (with `pool` warm containers) and logs in as its admin.
+async fn start_berth(pool: usize) -> (std::process::Child, Berth, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -108,6 +154,7 @@ async fn main() {
         .env("BERTH_PASSWORD", "bench-password")
         .env("BERTH_PULL_BASE_IMAGES", "false")
         .env("BERTH_LOG", "warn")
+        .env("BERTH_POOL_SIZE", pool.to_string())
         .stdout(Stdio::piped())
         .spawn()
         .expect("start berth");
@@ -133,6 +180,20 @@ async fn main() {
         token: login["token"].as_str().unwrap().to_string(),
         http,
     };
+    (child, berth, data)
+}
+
+/// Stops a berth the way an operator does (SIGTERM), so it removes its warm pool.
+fn stop_berth(mut child: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+#[tokio::main]
+async fn main() {
+    let (child, berth, _data) = start_berth(0).await;
     let docker = Docker::connect_with_defaults()
         .unwrap()
         .negotiate_version()
@@ -142,7 +203,7 @@ async fn main() {
     println!(
         "exec round trip, {EXECS} sequential execs of `true` on one debian-bookworm container"
     );
-    let id = berth.create_ready("bench-exec").await;
+    let id = berth.create_built("bench-exec").await;
     let container = format!("berth-ws-{id}");
     for _ in 0..10 {
         engine_exec(&docker, &container).await;
@@ -186,40 +247,99 @@ async fn main() {
         )
         .await;
 
-    println!("\ncreate to ready, {BUILDS} runs each");
-    let (mut plain, mut ours) = (Vec::new(), Vec::new());
-    for i in 0..BUILDS {
-        let t = Instant::now();
-        let name = format!("berth-bench-plain-{}-{i}", std::process::id());
-        docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: name.clone(),
-                    platform: None,
-                }),
-                Config {
-                    image: Some("debian:bookworm".to_string()),
-                    cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        docker.start_container::<String>(&name, None).await.unwrap();
-        plain.push(t.elapsed());
-        docker
-            .remove_container(
-                &name,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .unwrap();
+    create(&berth, &docker).await;
+    queue(&berth).await;
+    stop_berth(child);
 
+    let (child, warm, _warm_data) = start_berth(1).await;
+    claim(&warm, &docker).await;
+    stop_berth(child);
+}
+
+/// The limits berth gives a workspace that sets none (its defaults on this host), for the references.
+fn default_limits() -> bollard::models::HostConfig {
+    let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+    bollard::models::HostConfig {
+        memory: Some(4096 << 20),
+        memory_swap: Some(4096 << 20),
+        nano_cpus: Some(((cores / 2.0).clamp(0.5, 2.0) * 1e9) as i64),
+        pids_limit: Some(2048),
+        init: Some(true),
+        ..Default::default()
+    }
+}
+
+/// A plain volume + container create + start with berth's default limits, optionally on a network of
+/// its own (what berth gives every bridge workspace); returns what to remove.
+async fn plain_create(docker: &Docker, name: &str, own_network: bool) -> Duration {
+    use bollard::network::CreateNetworkOptions;
+    use bollard::volume::CreateVolumeOptions;
+    let t = Instant::now();
+    docker
+        .create_volume(CreateVolumeOptions {
+            name: name.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    if own_network {
+        docker
+            .create_network(CreateNetworkOptions {
+                name: name.to_string(),
+                driver: "bridge".to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let mut host = default_limits();
+    host.binds = Some(vec![format!("{name}:/workspace")]);
+    host.network_mode = own_network.then(|| name.to_string());
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: name.to_string(),
+                platform: None,
+            }),
+            Config {
+                image: Some("debian:bookworm".to_string()),
+                cmd: Some(vec!["sleep".to_string(), "infinity".to_string()]),
+                host_config: Some(host),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    docker.start_container::<String>(name, None).await.unwrap();
+    let took = t.elapsed();
+    docker
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    if own_network {
+        docker.remove_network(name).await.unwrap();
+    }
+    docker.remove_volume(name, None).await.unwrap();
+    took
+}
+
+/// Cached create-to-ready with no warm pool: berth's template-less build (shared image cached; volume,
+/// own network, container, agent) against plain creates with the same limits, interleaved.
+async fn create(berth: &Berth, docker: &Docker) {
+    println!("\ncreate to ready (image cached, no warm pool), {BUILDS} runs each");
+    let (mut plain, mut networked, mut ours) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..BUILDS {
+        let name = format!("berth-bench-plain-{}-{i}", std::process::id());
+        plain.push(plain_create(docker, &name, false).await);
+        networked.push(plain_create(docker, &name, true).await);
         let t = Instant::now();
-        let id = berth.create_ready(&format!("bench-build-{i}")).await;
+        let id = berth.create_built(&format!("bench-build-{i}")).await;
         ours.push(t.elapsed());
         berth
             .call(
@@ -229,41 +349,103 @@ async fn main() {
             )
             .await;
     }
-    let (p50, _) = report("plain container create+start", plain);
+    let (p50, _) = report("plain volume + create + start", plain);
+    let (n50, _) = report("the same + a network of its own", networked);
     let (o50, _) = report("berth workspace create-to-ready", ours);
     println!(
-        "berth / plain: p50 {:.2} (berth also builds an image, a volume and runs init)",
-        o50.as_secs_f64() / p50.as_secs_f64()
+        "berth / plain: p50 {:.2} (aim: 1.2)   berth / plain with own network: p50 {:.2}",
+        o50.as_secs_f64() / p50.as_secs_f64(),
+        o50.as_secs_f64() / n50.as_secs_f64()
     );
-
-    e2b_create(&berth).await;
-    queue(&berth).await;
-
-    let _ = child.kill();
-    let _ = child.wait();
+    e2b_sdk(berth, "E2B SDK Sandbox.create + commands.run", None).await;
 }
 
-/// Create-to-first-command through E2B's Python SDK (`/e2b`) against the same through berth's own API
-/// (create with a template, wait until ready, exec `true`), each run deleting what it made.
-async fn e2b_create(berth: &Berth) {
-    println!("\ncreate to first command, {BUILDS} runs each");
+/// A warm claim to the first command: a sandbox created through `/e2b` (answered once ready) and an
+/// exec in it, against the engine's own exec on a running container.
+async fn claim(berth: &Berth, docker: &Docker) {
+    println!("\nwarm pool (BERTH_POOL_SIZE=1): create to first command, {BUILDS} runs each");
+    // Built, not created from a template: a build of an existing workspace claims nothing.
+    let reference_id = berth.create_built("bench-reference").await;
+    let reference = &format!("berth-ws-{reference_id}");
+    let (mut engine, mut ours) = (Vec::new(), Vec::new());
+    let key = berth.api_token("bench-claim").await;
+    for _ in 0..BUILDS {
+        let t = Instant::now();
+        engine_exec(docker, reference).await;
+        engine.push(t.elapsed());
+        berth.pool_ready().await;
+        let t = Instant::now();
+        let sandbox: Value = berth
+            .http
+            .post(format!("{}/e2b/sandboxes", berth.url))
+            .header("X-API-Key", &key)
+            .json(&json!({ "templateID": "base" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = sandbox["sandboxID"]
+            .as_str()
+            .expect("a sandbox")
+            .to_string();
+        let r = berth
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/workspaces/{id}/exec"),
+                Some(json!({ "command": "true" })),
+            )
+            .await;
+        ours.push(t.elapsed());
+        assert_eq!(r["exit_code"], 0, "{r}");
+        berth
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/api/workspaces/{id}"),
+                None,
+            )
+            .await;
+    }
+    berth
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/workspaces/{reference_id}"),
+            None,
+        )
+        .await;
+    let (e50, _) = report("Docker Engine exec on a running container", engine);
+    let (c50, _) = report("berth claim + first exec", ours);
+    println!(
+        "claim / engine exec: p50 {:.2}   (aim: claim + first command 100 ms or less: {:.0} ms)",
+        c50.as_secs_f64() / e50.as_secs_f64(),
+        c50.as_secs_f64() * 1e3
+    );
+    e2b_sdk(
+        berth,
+        "E2B SDK Sandbox.create + commands.run (warm)",
+        Some(&format!("{}/metrics", berth.url)),
+    )
+    .await;
+}
+
+/// Create-to-first-command through E2B's Python SDK, each sandbox killed after; with `metrics`, each
+/// create waits first until the warm pool has a container again.
+async fn e2b_sdk(berth: &Berth, label: &str, metrics: Option<&str>) {
     let out = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/e2b.sh"))
         .output()
         .expect("scripts/e2b.sh");
     let python = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let token = berth
-        .call(
-            reqwest::Method::POST,
-            "/api/auth/tokens",
-            Some(json!({ "name": "bench-e2b" })),
-        )
-        .await["token"]
-        .as_str()
-        .expect("a token")
-        .to_string();
+    let token = berth.api_token("bench-e2b").await;
+    let wait = match metrics {
+        Some(url) => format!(
+            "    while b'berth_pool_ready 1' not in urllib.request.urlopen(urllib.request.Request({url:?}, headers={{'Authorization': 'Bearer ' + os.environ['E2B_API_KEY']}})).read(): time.sleep(0.02)\n"
+        ),
+        None => String::new(),
+    };
     let script = format!(
-        "import time\nfrom e2b import Sandbox\nfor _ in range({BUILDS}):\n    t = time.perf_counter()\n    s = Sandbox.create(timeout=60)\n    s.commands.run('true')\n    print((time.perf_counter() - t) * 1000, flush=True)\n    s.kill()\n"
+        "import os, time, urllib.request\nfrom e2b import Sandbox\nfor _ in range({BUILDS}):\n{wait}    t = time.perf_counter()\n    s = Sandbox.create(timeout=60)\n    s.commands.run('true')\n    print((time.perf_counter() - t) * 1000, flush=True)\n    s.kill()\n"
     );
     let run = Command::new(&python)
         .args(["-c", &script])
@@ -282,33 +464,7 @@ async fn e2b_create(berth: &Berth) {
         .filter_map(|l| l.trim().parse::<f64>().ok())
         .map(|ms| Duration::from_secs_f64(ms / 1e3))
         .collect();
-    let mut ours = Vec::new();
-    for i in 0..BUILDS {
-        let t = Instant::now();
-        let id = berth.create_ready(&format!("bench-first-{i}")).await;
-        let r = berth
-            .call(
-                reqwest::Method::POST,
-                &format!("/api/workspaces/{id}/exec"),
-                Some(json!({ "command": "true" })),
-            )
-            .await;
-        ours.push(t.elapsed());
-        assert_eq!(r["exit_code"], 0, "{r}");
-        berth
-            .call(
-                reqwest::Method::DELETE,
-                &format!("/api/workspaces/{id}"),
-                None,
-            )
-            .await;
-    }
-    let (b50, _) = report("berth API create + ready + exec", ours);
-    let (s50, _) = report("E2B SDK Sandbox.create + commands.run", sdk);
-    println!(
-        "E2B SDK / berth API: p50 {:.2}",
-        s50.as_secs_f64() / b50.as_secs_f64()
-    );
+    report(label, sdk);
 }
 
 /// A worker takes a queued task and reports it done (two requests, each a conditional write), against

@@ -168,6 +168,12 @@ pub struct Config {
     #[arg(long, env = "BERTH_MAX_FILE_MB", default_value_t = 1024)]
     pub max_file_mb: u64,
 
+    /// How many started generic workspace containers (the default distro, no extra packages, default
+    /// limits, a bridge network) berth keeps ready for creates to claim: an E2B sandbox or a templated
+    /// workspace that fits one starts in milliseconds. Each holds its memory while it waits; 0 keeps none.
+    #[arg(long, env = "BERTH_POOL_SIZE", default_value_t = 0)]
+    pub pool_size: usize,
+
     /// A domain whose names `{port}-{sandboxID}.{domain}` route to that port of an E2B sandbox (wildcard
     /// DNS pointing at berth); create and connect answer it as the sandbox's `domain`.
     #[arg(long, env = "BERTH_E2B_DOMAIN")]

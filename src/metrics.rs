@@ -30,6 +30,8 @@ pub struct Metrics {
     pub tasks: IntGaugeVec,
     pub missions_running: IntGauge,
     pub agent_servers: IntGauge,
+    pub pool_ready: IntGauge,
+    pub pool_claims: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -104,6 +106,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         tasks: gauges(&r, "berth_tasks", "Agent tasks by status", &["status"]),
         missions_running: gauge(&r, "berth_missions_running", "Missions with a turn running"),
         agent_servers: gauge(&r, "berth_agent_servers", "OpenCode servers berth runs"),
+        pool_ready: gauge(
+            &r,
+            "berth_pool_ready",
+            "Started containers in the warm pool waiting for a create",
+        ),
+        pool_claims: counter(
+            &r,
+            "berth_pool_claims_total",
+            "Creates that fit the warm pool, by whether a container was ready (hit) or not (miss)",
+            &["outcome"],
+        ),
         registry: r,
     }
 });

@@ -52,6 +52,7 @@ pub fn paths() -> Vec<String> {
         .collect();
     all.extend(protected_routes().paths);
     all.extend(v1_routes().paths);
+    all.extend(e2b_routes().paths);
     all
 }
 
@@ -86,15 +87,15 @@ pub fn gateway_only(state: AppState) -> Router {
 
 /// E2B's control API and sandbox traffic (`src/api/e2b.rs`); they check their own credentials (an API key,
 /// a sandbox's access token).
-fn e2b_routes() -> Router<AppState> {
-    Router::new()
+fn e2b_routes() -> Table {
+    Table::new()
         .route(
             "/e2b/sandboxes",
             post(e2b::create_sandbox).get(e2b::list_sandboxes),
         )
         .route(
             "/e2b/v2/sandboxes",
-            post(e2b::create_sandbox).get(e2b::list_sandboxes_v2),
+            post(e2b::create_sandbox_v2).get(e2b::list_sandboxes_v2),
         )
         .route(
             "/e2b/sandboxes/{id}",
@@ -105,10 +106,10 @@ fn e2b_routes() -> Router<AppState> {
         .route("/e2b/sandboxes/{id}/pause", post(e2b::pause))
         .route("/e2b/sandboxes/{id}/resume", post(e2b::resume))
         .route("/e2b/sandboxes/{id}/connect", post(e2b::connect))
-        .route("/e2b/v2/sandboxes/{id}/connect", post(e2b::connect))
+        .route("/e2b/v2/sandboxes/{id}/connect", post(e2b::connect_v2))
         .route("/e2b/sandboxes/{id}/metrics", get(e2b::metrics))
         .route("/e2b/templates", get(e2b::list_templates))
-        .route("/e2b/", any(e2b::sandbox_traffic))
+        .route("/e2b/", any(e2b::sandbox_traffic_root))
         .route("/e2b/{*path}", any(e2b::sandbox_traffic))
 }
 
@@ -155,7 +156,7 @@ fn routes(state: AppState) -> Router {
             SELF_CHECKED[2],
             get(gateway::call_provider).post(gateway::call_provider),
         )
-        .merge(e2b_routes())
+        .merge(e2b_routes().router)
         .merge(protected)
         .route_layer(middleware::from_fn(observe::tag_route))
         .fallback(not_found)

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use axum::serve::{ListenerExt, TapIo};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -121,6 +122,10 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         let workspaces = workspaces.clone();
         tracker.spawn(async move { workspaces.watch_disks().await });
     }
+    {
+        let workspaces = workspaces.clone();
+        tracker.spawn(async move { workspaces.keep_pool().await });
+    }
     let missions = Missions::new(MissionDeps {
         gateway: gateway.clone(),
         store: store.clone(),
@@ -171,7 +176,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         missions: missions.clone(),
         agents,
         auth,
-        workspaces,
+        workspaces: workspaces.clone(),
         sandboxes,
         stats: Arc::new(Mutex::new(HostStats::new(&config.data_dir))),
         started: Instant::now(),
@@ -196,6 +201,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     // The peer address feeds the login throttle.
     let app =
         crate::router::build(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let listener = without_delay(listener);
     let server = axum::serve(listener, app).with_graceful_shutdown(signal(shutdown.clone()));
     // A stop is prompt: requests in flight (execs are cancelled with berth, streams end) get a few
     // seconds to answer, then their connections are cut.
@@ -216,8 +222,30 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     {
         tracing::warn!("background work did not stop in time; what it did not record is repaired at the next start");
     }
+    // After the pool's containers are gone, so their image goes too when nothing else uses it.
+    match tokio::time::timeout(BACKGROUND_GRACE, workspaces.remove_unused_images()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "removing unused images failed"),
+        Err(_) => {
+            tracing::warn!("removing unused images did not finish in time; the next start does")
+        }
+    }
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// A listener whose connections send small writes at once: a stream's events (an exec's output, then
+/// its end) would otherwise each wait for the client's delayed ACK of the one before, ~40 ms.
+pub fn without_delay(
+    listener: tokio::net::TcpListener,
+) -> TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    listener.tap_io(set_nodelay)
+}
+
+fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
 }
 
 /// How long requests in flight may take to answer once berth stops.

@@ -126,7 +126,8 @@ fn detail(s: &Sandbox, token: Option<String>) -> Value {
     v
 }
 
-#[derive(Deserialize, Default)]
+/// E2B's `NewSandbox`.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct NewSandboxBody {
     #[serde(rename = "templateID")]
@@ -142,6 +143,17 @@ fn body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> E2bResult<T> 
     Ok(super::optional_json(bytes)?)
 }
 
+#[utoipa::path(
+    post, path = "/e2b/sandboxes", tag = "e2b",
+    summary = "Create an E2B sandbox",
+    description = "A berth workspace of the caller's, built from the template (`base` is the default distro; berth's templates by name), answered once it is ready (a warm pool's container when one fits). Secure unless `secure: false`: its envd traffic must then carry the `envdAccessToken` answered here. the API key (`X-API-Key`, or `Authorization: Bearer`) is a berth API token.",
+    request_body = NewSandboxBody,
+    responses(
+        (status = 201, description = "E2B's `Sandbox`: `sandboxID`, `templateID`, `envdVersion`, `envdAccessToken`, `domain`"),
+        (status = 400, description = "an unknown template (the answer names berth's), a timeout out of range, bad env vars"),
+        (status = 401, description = "no API key, or not a valid one"),
+    ),
+)]
 pub async fn create_sandbox(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -174,8 +186,9 @@ pub async fn create_sandbox(
     Ok(answer(&s, &sandbox, StatusCode::CREATED))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", default)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `key=value&key2=value2`, url-encoded as one parameter.
     metadata: Option<String>,
@@ -225,6 +238,33 @@ async fn list(
     Ok(axum::Json(items).into_response())
 }
 
+#[utoipa::path(
+    post, path = "/e2b/v2/sandboxes", tag = "e2b",
+    summary = "Create an E2B sandbox: `POST /e2b/sandboxes` under the path newer SDKs use",
+    request_body = NewSandboxBody,
+    responses(
+        (status = 201, description = "E2B's `Sandbox`"),
+        (status = 400, description = "an unknown template, a timeout out of range, bad env vars"),
+        (status = 401, description = "no API key, or not a valid one"),
+    ),
+)]
+pub async fn create_sandbox_v2(
+    state: State<AppState>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> E2bResult<Response> {
+    create_sandbox(state, headers, bytes).await
+}
+
+#[utoipa::path(
+    get, path = "/e2b/sandboxes", tag = "e2b",
+    summary = "The caller's running sandboxes (an admin's: everyone's)",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "E2B's `ListedSandbox` list"),
+        (status = 401, description = "no API key, or not a valid one"),
+    ),
+)]
 pub async fn list_sandboxes(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -233,6 +273,15 @@ pub async fn list_sandboxes(
     list(&s, &headers, &q, &[SandboxState::Running]).await
 }
 
+#[utoipa::path(
+    get, path = "/e2b/v2/sandboxes", tag = "e2b",
+    summary = "The caller's sandboxes, running and paused unless `state` says which",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "E2B's `ListedSandbox` list"),
+        (status = 401, description = "no API key, or not a valid one"),
+    ),
+)]
 pub async fn list_sandboxes_v2(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -247,6 +296,16 @@ pub async fn list_sandboxes_v2(
     .await
 }
 
+#[utoipa::path(
+    get, path = "/e2b/sandboxes/{id}", tag = "e2b",
+    summary = "One sandbox, with its access token",
+    params(("id" = String, Path, description = "the sandbox's id (its workspace's)")),
+    responses(
+        (status = 200, description = "E2B's `SandboxDetail`"),
+        (status = 401, description = "no API key, or not a valid one"),
+        (status = 404, description = "no sandbox of the caller's with this id"),
+    ),
+)]
 pub async fn get_sandbox(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -258,6 +317,16 @@ pub async fn get_sandbox(
     Ok(axum::Json(detail(&sandbox, token)).into_response())
 }
 
+#[utoipa::path(
+    delete, path = "/e2b/sandboxes/{id}", tag = "e2b",
+    summary = "Kill a sandbox: its workspace, container and volume are removed",
+    params(("id" = String, Path, description = "the sandbox's id (its workspace's)")),
+    responses(
+        (status = 204, description = "killed"),
+        (status = 401, description = "no API key, or not a valid one"),
+        (status = 404, description = "no sandbox of the caller's with this id"),
+    ),
+)]
 pub async fn kill_sandbox(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -275,7 +344,8 @@ pub async fn kill_sandbox(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
+/// The timeout bodies of set-timeout (`timeout`), refresh (`duration`), resume and connect.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(default)]
 pub struct TimeoutBody {
     timeout: Option<u64>,
@@ -284,6 +354,18 @@ pub struct TimeoutBody {
     auto_pause: Option<bool>,
 }
 
+#[utoipa::path(
+    post, path = "/e2b/sandboxes/{id}/timeout", tag = "e2b",
+    summary = "The sandbox times out `timeout` seconds from now",
+    params(("id" = String, Path, description = "the sandbox's id (its workspace's)")),
+    request_body = TimeoutBody,
+    responses(
+        (status = 204, description = "set"),
+        (status = 400, description = "no timeout, or one out of range"),
+        (status = 401, description = "no API key, or not a valid one"),
+        (status = 404, description = "no sandbox of the caller's with this id"),
+    ),
+)]
 pub async fn set_timeout(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -299,6 +381,17 @@ pub async fn set_timeout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post, path = "/e2b/sandboxes/{id}/refreshes", tag = "e2b",
+    summary = "Keep the sandbox alive at least `duration` seconds more",
+    params(("id" = String, Path, description = "the sandbox's id (its workspace's)")),
+    request_body = TimeoutBody,
+    responses(
+        (status = 204, description = "extended (or already later)"),
+        (status = 401, description = "no API key, or not a valid one"),
+        (status = 404, description = "no sandbox of the caller's with this id"),
+    ),
+)]
 pub async fn refresh(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -311,6 +404,17 @@ pub async fn refresh(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post, path = "/e2b/sandboxes/{id}/pause", tag = "e2b",
+    summary = "Pause: the container stops, its files stay, it does not time out",
+    params(("id" = String, Path, description = "the sandbox's id (its workspace's)")),
+    responses(
+        (status = 204, description = "paused"),
+        (status = 401, description = "no API key, or not a valid one"),
+        (status = 404, description = "no sandbox of the caller's with this id"),
+        (status = 409, description = "already paused"),
+    ),
+)]
 pub async fn pause(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -321,6 +425,18 @@ pub async fn pause(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post, path = "/e2b/sandboxes/{id}/resume", tag = "e2b",
+    summary = "Resume a paused sandbox with a fresh timeout",
+    params(("id" = String, Path, description = "the sandbox's id (its workspace's)")),
+    request_body = TimeoutBody,
+    responses(
+        (status = 201, description = "E2B's `Sandbox`"),
+        (status = 401, description = "no API key, or not a valid one"),
+        (status = 404, description = "no sandbox of the caller's with this id"),
+        (status = 409, description = "not paused"),
+    ),
+)]
 pub async fn resume(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -334,6 +450,18 @@ pub async fn resume(
     Ok(answer(&s, &sandbox, StatusCode::CREATED))
 }
 
+#[utoipa::path(
+    post, path = "/e2b/sandboxes/{id}/connect", tag = "e2b",
+    summary = "Connect: resume a paused sandbox, or extend a running one's timeout",
+    params(("id" = String, Path, description = "the sandbox's id (its workspace's)")),
+    request_body = TimeoutBody,
+    responses(
+        (status = 200, description = "E2B's `Sandbox` (it was running)"),
+        (status = 201, description = "E2B's `Sandbox` (it was paused and is resumed)"),
+        (status = 401, description = "no API key, or not a valid one"),
+        (status = 404, description = "no sandbox of the caller's with this id"),
+    ),
+)]
 pub async fn connect(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -351,16 +479,71 @@ pub async fn connect(
     Ok(answer(&s, &sandbox, status))
 }
 
+#[utoipa::path(
+    post, path = "/e2b/v2/sandboxes/{id}/connect", tag = "e2b",
+    summary = "Connect: `POST /e2b/sandboxes/{id}/connect` under the path newer SDKs use",
+    params(("id" = String, Path, description = "the sandbox's id (its workspace's)")),
+    request_body = TimeoutBody,
+    responses(
+        (status = 200, description = "E2B's `Sandbox` (it was running)"),
+        (status = 201, description = "E2B's `Sandbox` (it was paused and is resumed)"),
+        (status = 401, description = "no API key, or not a valid one"),
+        (status = 404, description = "no sandbox of the caller's with this id"),
+    ),
+)]
+pub async fn connect_v2(
+    state: State<AppState>,
+    headers: HeaderMap,
+    id: axum::extract::Path<String>,
+    bytes: axum::body::Bytes,
+) -> E2bResult<Response> {
+    connect(state, headers, id, bytes).await
+}
+
+#[utoipa::path(
+    get, path = "/e2b/sandboxes/{id}/metrics", tag = "e2b",
+    summary = "The sandbox's resource use now: one sample (CPU over the engine's last second), none while paused",
+    params(("id" = String, Path, description = "the sandbox's id (its workspace's)")),
+    responses(
+        (status = 200, description = "E2B's `SandboxMetric` list"),
+        (status = 401, description = "no API key, or not a valid one"),
+        (status = 404, description = "no sandbox of the caller's with this id"),
+    ),
+)]
 pub async fn metrics(
     State(s): State<AppState>,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> E2bResult<Response> {
     let who = caller(&s, &headers).await?;
-    s.sandboxes.get(&who, &id).await?;
-    Ok(axum::Json(Vec::<Value>::new()).into_response())
+    let now = s.sandboxes.metrics(&who, &id).await?;
+    let items: Vec<Value> = now
+        .into_iter()
+        .map(|m| {
+            json!({
+                "timestamp": rfc3339(m.at),
+                "timestampUnix": m.at.timestamp(),
+                "cpuCount": m.cpu_count,
+                "cpuUsedPct": (m.cpu_used_pct * 100.0).round() / 100.0,
+                "memUsed": m.mem_used,
+                "memTotal": m.mem_total,
+                "memCache": m.mem_cache,
+                "diskUsed": m.disk_used,
+                "diskTotal": m.disk_total,
+            })
+        })
+        .collect();
+    Ok(axum::Json(items).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/e2b/templates", tag = "e2b",
+    summary = "The templates a sandbox may name: `base` and berth's",
+    responses(
+        (status = 200, description = "E2B's `Template` list"),
+        (status = 401, description = "no API key, or not a valid one"),
+    ),
+)]
 pub async fn list_templates(State(s): State<AppState>, headers: HeaderMap) -> E2bResult<Response> {
     caller(&s, &headers).await?;
     let now = rfc3339(Utc::now());
@@ -389,7 +572,38 @@ const NOT_FORWARDED: [&str; 7] = [
     "cookie",
 ];
 
+#[utoipa::path(
+    method(get, post, put, patch, delete), path = "/e2b/",
+    tag = "e2b",
+    summary = "Sandbox traffic (envd, and any port of the sandbox)",
+    description = "Routed by `E2b-Sandbox-Id` and `E2b-Sandbox-Port` (or a `{port}-{sandboxID}.{BERTH_E2B_DOMAIN}` host name): envd's port 49983 to the workspace's resident agent (a secure sandbox's requests carry `X-Access-Token`), any other port to that port in the container. The path after `/e2b` goes as it was sent.",
+    responses(
+        (status = 200, description = "the sandbox's answer"),
+        (status = 400, description = "no sandbox id or port"),
+        (status = 401, description = "a secure sandbox's traffic without its access token"),
+        (status = 404, description = "no such sandbox"),
+        (status = 502, description = "nothing listens on the port"),
+    ),
+)]
+pub async fn sandbox_traffic_root(state: State<AppState>, req: Request) -> E2bResult<Response> {
+    sandbox_traffic(state, req).await
+}
+
 /// Sandbox traffic: envd's port to the workspace's resident agent, as it was sent (path after `/e2b`).
+#[utoipa::path(
+    method(get, post, put, patch, delete), path = "/e2b/{path}",
+    params(("path" = String, Path, description = "the sandbox's path, e.g. `process.Process/Start` or `files`")),
+    tag = "e2b",
+    summary = "Sandbox traffic (envd, and any port of the sandbox)",
+    description = "Routed by `E2b-Sandbox-Id` and `E2b-Sandbox-Port` (or a `{port}-{sandboxID}.{BERTH_E2B_DOMAIN}` host name): envd's port 49983 to the workspace's resident agent (a secure sandbox's requests carry `X-Access-Token`), any other port to that port in the container. The path after `/e2b` goes as it was sent.",
+    responses(
+        (status = 200, description = "the sandbox's answer"),
+        (status = 400, description = "no sandbox id or port"),
+        (status = 401, description = "a secure sandbox's traffic without its access token"),
+        (status = 404, description = "no such sandbox"),
+        (status = 502, description = "nothing listens on the port"),
+    ),
+)]
 pub async fn sandbox_traffic(State(s): State<AppState>, req: Request) -> E2bResult<Response> {
     let (id, port, given) = {
         let header = |name: &str| -> Option<String> {

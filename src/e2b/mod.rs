@@ -46,6 +46,19 @@ pub struct NewSandbox {
     pub auto_pause: bool,
 }
 
+/// What a running sandbox uses now (E2B's `SandboxMetric`).
+pub struct Metrics {
+    pub at: DateTime<Utc>,
+    pub cpu_count: u32,
+    /// Percent of its CPUs.
+    pub cpu_used_pct: f64,
+    pub mem_used: u64,
+    pub mem_cache: u64,
+    pub mem_total: u64,
+    pub disk_used: u64,
+    pub disk_total: u64,
+}
+
 /// A sandbox: its record and its workspace.
 pub struct Sandbox {
     pub row: SandboxRow,
@@ -113,17 +126,12 @@ impl Sandboxes {
             name: format!("e2b-{short}"),
             template,
             env_vars: Some(new.env_vars),
+            // A sandbox is built on creation, with or without a template.
+            build_now: true,
             ..Default::default()
         };
         let ws = self.workspaces.create(who, req).await?;
-        // A workspace without a template is not built on creation; a sandbox always is.
-        let ready = match ws.status {
-            Status::Pending => match self.workspaces.start_build(&ws.id, None, false).await {
-                Ok(_) => self.wait_ready(&ws.id).await,
-                Err(e) => Err(e),
-            },
-            _ => self.wait_ready(&ws.id).await,
-        };
+        let ready = self.wait_ready(&ws.id).await;
         let ws = match ready {
             Ok(ws) => ws,
             Err(e) => {
@@ -271,6 +279,37 @@ impl Sandboxes {
                 .await?;
         }
         Ok(())
+    }
+
+    /// One sample of what the sandbox uses now; none while it is paused.
+    pub async fn metrics(&self, who: &Principal, id: &str) -> ApiResult<Option<Metrics>> {
+        let s = self.get(who, id).await?;
+        if s.state() == State::Paused {
+            return Ok(None);
+        }
+        let engine = self.workspaces.engine();
+        let container = crate::engine::container_name(id);
+        let (usage, disk) = tokio::join!(engine.usage(&container), engine.disk_usage());
+        let Some(usage) = usage? else {
+            return Ok(None);
+        };
+        let config = self.workspaces.config();
+        let cpus = s
+            .workspace
+            .limits
+            .cpus
+            .unwrap_or_else(|| config.default_cpus());
+        let disk_mb = s.workspace.limits.disk_mb.unwrap_or(config.disk_mb);
+        Ok(Some(Metrics {
+            at: Utc::now(),
+            cpu_count: cpus.ceil().max(1.0) as u32,
+            cpu_used_pct: (usage.cpu_pct / cpus.max(0.01)).clamp(0.0, 100.0),
+            mem_used: usage.mem_used,
+            mem_cache: usage.mem_cache,
+            mem_total: usage.mem_limit,
+            disk_used: disk?.get(id).copied().unwrap_or(0),
+            disk_total: disk_mb << 20,
+        }))
     }
 
     /// Stops the container, keeping its files; a paused sandbox does not time out.

@@ -359,3 +359,71 @@ impl Engine {
         Ok(used)
     }
 }
+
+/// A running container's resource use now, as the engine measures it.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// Percent of one CPU it used over the engine's last second (200 = two busy CPUs).
+    pub cpu_pct: f64,
+    pub mem_used: u64,
+    pub mem_cache: u64,
+    pub mem_limit: u64,
+}
+
+impl Engine {
+    /// One sample of a container's use (the engine measures CPU over a second, so this takes about
+    /// one); `None` when it is not running.
+    pub async fn usage(&self, container: &str) -> EngineResult<Option<Usage>> {
+        use bollard::container::{MemoryStatsStats, StatsOptions};
+        use futures::StreamExt;
+        let mut stream = self.docker.stats(
+            container,
+            Some(StatsOptions {
+                stream: false,
+                one_shot: false,
+            }),
+        );
+        let stats = match stream.next().await {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                return match EngineError::from_bollard(format!("stats of {container}"), e) {
+                    e if e.is_not_found() => Ok(None),
+                    e => Err(e),
+                }
+            }
+            None => return Ok(None),
+        };
+        // A stopped container answers zeros and no CPU count.
+        let Some(cpus) = stats.cpu_stats.online_cpus.filter(|n| *n > 0) else {
+            return Ok(None);
+        };
+        let cpu = stats
+            .cpu_stats
+            .cpu_usage
+            .total_usage
+            .saturating_sub(stats.precpu_stats.cpu_usage.total_usage) as f64;
+        let system = stats
+            .cpu_stats
+            .system_cpu_usage
+            .unwrap_or(0)
+            .saturating_sub(stats.precpu_stats.system_cpu_usage.unwrap_or(0))
+            as f64;
+        let cpu_pct = if system > 0.0 {
+            cpu / system * cpus as f64 * 100.0
+        } else {
+            0.0
+        };
+        let mem = &stats.memory_stats;
+        let mem_cache = match mem.stats {
+            Some(MemoryStatsStats::V1(v1)) => v1.cache,
+            Some(MemoryStatsStats::V2(v2)) => v2.file,
+            None => 0,
+        };
+        Ok(Some(Usage {
+            cpu_pct,
+            mem_used: mem.usage.unwrap_or(0).saturating_sub(mem_cache),
+            mem_cache,
+            mem_limit: mem.limit.unwrap_or(0),
+        }))
+    }
+}

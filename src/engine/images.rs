@@ -1,7 +1,6 @@
 //! Images: presence checks, pulls, builds from a generated tar context, import of a bootstrapped root
 //! filesystem, removal.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::image::{
@@ -104,11 +103,12 @@ impl Engine {
     }
 
     /// Builds `tag` from `context`, streaming the builder's output into `log`. Returns the image id.
+    /// Labels belong in the context's Dockerfile: the builder caches its steps, while labels given
+    /// beside it are steps it runs a throwaway container for at every build.
     pub async fn build_image(
         &self,
         context: BuildContext,
         tag: &str,
-        labels: HashMap<String, String>,
         no_cache: bool,
         log: &mut OutputSink,
     ) -> EngineResult<String> {
@@ -119,7 +119,6 @@ impl Engine {
         let options = BuildImageOptions {
             dockerfile: "Dockerfile".to_string(),
             t: tag.to_string(),
-            labels,
             nocache: no_cache,
             rm: true,
             forcerm: true,
@@ -166,12 +165,22 @@ impl Engine {
         drain_create_image(&op, &mut stream).await
     }
 
-    /// Removes an image; a missing one is not an error.
     /// Images of this instance that no tag names any longer: what a rebuild replaced, or a build
     /// that finished after berth stopped waiting for it.
     pub async fn list_dangling_images(&self) -> EngineResult<Vec<String>> {
+        self.list_images(true).await
+    }
+
+    /// Every image of this instance (shared images, and dangling ones).
+    pub async fn list_managed_images(&self) -> EngineResult<Vec<String>> {
+        self.list_images(false).await
+    }
+
+    async fn list_images(&self, dangling_only: bool) -> EngineResult<Vec<String>> {
         let mut filters = labels::instance_filter(&self.instance);
-        filters.insert("dangling".into(), vec!["true".into()]);
+        if dangling_only {
+            filters.insert("dangling".into(), vec!["true".into()]);
+        }
         let list = self
             .docker
             .list_images(Some(ListImagesOptions {
@@ -206,6 +215,7 @@ impl Engine {
         }
     }
 
+    /// Removes an image; a missing one is not an error.
     pub async fn remove_image(&self, reference: &str) -> EngineResult<()> {
         match self
             .docker

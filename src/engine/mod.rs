@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-pub use containers::{ContainerSpec, ManagedContainer, AGENT_PORT, CODE_DIR};
+pub use containers::{ContainerSpec, ManagedContainer, Usage, AGENT_PORT, CODE_DIR};
 pub use events::{ContainerEvent, ContainerEventKind};
 pub use exec::{ExecOutput, ExecRequest, OrphanedExec};
 pub use images::{tar_of, BuildContext};

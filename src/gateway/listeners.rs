@@ -93,7 +93,7 @@ impl Listeners {
         let stop = shutdown.clone();
         self.inner.tracker.spawn(async move {
             let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(listener, service)
+            let served = axum::serve(crate::server::without_delay(listener), service)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await;
             if let Err(e) = served {

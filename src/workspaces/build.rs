@@ -19,6 +19,16 @@ pub(super) enum BuildFailure {
     Cancelled,
 }
 
+/// What `provision` made or found.
+pub(super) struct Provisioned {
+    pub container_id: String,
+    pub image_id: String,
+    /// A container was created (not an existing one started).
+    pub new_container: bool,
+    /// The image the shared tag named before a rebuild replaced it.
+    pub replaced_image: Option<String>,
+}
+
 /// How often a build's end that could not be recorded is tried again.
 const RECORD_RETRY: Duration = Duration::from_secs(2);
 
@@ -210,115 +220,27 @@ impl Workspaces {
         cancel: &CancellationToken,
     ) -> Result<(), BuildFailure> {
         let inner = &self.inner;
-        let engine = &inner.engine;
-        let distro_name = ws
-            .distro
-            .clone()
-            .unwrap_or_else(|| inner.config.default_distro.clone());
-        let distro = inner
-            .catalog
-            .distro(&distro_name)
-            .ok_or_else(|| BuildFailure::Failed(format!("unknown distro {distro_name}")))?
-            .clone();
-
-        self.ensure_base_image(&distro, log).await?;
-
-        // One image per distro and package set, shared by every workspace built from them: a build
-        // that finds it ready is a lookup, not an engine build (the workspace's labels go on its
-        // container instead).
-        let (context, digest) = build_context(&distro, &ws.packages);
-        let tag = engine::shared_image_tag(engine.instance(), &digest);
-        let container_name = engine::container_name(&ws.id);
-        let existing_image = engine.image_id(&tag).await?;
-        let image_id = match existing_image.clone() {
-            Some(id) if !rebuild => {
-                log.write(format!("== berth: reusing image {tag}\n").as_bytes())
-                    .await;
-                id
-            }
-            _ => {
-                log.write(
-                    format!("== berth: building image {tag} from {}\n", distro.image).as_bytes(),
-                )
-                .await;
-                engine
-                    .build_image(
-                        context,
-                        &tag,
-                        labels::for_instance(engine.instance()),
-                        rebuild,
-                        log,
-                    )
-                    .await?
-            }
-        };
-
-        engine.ensure_volume(&ws.id).await?;
-        // A bridge workspace gets a network of its own: no neighbours, and the host's firewall rules.
-        let own_network = if ws.network == "bridge" {
-            Some(engine.ensure_network(&ws.id).await?)
-        } else {
-            None
-        };
-        let current = engine.inspect_container(&container_name).await?;
-        let reuse = current
-            .as_ref()
-            .is_some_and(|c| c.image.as_deref() == Some(image_id.as_str()));
-        let container_id = if reuse && !rebuild {
-            let c = current.expect("checked above");
-            engine.start_container(&container_name).await?;
-            c.id.unwrap_or(container_name.clone())
-        } else {
-            if current.is_some() {
-                log.write(b"== berth: replacing the container (the /workspace volume is kept)\n")
-                    .await;
-                engine.remove_container(&container_name).await?;
-            }
-            let config = &inner.config;
-            let agent = crate::opencode::binary::mount(&config.opencode_dir());
-            // A host path that is not UTF-8 cannot be named to the engine: no mount, and the binary
-            // is copied in instead when an agent starts.
-            let agent_mount = agent
-                .as_ref()
-                .and_then(|(host, target)| Some((host.to_str()?, target.as_str())));
-            let memory_mb = self.memory_mb(ws);
-            let resident = inner.resident.container_parts(&ws.id);
-            let cpus = ws.limits.cpus.unwrap_or_else(|| config.default_cpus());
-            let id = engine
-                .create_container(&ContainerSpec {
-                    workspace_id: &ws.id,
-                    hostname: &ws.name,
-                    image: &tag,
-                    memory_bytes: (memory_mb * 1024 * 1024) as i64,
-                    nano_cpus: (cpus * 1e9) as i64,
-                    pids_limit: ws.limits.pids.unwrap_or(config.pids_limit),
-                    network: &ws.network,
-                    own_network: own_network.as_deref(),
-                    code_mount: ws.code_mount.as_deref(),
-                    agent_mount,
-                    resident: resident.as_ref(),
-                })
-                .await?;
-            engine.start_container(&id).await?;
+        let made = self.provision(ws, rebuild, log).await?;
+        if made.new_container {
             // The new container has what waited for it.
             inner
                 .store
                 .set_needs_rebuild(&ws.id, false)
                 .await
                 .map_err(|e| BuildFailure::Failed(format!("store: {e}")))?;
-            id
-        };
+        }
         // The image this workspace used before goes once no container uses it (shared images stay
         // while another workspace's container does).
-        let previous = ws.image_id.clone().into_iter().chain(existing_image);
-        for old in previous.filter(|old| *old != image_id) {
-            if let Err(e) = engine.remove_image_if_unused(&old).await {
+        let previous = ws.image_id.clone().into_iter().chain(made.replaced_image);
+        for old in previous.filter(|old| *old != made.image_id) {
+            if let Err(e) = inner.engine.remove_image_if_unused(&old).await {
                 tracing::warn!(workspace.id = %ws.id, error = %e, "removing the previous image failed");
             }
         }
+        let container_id = made.container_id;
         inner
             .store
-            .set_workspace_engine_ids(&ws.id, Some(&container_id), Some(&image_id))
+            .set_workspace_engine_ids(&ws.id, Some(&container_id), Some(&made.image_id))
             .await
             .map_err(|e| BuildFailure::Failed(format!("store: {e}")))?;
         inner
@@ -367,6 +289,109 @@ impl Workspaces {
         Ok(())
     }
 
+    /// The engine's part of a build: base and shared image, volume, network, and a started container
+    /// (the one there is when it runs the same image, unless `rebuild`). Touches no store row, so the
+    /// warm pool provisions with it too.
+    pub(super) async fn provision(
+        &self,
+        ws: &Workspace,
+        rebuild: bool,
+        log: &mut OutputSink,
+    ) -> Result<Provisioned, BuildFailure> {
+        let inner = &self.inner;
+        let engine = &inner.engine;
+        let distro_name = ws
+            .distro
+            .clone()
+            .unwrap_or_else(|| inner.config.default_distro.clone());
+        let distro = inner
+            .catalog
+            .distro(&distro_name)
+            .ok_or_else(|| BuildFailure::Failed(format!("unknown distro {distro_name}")))?
+            .clone();
+
+        self.ensure_base_image(&distro, log).await?;
+
+        // One image per distro and package set, shared by every workspace built from them: a build
+        // that finds it ready is a lookup, not an engine build (the workspace's labels go on its
+        // container instead).
+        let (context, digest) = build_context(&distro, &ws.packages, engine.instance());
+        let tag = engine::shared_image_tag(engine.instance(), &digest);
+        let container_name = engine::container_name(&ws.id);
+        let existing_image = engine.image_id(&tag).await?;
+        let image_id = match existing_image.clone() {
+            Some(id) if !rebuild => {
+                log.write(format!("== berth: reusing image {tag}\n").as_bytes())
+                    .await;
+                id
+            }
+            _ => {
+                log.write(
+                    format!("== berth: building image {tag} from {}\n", distro.image).as_bytes(),
+                )
+                .await;
+                engine.build_image(context, &tag, rebuild, log).await?
+            }
+        };
+
+        engine.ensure_volume(&ws.id).await?;
+        // A bridge workspace gets a network of its own: no neighbours, and the host's firewall rules.
+        let own_network = if ws.network == "bridge" {
+            Some(engine.ensure_network(&ws.id).await?)
+        } else {
+            None
+        };
+        let current = engine.inspect_container(&container_name).await?;
+        let reuse = current
+            .as_ref()
+            .is_some_and(|c| c.image.as_deref() == Some(image_id.as_str()));
+        let new_container = !reuse || rebuild;
+        let container_id = if !new_container {
+            let c = current.expect("checked above");
+            engine.start_container(&container_name).await?;
+            c.id.unwrap_or(container_name.clone())
+        } else {
+            if current.is_some() {
+                log.write(b"== berth: replacing the container (the /workspace volume is kept)\n")
+                    .await;
+                engine.remove_container(&container_name).await?;
+            }
+            let config = &inner.config;
+            let agent = crate::opencode::binary::mount(&config.opencode_dir());
+            // A host path that is not UTF-8 cannot be named to the engine: no mount, and the binary
+            // is copied in instead when an agent starts.
+            let agent_mount = agent
+                .as_ref()
+                .and_then(|(host, target)| Some((host.to_str()?, target.as_str())));
+            let memory_mb = self.memory_mb(ws);
+            let resident = inner.resident.container_parts(&ws.id);
+            let cpus = ws.limits.cpus.unwrap_or_else(|| config.default_cpus());
+            let id = engine
+                .create_container(&ContainerSpec {
+                    workspace_id: &ws.id,
+                    hostname: &ws.name,
+                    image: &tag,
+                    memory_bytes: (memory_mb * 1024 * 1024) as i64,
+                    nano_cpus: (cpus * 1e9) as i64,
+                    pids_limit: ws.limits.pids.unwrap_or(config.pids_limit),
+                    network: &ws.network,
+                    own_network: own_network.as_deref(),
+                    code_mount: ws.code_mount.as_deref(),
+                    agent_mount,
+                    resident: resident.as_ref(),
+                })
+                .await?;
+            engine.start_container(&id).await?;
+            id
+        };
+        Ok(Provisioned {
+            container_id,
+            image_id,
+            new_container,
+            replaced_image: existing_image,
+        })
+    }
+
     /// The distro's base image must be local; otherwise try a pull, and fail with the command that makes
     /// it on hosts without a registry.
     async fn ensure_base_image(
@@ -410,7 +435,7 @@ impl Workspaces {
 /// Dockerfile plus a script that installs only the packages the base lacks, so an image built from a
 /// bootstrapped base needs no network when nothing is missing.
 /// The image's build context, and a digest of what it is built from (its shared tag).
-fn build_context(distro: &Distro, extra: &[String]) -> (BuildContext, String) {
+fn build_context(distro: &Distro, extra: &[String], instance: &str) -> (BuildContext, String) {
     let mut packages = distro.packages.clone();
     for p in extra {
         if !packages.contains(p) {
@@ -423,9 +448,16 @@ fn build_context(distro: &Distro, extra: &[String]) -> (BuildContext, String) {
         "#!/bin/sh\nset -e\nmissing=\"\"\nfor p in {}; do\n  if ! ( {installed} ); then missing=\"$missing $p\"; fi\ndone\nif [ -n \"$missing\" ]; then\n  echo \"installing:$missing\"\n  {install}\nelse\n  echo \"all packages present\"\nfi\n",
         packages.join(" ")
     );
+    // The instance's labels in one step the builder caches: this instance's, and no workspace's.
+    let mut labels: Vec<String> = labels::for_instance(instance)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    labels.sort();
     let dockerfile = format!(
-        "FROM {}\nCOPY berth-packages.sh /tmp/berth-packages.sh\nRUN sh /tmp/berth-packages.sh && rm -f /tmp/berth-packages.sh && mkdir -p /workspace\nWORKDIR /workspace\n",
-        distro.image
+        "FROM {}\nCOPY berth-packages.sh /tmp/berth-packages.sh\nRUN sh /tmp/berth-packages.sh && rm -f /tmp/berth-packages.sh && mkdir -p /workspace\nWORKDIR /workspace\nLABEL {}\n",
+        distro.image,
+        labels.join(" ")
     );
     let digest = {
         use sha2::Digest;

@@ -10,6 +10,7 @@ mod host;
 mod init;
 mod lifecycle;
 pub mod model;
+mod pool;
 mod reconcile;
 pub use reconcile::INTERRUPTED_BUILD;
 mod skills;
@@ -62,6 +63,8 @@ struct Inner {
     builds: Mutex<HashMap<String, CancellationToken>>,
     /// Workspaces being removed: a second delete waits for the first, then finds nothing (404).
     removing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Started containers waiting for a create to claim them.
+    pool: pool::Pool,
 }
 
 /// What workspace operations are built from, once, at start-up.
@@ -106,6 +109,7 @@ impl Workspaces {
                 resident,
                 builds: Mutex::new(HashMap::new()),
                 removing: Mutex::new(HashMap::new()),
+                pool: pool::Pool::default(),
             }),
         }
     }
@@ -233,13 +237,9 @@ impl Workspaces {
                 .remove_container(&crate::engine::container_name(id))
                 .await?;
             self.inner.resident.remove(id);
-            // Its own image from before images were shared, and its shared image once nobody uses it.
+            // Its own image from before images were shared. A shared image stays while berth runs,
+            // for the next create of its distro and packages (`remove_unused_images`).
             engine.remove_image(&crate::engine::image_tag(id)).await?;
-            if let Some(image) = &ws.image_id {
-                if let Err(e) = engine.remove_image_if_unused(image).await {
-                    tracing::warn!(workspace.id = %id, error = %e, "removing an unused image failed");
-                }
-            }
             if let Ok(Some(ip)) = engine.network_gateway(id).await {
                 self.inner.gateway.release(ip);
             }

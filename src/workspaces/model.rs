@@ -156,6 +156,40 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// A container workspace that sets nothing and was never built, made `now`: what a create starts
+    /// from (and what a pooled container is built as).
+    pub fn unbuilt(id: String, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            owner: String::new(),
+            name: String::new(),
+            workspace_type: WorkspaceType::Container,
+            path: "/workspace".into(),
+            template: None,
+            distro: None,
+            packages: Vec::new(),
+            skills: Vec::new(),
+            tools: Vec::new(),
+            env_vars: BTreeMap::new(),
+            init_scripts: Vec::new(),
+            init_script: None,
+            network: "bridge".into(),
+            code_mount: None,
+            limits: Limits::default(),
+            needs_rebuild: false,
+            status: Status::Pending,
+            error_message: None,
+            container_id: None,
+            container_state: None,
+            building_op: None,
+            image_id: None,
+            init_exit_code: None,
+            init_finished_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Why a workspace that is not ready cannot run anything, for a 409 answer.
     pub fn not_ready(&self) -> String {
         match (self.status, self.container_state) {

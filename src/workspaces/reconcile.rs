@@ -54,6 +54,22 @@ impl Workspaces {
         }
     }
 
+    /// Shared images are a cache while berth runs (a create of the same distro and packages finds its
+    /// image built); those no container uses go when berth stops or starts.
+    pub async fn remove_unused_images(&self) -> anyhow::Result<()> {
+        let engine = &self.inner.engine;
+        for image in engine.list_managed_images().await? {
+            match engine.remove_image_if_unused(&image).await {
+                Ok(true) => tracing::info!(image.id = %image, "removed an image no container uses"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(image.id = %image, error = %e, "an unused berth image stays")
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn reconcile(&self) -> anyhow::Result<()> {
         let store = &self.inner.store;
         let engine = &self.inner.engine;
@@ -159,6 +175,8 @@ impl Workspaces {
                 }
             }
         }
+        // What a crash kept from the sweep at the last stop.
+        self.remove_unused_images().await?;
         Ok(())
     }
 }

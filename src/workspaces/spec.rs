@@ -47,6 +47,10 @@ pub struct CreateWorkspace {
     /// Not settable over `/api/workspaces`: only the codebases API mounts host directories.
     #[serde(skip)]
     pub code_mount: Option<String>,
+    /// Build right away even without a template (E2B's sandboxes are ready when created). Not settable
+    /// over `/api/workspaces`, whose template-less workspaces wait for `POST /build`.
+    #[serde(skip)]
+    pub build_now: bool,
 }
 
 /// An edit; fields that only take effect in a new container (distro, network, packages, limits) mark
@@ -228,8 +232,7 @@ impl Workspaces {
             WorkspaceType::Host => self.host_path(&name, req.path.as_deref())?,
         };
         let now = Utc::now();
-        let ws = Workspace {
-            id,
+        let mut ws = Workspace {
             owner: who.name.clone(),
             name,
             workspace_type,
@@ -249,20 +252,11 @@ impl Workspaces {
             network,
             code_mount: req.code_mount.clone(),
             limits,
-            needs_rebuild: false,
             status: match workspace_type {
                 WorkspaceType::Host => Status::Ready,
                 WorkspaceType::Container => Status::Pending,
             },
-            error_message: None,
-            container_id: None,
-            container_state: None,
-            building_op: None,
-            image_id: None,
-            init_exit_code: None,
-            init_finished_at: None,
-            created_at: now,
-            updated_at: now,
+            ..Workspace::unbuilt(id, now)
         };
         validate::env_vars(&ws.env_vars)?;
         if let Some(s) = &ws.init_script {
@@ -272,14 +266,34 @@ impl Workspaces {
             std::fs::create_dir_all(&ws.path)
                 .map_err(|e| ApiError::invalid(format!("cannot create path {}: {e}", ws.path)))?;
         }
+        let build_now = template.is_some() || req.build_now;
+        // A workspace built right away takes a pooled container when it fits one: its id is the
+        // pooled one's, and the build finds the container started.
+        let pooled = if build_now && self.fits_pool(&ws) {
+            self.claim_pooled()
+        } else {
+            None
+        };
+        if let Some(id) = &pooled {
+            ws.id = id.clone();
+        }
         let written = self
             .inner
             .store
             .insert_workspace(&ws, &self.inner.secrets)
-            .await?;
-        name_free(written, &ws.name)?;
-        tracing::info!(workspace.id = %ws.id, workspace.name = %ws.name, r#type = ws.workspace_type.as_str(), "workspace created");
-        if template.is_some() {
+            .await;
+        if let Err(e) = written
+            .map_err(ApiError::from)
+            .and_then(|w| name_free(w, &ws.name))
+        {
+            // Unused: the next create takes it.
+            if let Some(id) = pooled {
+                self.unclaim(id);
+            }
+            return Err(e);
+        }
+        tracing::info!(workspace.id = %ws.id, workspace.name = %ws.name, r#type = ws.workspace_type.as_str(), pooled = pooled.is_some(), "workspace created");
+        if build_now {
             return self.start_build(&ws.id, None, false).await;
         }
         if ws.workspace_type == WorkspaceType::Host

@@ -8,7 +8,7 @@ use crate::harness::Server;
 
 #[tokio::test]
 async fn build_init_log_rerun_rebuild_and_delete() {
-    let s = Server::start().await;
+    let mut s = Server::start().await;
     let init =
         "echo \"init for $GREETING\"\necho $GREETING > /workspace/greeting\necho to-stderr >&2\n";
     let id = s
@@ -247,13 +247,24 @@ async fn build_init_log_rerun_rebuild_and_delete() {
     assert_eq!(limits["pids_limit"], 300, "{d}");
     assert_eq!(w["needs_rebuild"], false, "{w}");
 
-    // Delete removes container, image and volume.
+    // Delete removes container, network and volume; the shared image stays as the build cache.
     let (status, _) = s
         .call("DELETE", &format!("/api/workspaces/{id}"), None)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = s.get(&format!("/api/workspaces/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    s.assert_no_engine_objects().await;
+    // The next create of the same distro and packages finds its image built.
+    let again = s.ready_workspace("again", json!({})).await;
+    let (_, log) = s.get(&format!("/api/workspaces/{again}/init-log")).await;
+    let content = log["content"].as_str().unwrap();
+    assert!(content.contains("reusing image"), "{content}");
+    assert!(!content.contains("Step 1/"), "{content}");
+    s.call("DELETE", &format!("/api/workspaces/{again}"), None)
+        .await;
+    // A stop removes the image nothing uses.
+    s.terminate();
     s.assert_no_engine_objects().await;
 }
 
@@ -275,7 +286,7 @@ async fn delete_can_keep_the_volume_and_deleting_while_building_cancels_the_buil
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let left = crate::harness::list_instance_objects(&s.instance()).await;
+    let left = crate::harness::list_instance_objects(&s.instance(), true).await;
     assert_eq!(
         left,
         vec![format!("volume berth-ws-{id}")],

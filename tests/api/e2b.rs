@@ -25,7 +25,7 @@ fn install(script: &str) -> String {
 
 /// Runs an SDK's flows script against the server with a fresh API key as `E2B_API_KEY`; it must print
 /// `ok` last. Then every sandbox it made is gone, and nothing is left in the engine.
-async fn run_flows(s: &Server, program: &str, script: &str, env: &[(&str, &str)]) {
+async fn run_flows(s: &mut Server, program: &str, script: &str, env: &[(&str, &str)]) {
     let (status, tok) = s.post("/api/auth/tokens", json!({ "name": "e2b" })).await;
     assert_eq!(status, StatusCode::CREATED, "{tok}");
     let out = tokio::process::Command::new(program)
@@ -45,24 +45,37 @@ async fn run_flows(s: &Server, program: &str, script: &str, env: &[(&str, &str)]
         out.status.success() && stdout.trim_end().ends_with("ok"),
         "{script} failed:\n{stdout}\n{stderr}"
     );
-    // The sandboxes were the user's workspaces; all of them are gone now.
+    // The sandboxes were the user's workspaces; all of them are gone now (and a stop takes the warm
+    // pool's container).
     let (_, list) = s.get("/api/workspaces").await;
     assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+    s.terminate();
     s.assert_no_engine_objects().await;
 }
 
 #[tokio::test]
 async fn the_e2b_sdk_runs_its_documented_flows_on_berth() {
-    let s = Server::start().await;
+    let mut s = Server::start().await;
     let python = install("scripts/e2b.sh");
-    run_flows(&s, &python, "tests/e2b/flows.py", &[]).await;
+    run_flows(&mut s, &python, "tests/e2b/flows.py", &[]).await;
 }
 
 #[tokio::test]
 async fn the_e2b_js_sdk_runs_its_documented_flows_on_berth() {
-    let s = Server::start().await;
+    // With a warm pool: its sandboxes are claimed started containers (each create that finds one).
+    let mut s = Server::start_with(crate::harness::Options {
+        env: vec![("BERTH_POOL_SIZE".into(), "1".into())],
+        ..Default::default()
+    })
+    .await;
     let dir = install("scripts/e2b-js.sh");
-    run_flows(&s, "node", "tests/e2b/flows.mjs", &[("E2B_JS_DIR", &dir)]).await;
+    run_flows(
+        &mut s,
+        "node",
+        "tests/e2b/flows.mjs",
+        &[("E2B_JS_DIR", &dir)],
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -336,9 +336,11 @@ impl Server {
         started.elapsed()
     }
 
-    /// Fails if any container, volume or image of this server's instance is still in the engine.
+    /// Fails if any container, volume, network or image of this server's instance is still in the
+    /// engine; while the server runs, its shared images are its build cache, not a leak (it removes
+    /// those no container uses when it stops).
     pub async fn assert_no_engine_objects(&self) {
-        let left = list_instance_objects(&self.instance()).await;
+        let left = list_instance_objects(&self.instance(), self.child.is_some()).await;
         assert!(left.is_empty(), "engine objects leaked: {left:?}");
     }
 }
@@ -452,7 +454,8 @@ fn instance_filter(instance: &str) -> HashMap<String, Vec<String>> {
     )])
 }
 
-pub async fn list_instance_objects(instance: &str) -> Vec<String> {
+/// What the engine holds of an instance; `but_cache`: without its shared images (`berth-img-…`).
+pub async fn list_instance_objects(instance: &str, but_cache: bool) -> Vec<String> {
     let d = docker().await;
     let mut out = Vec::new();
     for c in d
@@ -485,7 +488,11 @@ pub async fn list_instance_objects(instance: &str) -> Vec<String> {
         .await
         .unwrap()
     {
-        out.push(format!("image {}", i.id));
+        let cache =
+            !i.repo_tags.is_empty() && i.repo_tags.iter().all(|t| t.starts_with("berth-img-"));
+        if !(but_cache && cache) {
+            out.push(format!("image {}", i.id));
+        }
     }
     for n in d
         .list_networks(Some(bollard::network::ListNetworksOptions {

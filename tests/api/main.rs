@@ -20,6 +20,7 @@ mod lifecycle;
 mod missions;
 mod observability;
 mod openapi;
+mod pool;
 mod reconcile;
 mod resident;
 mod tenants;

@@ -95,6 +95,16 @@ sbx.set_timeout(90)
 info = sbx.get_info()
 assert info.metadata == {"suite": "berth"} and info.state.value == "running", info
 
+step("metrics")
+# A busy CPU and a file of 64 MiB, measured by the engine.
+sbx.commands.run("head -c 67108864 /dev/urandom > /home/user/blob; timeout 2 sh -c 'while :; do :; done'; true")
+m = sbx.get_metrics()
+assert len(m) == 1, m
+m = m[0]
+assert m.cpu_count >= 1 and 0 <= m.cpu_used_pct <= 100, m
+assert 0 < m.mem_used < m.mem_total, m
+assert m.disk_used >= 64 << 20 and m.disk_total > m.disk_used, m
+
 step("pause, resume keeps files")
 assert sbx.pause()
 assert Sandbox.get_info(sbx.sandbox_id).state.value == "paused"

@@ -15,7 +15,7 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::OpenApi;
 
 use super::{
-    audit, auth, backends, control, files, gateway, library, library_openagent, mcp, metrics,
+    audit, auth, backends, control, e2b, files, gateway, library, library_openagent, mcp, metrics,
     missions, opencode_proxy, processes, providers, system, terminal, tokens, v1, workspace_power,
     workspaces,
 };
@@ -84,6 +84,9 @@ method is 405 (`method_not_allowed`).",
         v1::get_runtime_status, v1::list_runtime_projects, v1::list_runtime_sessions,
         v1::get_runtime_session, v1::list_runtime_messages, v1::list_runtime_parts,
         v1::list_monitor_agents, v1::list_monitor_messages, v1::get_monitor_stats,
+        e2b::create_sandbox, e2b::create_sandbox_v2, e2b::list_sandboxes, e2b::list_sandboxes_v2, e2b::get_sandbox,
+        e2b::kill_sandbox, e2b::set_timeout, e2b::refresh, e2b::pause, e2b::resume, e2b::connect, e2b::connect_v2,
+        e2b::metrics, e2b::list_templates, e2b::sandbox_traffic_root, e2b::sandbox_traffic,
         openapi_json, docs_page,
     ),
     tags(
@@ -103,6 +106,7 @@ method is 405 (`method_not_allowed`).",
         (name = "v1 workers", description = "workers: registration, heartbeats, claims"),
         (name = "v1 runtime", description = "the OpenCode servers berth runs, read-only"),
         (name = "v1 monitor", description = "berth's activity log"),
+        (name = "e2b", description = "E2B's control API and sandbox traffic, for E2B's SDKs (`E2B_API_URL` and `E2B_SANDBOX_URL` = `http://HOST:PORT/e2b`); errors are E2B's `{code, message}`"),
         (name = "docs", description = "this description"),
     ),
 )]

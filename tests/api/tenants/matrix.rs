@@ -22,7 +22,7 @@ fn served_paths() -> Vec<String> {
 }
 
 /// Paths with an id that name no user's object, and why.
-const SHARED: [(&str, &str); 8] = [
+const SHARED: [(&str, &str); 9] = [
     ("/api/library/{type}", "the library is the team's"),
     ("/api/library/{type}/{name}", "the library is the team's"),
     (
@@ -35,6 +35,11 @@ const SHARED: [(&str, &str); 8] = [
     (
         "/api/library/skills/{name}/references/{*path}",
         "the library is the team's",
+    ),
+    (
+        "/e2b/{*path}",
+        "sandbox traffic names its sandbox in a header and carries the sandbox's access token, not a \
+         user's (tests/api/tenants/e2b.rs walks it)",
     ),
     (
         "/llm/{provider}/{*path}",
@@ -114,6 +119,17 @@ async fn another_users_objects_do_not_exist_on_any_route() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{tok}");
     let tok_id = tok["id"].as_str().unwrap().to_string();
+    // An E2B sandbox (a workspace of hers, built).
+    let (status, sbx) = s
+        .call_as(
+            &alice,
+            "POST",
+            "/e2b/sandboxes",
+            Some(json!({ "templateID": "base", "timeout": 600 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sbx}");
+    let sbx = sbx["sandboxID"].as_str().unwrap().to_string();
 
     // (path template, method, concrete path, body)
     let cbp = format!("/v1/opencode/codebases/{cb}");
@@ -478,6 +494,60 @@ async fn another_users_objects_do_not_exist_on_any_route() {
             "/v1/opencode/runtime/sessions/ses_x/parts".into(),
             Value::Null,
         ),
+        (
+            "/e2b/sandboxes/{id}",
+            "GET",
+            format!("/e2b/sandboxes/{sbx}"),
+            Value::Null,
+        ),
+        (
+            "/e2b/sandboxes/{id}",
+            "DELETE",
+            format!("/e2b/sandboxes/{sbx}"),
+            Value::Null,
+        ),
+        (
+            "/e2b/sandboxes/{id}/timeout",
+            "POST",
+            format!("/e2b/sandboxes/{sbx}/timeout"),
+            json!({ "timeout": 1 }),
+        ),
+        (
+            "/e2b/sandboxes/{id}/refreshes",
+            "POST",
+            format!("/e2b/sandboxes/{sbx}/refreshes"),
+            json!({ "duration": 60 }),
+        ),
+        (
+            "/e2b/sandboxes/{id}/pause",
+            "POST",
+            format!("/e2b/sandboxes/{sbx}/pause"),
+            Value::Null,
+        ),
+        (
+            "/e2b/sandboxes/{id}/resume",
+            "POST",
+            format!("/e2b/sandboxes/{sbx}/resume"),
+            json!({}),
+        ),
+        (
+            "/e2b/sandboxes/{id}/connect",
+            "POST",
+            format!("/e2b/sandboxes/{sbx}/connect"),
+            json!({ "timeout": 1 }),
+        ),
+        (
+            "/e2b/v2/sandboxes/{id}/connect",
+            "POST",
+            format!("/e2b/v2/sandboxes/{sbx}/connect"),
+            json!({ "timeout": 1 }),
+        ),
+        (
+            "/e2b/sandboxes/{id}/metrics",
+            "GET",
+            format!("/e2b/sandboxes/{sbx}/metrics"),
+            Value::Null,
+        ),
     ];
 
     // A route added later that takes an id must join the matrix (or say why it is shared).
@@ -501,6 +571,7 @@ async fn another_users_objects_do_not_exist_on_any_route() {
         format!("/api/workspaces/{ws}"),
         format!("/api/control/missions/{mission}"),
         format!("/v1/opencode/codebases/{cb}"),
+        format!("/e2b/sandboxes/{sbx}"),
     ] {
         let (status, v) = s.call_as(&alice, "GET", &path, None).await;
         assert_eq!(status, StatusCode::OK, "{path}: {v}");
@@ -509,6 +580,10 @@ async fn another_users_objects_do_not_exist_on_any_route() {
         .call_as(&alice, "GET", &format!("/api/workspaces/{ws}"), None)
         .await;
     assert_eq!(v["name"], "mine");
+    let (_, v) = s
+        .call_as(&alice, "GET", &format!("/e2b/sandboxes/{sbx}"), None)
+        .await;
+    assert_eq!(v["state"], "running", "{v}");
     let (_, v) = s
         .call_as(&alice, "GET", &format!("/v1/opencode/tasks/{task}"), None)
         .await;
@@ -570,7 +645,8 @@ async fn another_users_objects_do_not_exist_on_any_route() {
     let (_, all) = s.call_as(&root, "GET", "/api/control/missions", None).await;
     assert!(all.to_string().contains(&mission), "{all}");
     let (_, stats) = s.call_as(&root, "GET", "/api/stats", None).await;
-    assert_eq!(stats["berth"]["workspaces"]["total"], 1, "{stats}");
+    // Alice's workspace and her sandbox's.
+    assert_eq!(stats["berth"]["workspaces"]["total"], 2, "{stats}");
 
     // Names are per user: bob may have a workspace called "mine" too.
     let (status, v) = s
@@ -582,5 +658,9 @@ async fn another_users_objects_do_not_exist_on_any_route() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
+    let (status, v) = s
+        .call_as(&alice, "DELETE", &format!("/e2b/sandboxes/{sbx}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{v}");
     s.assert_no_engine_objects().await;
 }
