@@ -333,7 +333,8 @@ async fn plain_create(docker: &Docker, name: &str, own_network: bool) -> Duratio
 /// own network, container, agent) against plain creates with the same limits, interleaved.
 async fn create(berth: &Berth, docker: &Docker) {
     println!("\ncreate to ready (image cached, no warm pool), {BUILDS} runs each");
-    let (mut plain, mut networked, mut ours) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut plain, mut networked, mut ours, mut first) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..BUILDS {
         let name = format!("berth-bench-plain-{}-{i}", std::process::id());
         plain.push(plain_create(docker, &name, false).await);
@@ -341,6 +342,15 @@ async fn create(berth: &Berth, docker: &Docker) {
         let t = Instant::now();
         let id = berth.create_built(&format!("bench-build-{i}")).await;
         ours.push(t.elapsed());
+        let r = berth
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/workspaces/{id}/exec"),
+                Some(json!({ "command": "true" })),
+            )
+            .await;
+        first.push(t.elapsed());
+        assert_eq!(r["exit_code"], 0, "{r}");
         berth
             .call(
                 reqwest::Method::DELETE,
@@ -357,7 +367,12 @@ async fn create(berth: &Berth, docker: &Docker) {
         o50.as_secs_f64() / p50.as_secs_f64(),
         o50.as_secs_f64() / n50.as_secs_f64()
     );
-    e2b_sdk(berth, "E2B SDK Sandbox.create + commands.run", None).await;
+    let (f50, _) = report("berth API create + build + first exec", first);
+    let s50 = e2b_sdk(berth, "E2B SDK Sandbox.create + commands.run", None).await;
+    println!(
+        "E2B SDK / berth API, create to first command: p50 {:.2}",
+        s50.as_secs_f64() / f50.as_secs_f64()
+    );
 }
 
 /// A warm claim to the first command: a sandbox created through `/e2b` (answered once ready) and an
@@ -421,17 +436,21 @@ async fn claim(berth: &Berth, docker: &Docker) {
         c50.as_secs_f64() / e50.as_secs_f64(),
         c50.as_secs_f64() * 1e3
     );
-    e2b_sdk(
+    let s50 = e2b_sdk(
         berth,
         "E2B SDK Sandbox.create + commands.run (warm)",
         Some(&format!("{}/metrics", berth.url)),
     )
     .await;
+    println!(
+        "E2B SDK / berth API, claim to first command: p50 {:.2}",
+        s50.as_secs_f64() / c50.as_secs_f64()
+    );
 }
 
 /// Create-to-first-command through E2B's Python SDK, each sandbox killed after; with `metrics`, each
 /// create waits first until the warm pool has a container again.
-async fn e2b_sdk(berth: &Berth, label: &str, metrics: Option<&str>) {
+async fn e2b_sdk(berth: &Berth, label: &str, metrics: Option<&str>) -> Duration {
     let out = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/e2b.sh"))
         .output()
@@ -464,7 +483,7 @@ async fn e2b_sdk(berth: &Berth, label: &str, metrics: Option<&str>) {
         .filter_map(|l| l.trim().parse::<f64>().ok())
         .map(|ms| Duration::from_secs_f64(ms / 1e3))
         .collect();
-    report(label, sdk);
+    report(label, sdk).0
 }
 
 /// A worker takes a queued task and reports it done (two requests, each a conditional write), against
