@@ -12,8 +12,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{
     audit, auth, backends, control, cors, e2b, files, gateway, library, library_openagent, mcp,
-    metrics, missions, observe, openapi, opencode_proxy, processes, providers, system, terminal,
-    tokens, v1, workspace_power, workspaces,
+    metrics, missions, observe, openapi, opencode_proxy, preview, processes, providers, system,
+    terminal, tokens, v1, workspace_power, workspaces,
 };
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -249,6 +249,10 @@ fn protected_routes() -> Table {
         .route(
             "/api/workspaces/{id}/start",
             post(workspace_power::start_workspace),
+        )
+        .route(
+            "/api/workspaces/{id}/preview",
+            post(preview::create_preview),
         )
         .route(
             "/api/workspaces/{id}/debug",

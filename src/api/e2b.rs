@@ -624,7 +624,14 @@ pub async fn sandbox_traffic(State(s): State<AppState>, req: Request) -> E2bResu
         );
     };
     let port: u16 = port.and_then(|p| p.parse().ok()).unwrap_or(ENVD_PORT);
-    let (sandbox, token) = s.sandboxes.for_traffic(&id).await?;
+    let (sandbox, token) = match s.sandboxes.for_traffic(&id).await {
+        Ok(found) => found,
+        // Not a sandbox: a berth workspace's port, for its preview URLs.
+        Err(ApiError::NotFound(_)) if port != ENVD_PORT => {
+            return workspace_port(&s, &id, port, req).await
+        }
+        Err(e) => return Err(e.into()),
+    };
     // envd's port takes the sandbox's access token (or, for a file URL, a signature made with it); its
     // other ports are public, as E2B's are.
     if let Some(t) = token.filter(|_| port == ENVD_PORT) {
@@ -643,7 +650,7 @@ pub async fn sandbox_traffic(State(s): State<AppState>, req: Request) -> E2bResu
         );
     }
     if port != ENVD_PORT {
-        return sandbox_port(&s, &sandbox, port, req).await;
+        return port_proxy(&s, &sandbox.workspace, port, req).await;
     }
     let agent = s
         .workspaces
@@ -743,20 +750,107 @@ fn with_env(
     Ok(codec.frame(&start))
 }
 
-/// Any other port of a sandbox: plain HTTP to the container (on its own network; the host's loopback for
-/// a host-network one), as E2B exposes a sandbox's ports.
-async fn sandbox_port(
+/// A berth workspace's port (not a sandbox's: those are public, as E2B's are): for a request with a
+/// preview grant for it (in the query, whereupon it becomes a cookie of that host, or in that cookie),
+/// or with a token of a user who may act on the workspace.
+async fn workspace_port(
     s: &AppState,
-    sandbox: &Sandbox,
+    id: &str,
+    port: u16,
+    mut req: Request,
+) -> E2bResult<Response> {
+    let missing = || ApiError::not_found(format!("no sandbox or workspace {id}"));
+    let ws = s.workspaces.get(id).await.map_err(|_| missing())?;
+    let from_query = granted_in_query(req.uri());
+    let from_cookie = granted_in_cookie(req.headers());
+    let allowed = |g: &Option<String>| {
+        g.as_deref()
+            .and_then(|g| s.workspaces.preview_allows(g, id, port))
+    };
+    let mut set_cookie = None;
+    if let Some(expires) = allowed(&from_query) {
+        set_cookie = from_query.map(|g| (g, expires));
+        // The grant is berth's, not the app's.
+        if let Ok(uri) = without_grant(req.uri()).parse() {
+            *req.uri_mut() = uri;
+        }
+    } else if allowed(&from_cookie).is_none() {
+        let who = caller(s, req.headers()).await.map_err(|_| {
+            ApiError::Unauthorized(format!(
+                "port {port} of workspace {id} takes a preview URL (POST /api/workspaces/{id}/preview) or a token of a user who may act on it"
+            ))
+        })?;
+        if !who.may_act_on(&ws.owner) {
+            return Err(missing().into());
+        }
+    }
+    let mut resp = port_proxy(s, &ws, port, req).await?;
+    if let Some((grant, expires)) = set_cookie {
+        let max_age = (expires - Utc::now()).num_seconds().max(0);
+        let cookie = format!(
+            "{}={grant}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax",
+            super::preview::GRANT
+        );
+        if let Ok(v) = cookie.parse() {
+            resp.headers_mut().append(axum::http::header::SET_COOKIE, v);
+        }
+    }
+    Ok(resp)
+}
+
+fn granted_in_query(uri: &axum::http::Uri) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(uri.query()?).ok()?;
+    pairs
+        .into_iter()
+        .find(|(k, _)| k == super::preview::GRANT)
+        .map(|(_, v)| v)
+}
+
+fn granted_in_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_pairs(headers)
+        .find(|(k, _)| *k == super::preview::GRANT)
+        .map(|(_, v)| v.to_string())
+}
+
+fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+}
+
+/// The request's path and query without berth's grant.
+fn without_grant(uri: &axum::http::Uri) -> String {
+    let rest: Vec<(String, String)> = uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k != super::preview::GRANT)
+        .collect();
+    let query = serde_urlencoded::to_string(&rest).unwrap_or_default();
+    match query.as_str() {
+        "" => uri.path().to_string(),
+        q => format!("{}?{q}", uri.path()),
+    }
+}
+
+/// Any other port of a sandbox (or a workspace): plain HTTP to the container (on its own network; the
+/// host's loopback for a host-network one), as E2B exposes a sandbox's ports. Cookies go through but
+/// berth's preview grant.
+async fn port_proxy(
+    s: &AppState,
+    ws: &crate::workspaces::model::Workspace,
     port: u16,
     req: Request,
 ) -> E2bResult<Response> {
-    let ws = &sandbox.workspace;
     let host = match ws.network.as_str() {
         "host" => std::net::IpAddr::from([127, 0, 0, 1]),
         "none" => {
             return Err(ApiError::conflict(format!(
-                "sandbox {} has no network (network: none), so no port to reach",
+                "{} has no network (network: none), so no port to reach",
                 ws.id
             ))
             .into())
@@ -767,7 +861,9 @@ async fn sandbox_port(
             .container_address(&ws.id)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::conflict(format!("sandbox {} has no address", ws.id)))?,
+            .ok_or_else(|| {
+                ApiError::conflict(format!("{} has no address (is it running?)", ws.id))
+            })?,
     };
     let path = req
         .uri()
@@ -788,12 +884,16 @@ async fn sandbox_port(
             upstream = upstream.header(n, value.as_bytes());
         }
     }
+    let cookies: Vec<String> = cookie_pairs(req.headers())
+        .filter(|(k, _)| *k != super::preview::GRANT)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !cookies.is_empty() {
+        upstream = upstream.header(axum::http::header::COOKIE, cookies.join("; "));
+    }
     let body = reqwest::Body::wrap_stream(req.into_body().into_data_stream());
     let resp = upstream.body(body).send().await.map_err(|e| {
-        ApiError::Engine(format!(
-            "port {port} of sandbox {}: nothing answers ({e})",
-            ws.id
-        ))
+        ApiError::Engine(format!("port {port} of {}: nothing answers ({e})", ws.id))
     })?;
     let out = super::relay::response_head(&resp, &[]);
     Ok(out

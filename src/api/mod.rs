@@ -18,6 +18,7 @@ pub mod missions;
 pub mod observe;
 pub mod openapi;
 pub mod opencode_proxy;
+pub mod preview;
 pub mod processes;
 pub mod providers;
 pub mod relay;

@@ -11,6 +11,7 @@ mod init;
 mod lifecycle;
 pub mod model;
 mod pool;
+pub mod preview;
 mod reconcile;
 pub use reconcile::INTERRUPTED_BUILD;
 mod skills;

@@ -210,3 +210,106 @@ async fn a_sandbox_port_answers_through_its_headers_and_its_host_name() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     s.assert_no_engine_objects().await;
 }
+
+/// A berth workspace's port through the same host routing: closed to strangers, open to its owner's
+/// token, and to a browser holding a preview URL (whose grant becomes a cookie of that host alone).
+#[tokio::test]
+async fn a_workspace_port_opens_to_its_owner_and_to_a_preview_url_only() {
+    let s = Server::start_with(crate::harness::Options {
+        env: vec![("BERTH_E2B_DOMAIN".into(), "sbx.test".into())],
+        ..Default::default()
+    })
+    .await;
+    let id = s.ready_workspace("web", json!({})).await;
+    // Answers with its request line and headers.
+    let server = r#"perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>8000,Listen=>5,ReuseAddr=>1) or die; while($c=$s->accept){$r="";while(($l=<$c>) && $l ne "\r\n"){$r.=$l} print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n$r"; close $c}'"#;
+    let (status, p) = s
+        .post(
+            &format!("/api/workspaces/{id}/processes"),
+            json!({ "command": server }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let get = |port: u16, path: &str, token: Option<&str>, cookie: Option<&str>| {
+        let mut req = s
+            .client()
+            .get(format!("{}{path}", s.url))
+            .header("Host", format!("{port}-{id}.sbx.test"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(c) = cookie {
+            req = req.header("Cookie", c);
+        }
+        req.send()
+    };
+    // Nobody's request is refused; the owner's token opens it (and does not reach the app).
+    let resp = get(8000, "/", None, None).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = get(8000, "/", Some("berth_not-a-token"), None)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let text = crate::harness::eventually(
+        "the port answers its owner",
+        std::time::Duration::from_secs(20),
+        || async {
+            let resp = get(8000, "/owner", Some(&s.token), None).await.ok()?;
+            (resp.status() == StatusCode::OK).then_some(())?;
+            resp.text().await.ok()
+        },
+    )
+    .await;
+    assert!(text.starts_with("GET /owner "), "{text}");
+    assert!(!text.to_lowercase().contains("authorization"), "{text}");
+
+    // A preview URL: bad asks are refused, a good one opens the port with no token.
+    for bad in [json!({ "port": 0 }), json!({ "port": 8000, "ttl_secs": 0 })] {
+        let (status, e) = s.post(&format!("/api/workspaces/{id}/preview"), bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    }
+    let (status, preview) = s
+        .post(
+            &format!("/api/workspaces/{id}/preview"),
+            json!({ "port": 8000, "ttl_secs": 600 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{preview}");
+    let url = reqwest::Url::parse(preview["url"].as_str().unwrap()).unwrap();
+    assert_eq!(url.host_str(), Some(format!("8000-{id}.sbx.test").as_str()));
+    let resp = get(
+        8000,
+        &format!("/?{}&page=2", url.query().unwrap()),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.starts_with("berth_preview=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let text = resp.text().await.unwrap();
+    // The grant is berth's: the app sees its own query only.
+    assert!(text.starts_with("GET /?page=2 "), "{text}");
+    // Then the cookie alone, with the app's own cookies passed on and berth's kept back.
+    let grant = cookie.split(';').next().unwrap().to_string();
+    let resp = get(8000, "/asset.js", None, Some(&format!("app=1; {grant}")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("cookie: app=1\r\n"), "{text}");
+    assert!(!text.contains("berth_preview"), "{text}");
+    // It opens that port only, and a forged grant opens nothing.
+    let resp = get(8001, "/", None, Some(&grant)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let forged = format!("{}x", &grant[..grant.len() - 1]);
+    let resp = get(8000, "/", None, Some(&forged)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Its envd port is not a workspace's to open this way.
+    let resp = get(49983, "/health", Some(&s.token), None).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}

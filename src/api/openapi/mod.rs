@@ -16,8 +16,8 @@ use utoipa::OpenApi;
 
 use super::{
     audit, auth, backends, control, e2b, files, gateway, library, library_openagent, mcp, metrics,
-    missions, opencode_proxy, processes, providers, system, terminal, tokens, v1, workspace_power,
-    workspaces,
+    missions, opencode_proxy, preview, processes, providers, system, terminal, tokens, v1,
+    workspace_power, workspaces,
 };
 
 #[derive(OpenApi)]
@@ -47,6 +47,7 @@ method is 405 (`method_not_allowed`).",
         workspaces::update_workspace, workspaces::delete_workspace, workspaces::build_workspace,
         workspaces::exec_in_workspace, workspaces::get_init_log, workspaces::rerun_init,
         workspace_power::stop_workspace, workspace_power::start_workspace,
+        preview::create_preview,
         workspaces::debug_workspace, workspaces::sync_workspace,
         processes::start_process, processes::list_processes, processes::process_output,
         processes::process_stdin, processes::process_signal, processes::process_resize,

@@ -97,6 +97,23 @@ async fn e2b_errors_come_in_its_shape_and_another_users_sandbox_does_not_exist()
         let v: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(v["code"], 404, "{v}");
     }
+    // A workspace's port (not a sandbox's) is its owner's: another user's token finds nothing there.
+    let (status, w) = s
+        .call_as(
+            &key,
+            "POST",
+            "/api/workspaces",
+            Some(json!({ "name": "web", "workspace_type": "container" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{w}");
+    let resp = e2b(reqwest::Method::GET, "/", Some(&bob_key))
+        .header("E2b-Sandbox-Id", w["id"].as_str().unwrap())
+        .header("E2b-Sandbox-Port", "8000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let resp = e2b(reqwest::Method::GET, "/v2/sandboxes", Some(&bob_key))
         .send()
         .await

@@ -279,6 +279,12 @@ async fn another_users_objects_do_not_exist_on_any_route() {
             Value::Null,
         ),
         (
+            "/api/workspaces/{id}/preview",
+            "POST",
+            format!("/api/workspaces/{ws}/preview"),
+            json!({ "port": 8000 }),
+        ),
+        (
             "/api/workspaces/{id}/debug",
             "GET",
             format!("/api/workspaces/{ws}/debug"),
