@@ -871,10 +871,37 @@ async fn port_proxy(
         .strip_prefix("/e2b")
         .unwrap_or(req.uri().path())
         .to_string();
-    let url = match req.uri().query() {
-        Some(q) => format!("http://{host}:{port}{path}?{q}"),
-        None => format!("http://{host}:{port}{path}"),
+    let target = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
     };
+    let cookies: Vec<String> = cookie_pairs(req.headers())
+        .filter(|(k, _)| *k != super::preview::GRANT)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let cookie = (!cookies.is_empty())
+        .then(|| cookies.join("; ").parse().ok())
+        .flatten();
+    let unreachable = |e: &dyn std::fmt::Display| {
+        ApiError::Engine(format!("port {port} of {}: nothing answers ({e})", ws.id))
+    };
+    if super::relay::is_websocket(&req) {
+        // A dev server's live reload, a terminal, an app's own socket: joined through.
+        let extra = cookie
+            .map(|c| (axum::http::header::COOKIE, c))
+            .into_iter()
+            .collect();
+        return super::relay::websocket(
+            &format!("{host}:{port}"),
+            &target,
+            req,
+            |name| !NOT_FORWARDED.contains(&name),
+            extra,
+        )
+        .await
+        .map_err(|e| unreachable(&e).into());
+    }
+    let url = format!("http://{host}:{port}{target}");
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::invalid("unsupported method"))?;
     let mut upstream = s.gateway_client.request(method, &url);
@@ -884,17 +911,15 @@ async fn port_proxy(
             upstream = upstream.header(n, value.as_bytes());
         }
     }
-    let cookies: Vec<String> = cookie_pairs(req.headers())
-        .filter(|(k, _)| *k != super::preview::GRANT)
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    if !cookies.is_empty() {
-        upstream = upstream.header(axum::http::header::COOKIE, cookies.join("; "));
+    if let Some(c) = cookie {
+        upstream = upstream.header(axum::http::header::COOKIE, c);
     }
     let body = reqwest::Body::wrap_stream(req.into_body().into_data_stream());
-    let resp = upstream.body(body).send().await.map_err(|e| {
-        ApiError::Engine(format!("port {port} of {}: nothing answers ({e})", ws.id))
-    })?;
+    let resp = upstream
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| unreachable(&e))?;
     let out = super::relay::response_head(&resp, &[]);
     Ok(out
         .body(Body::from_stream(resp.bytes_stream()))

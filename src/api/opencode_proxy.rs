@@ -39,19 +39,12 @@ fn upstream_path(uri: &axum::http::Uri) -> ApiResult<String> {
     })
 }
 
-fn is_websocket(req: &Request) -> bool {
-    req.headers()
-        .get(axum::http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
-/// A WebSocket (OpenCode's `/pty/{id}/connect`) passed through: the upgrade request goes to OpenCode with
-/// its own credentials, and once it switches protocols the two connections are joined byte for byte.
+/// A WebSocket (OpenCode's `/pty/{id}/connect`) passed through with OpenCode's own credentials in
+/// place of berth's.
 async fn relay_websocket(
     client: &crate::opencode::client::Client,
     target: &str,
-    mut req: Request,
+    req: Request,
 ) -> ApiResult<Response> {
     use base64::Engine as _;
     let authority = client
@@ -59,65 +52,23 @@ async fn relay_websocket(
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let unreachable = |e: &dyn std::fmt::Display| {
-        ApiError::Engine(format!("the workspace's OpenCode server: {e}"))
-    };
-    let tcp = tokio::net::TcpStream::connect(&authority)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .map_err(|e| unreachable(&e))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
-    let mut upstream = hyper::Request::builder()
-        .method(req.method().clone())
-        .uri(target)
-        .header("host", &authority);
-    for (name, value) in req.headers() {
-        // The upgrade's own hop-by-hop headers are what this relay is for; berth's credentials stay.
-        if !NOT_FORWARDED.contains(&name.as_str()) {
-            upstream = upstream.header(name, value);
-        }
-    }
     let basic = base64::engine::general_purpose::STANDARD.encode(format!(
         "{}:{}",
         crate::opencode::client::USER,
         client.password()
     ));
-    let upstream = upstream
-        .header("authorization", format!("Basic {basic}"))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| ApiError::invalid(format!("the upgrade request: {e}")))?;
-    let resp = sender
-        .send_request(upstream)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let mut out = Response::builder().status(resp.status());
-    for (name, value) in resp.headers() {
-        out = out.header(name, value);
-    }
-    if resp.status() != axum::http::StatusCode::SWITCHING_PROTOCOLS {
-        let body = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        return Ok(out.body(Body::from(body)).expect("a response"));
-    }
-    let from_client = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        let (Ok(upstream), Ok(client)) = (hyper::upgrade::on(resp).await, from_client.await) else {
-            return;
-        };
-        let _ = tokio::io::copy_bidirectional(
-            &mut hyper_util::rt::TokioIo::new(upstream),
-            &mut hyper_util::rt::TokioIo::new(client),
-        )
-        .await;
-    });
-    Ok(out.body(Body::empty()).expect("a response"))
+    let auth = format!("Basic {basic}")
+        .parse()
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("an OpenCode password as a header")))?;
+    super::relay::websocket(
+        &authority,
+        target,
+        req,
+        |name| !NOT_FORWARDED.contains(&name),
+        vec![(axum::http::header::AUTHORIZATION, auth)],
+    )
+    .await
+    .map_err(|e| ApiError::Engine(format!("the workspace's OpenCode server: {e}")))
 }
 
 #[utoipa::path(
@@ -148,7 +99,7 @@ pub async fn proxy_to_opencode(
     let ws = s.workspaces.owned(&who, &id).await?;
     let client = s.missions.agent_client(&ws).await?;
     let target = upstream_path(req.uri())?;
-    if is_websocket(&req) {
+    if super::relay::is_websocket(&req) {
         return relay_websocket(&client, &target, req).await;
     }
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())

@@ -137,6 +137,50 @@ async fn a_sandbox_port_answers_through_its_headers_and_its_host_name() {
         let text = resp.text().await.unwrap();
         assert!(text.contains(&format!("GET {path} ")), "{text}");
     }
+    // A WebSocket to a port (a dev server's live reload): the upgrade goes through and the two
+    // connections are joined (this server answers 101 and echoes lines).
+    let echo = r#"perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>8002,Listen=>5,ReuseAddr=>1) or die; while($c=$s->accept){$c->autoflush(1); $u=""; while(($l=<$c>) && $l ne "\r\n"){$u.=$l} print $c "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"; print $c "saw ".(($u=~/upgrade: websocket/i)?"upgrade":"none")."\n"; while($l=<$c>){print $c "echo $l"} close $c}'"#;
+    let (status, p) = s
+        .post(
+            &format!("/api/workspaces/{id}/processes"),
+            json!({ "command": echo }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let lines = crate::harness::eventually(
+        "the WebSocket port answers",
+        std::time::Duration::from_secs(20),
+        || {
+            let (addr, id) = (addr.clone(), id.clone());
+            async move {
+                use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+                let tcp = tokio::net::TcpStream::connect(&addr).await.ok()?;
+                let mut tcp = BufReader::new(tcp);
+                let upgrade = format!(
+                    "GET /live HTTP/1.1\r\nHost: 8002-{id}.sbx.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                );
+                tcp.get_mut().write_all(upgrade.as_bytes()).await.ok()?;
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    tcp.read_line(&mut line).await.ok()?;
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                head.starts_with("HTTP/1.1 101").then_some(())?;
+                tcp.get_mut().write_all(b"hello\n").await.ok()?;
+                let (mut saw, mut echoed) = (String::new(), String::new());
+                tcp.read_line(&mut saw).await.ok()?;
+                tcp.read_line(&mut echoed).await.ok()?;
+                Some((saw, echoed))
+            }
+        },
+    )
+    .await;
+    assert_eq!(lines, ("saw upgrade\n".into(), "echo hello\n".into()));
     // envd's own port by host name needs the sandbox's token, as by header.
     let resp = s
         .client()
