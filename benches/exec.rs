@@ -1,9 +1,10 @@
 //! `make bench`: berth's exec round trip (through the container's resident agent) against the Docker
-//! Engine's own exec on the same container; a cached workspace create-to-ready against plain volume +
-//! container create + start with the same limits (with and without a network of its own); a warm pool
-//! claim to the first command against the engine's exec on a running container; E2B's SDK on both; and a
-//! worker's claim-and-finish of a queued task against berth's cheapest authenticated round trip, measured
-//! in one run. Prints ratios; asserts nothing.
+//! Engine's own exec on the same container; streamed output (berth's process API over SSE) against the
+//! engine's attached exec; a cached workspace create-to-ready against plain volume + container create +
+//! start with the same limits (with and without a network of its own); a warm pool claim to the first
+//! command against the engine's exec on a running container; E2B's SDK on both; and a worker's
+//! claim-and-finish of a queued task against berth's cheapest authenticated round trip, measured in one
+//! run. Prints ratios; asserts nothing.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -239,6 +240,7 @@ async fn main() {
         b50.as_secs_f64() / e50.as_secs_f64(),
         b90.as_secs_f64() / e90.as_secs_f64(),
     );
+    streams(&berth, &docker, &id, &container).await;
     berth
         .call(
             reqwest::Method::DELETE,
@@ -254,6 +256,108 @@ async fn main() {
     let (child, warm, _warm_data) = start_berth(1).await;
     claim(&warm, &docker).await;
     stop_berth(child);
+}
+
+/// The engine's attached exec of `command`, read to its end; how many bytes came.
+async fn engine_stream(docker: &Docker, container: &str, command: &str) -> usize {
+    let exec = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(vec!["sh", "-c", command]),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut bytes = 0;
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&exec.id, None).await.unwrap()
+    {
+        while let Some(Ok(chunk)) = output.next().await {
+            bytes += chunk.into_bytes().len();
+        }
+    }
+    bytes
+}
+
+/// berth's process API: start `command`, read its output's SSE to the `exit` event; how many bytes of
+/// events came.
+async fn berth_stream(berth: &Berth, id: &str, command: &str) -> usize {
+    let p = berth
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/workspaces/{id}/processes"),
+            Some(json!({ "command": command })),
+        )
+        .await;
+    let pid = p["id"].as_u64().expect("a process");
+    let mut body = berth
+        .http
+        .get(format!(
+            "{}/api/workspaces/{id}/processes/{pid}/output",
+            berth.url
+        ))
+        .bearer_auth(&berth.token)
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let (mut bytes, mut tail) = (0, Vec::new());
+    while let Some(Ok(chunk)) = body.next().await {
+        bytes += chunk.len();
+        // The end may straddle two chunks.
+        tail.extend_from_slice(&chunk);
+        if tail.windows(11).any(|w| w == b"event: exit") {
+            break;
+        }
+        tail = tail.split_off(tail.len().saturating_sub(10));
+    }
+    bytes
+}
+
+/// Streamed output, berth's process API (SSE) against the engine's attached exec on the same container:
+/// the time to a short command's whole output, and the rate of a long one.
+async fn streams(berth: &Berth, docker: &Docker, id: &str, container: &str) {
+    const RUNS: usize = 30;
+    const BIG: &str = "seq 1 2000000";
+    println!("\nstreamed output, {RUNS} runs of `echo hi` and 5 of `{BIG}` (14.8 MB)");
+    let (mut engine, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        engine_stream(docker, container, "echo hi").await;
+        engine.push(t.elapsed());
+        let t = Instant::now();
+        berth_stream(berth, id, "echo hi").await;
+        ours.push(t.elapsed());
+    }
+    let (e50, _) = report("engine attached exec, start to end", engine);
+    let (b50, _) = report("berth process + SSE output, start to end", ours);
+    println!(
+        "berth / engine: p50 {:.2}",
+        b50.as_secs_f64() / e50.as_secs_f64()
+    );
+    let (mut engine, mut ours) = (Vec::new(), Vec::new());
+    let (mut engine_bytes, mut our_bytes) = (0, 0);
+    for _ in 0..5 {
+        let t = Instant::now();
+        engine_bytes = engine_stream(docker, container, BIG).await;
+        engine.push(t.elapsed());
+        let t = Instant::now();
+        our_bytes = berth_stream(berth, id, BIG).await;
+        ours.push(t.elapsed());
+    }
+    let (e50, _) = report("engine attached exec, 14.8 MB", engine);
+    let (b50, _) = report("berth process + SSE output, 14.8 MB", ours);
+    println!(
+        "rate: engine {:.0} MB/s of output, berth {:.0} MB/s of output ({:.0} MB/s of SSE, which carries each chunk as text and base64)   berth / engine time: p50 {:.2}",
+        engine_bytes as f64 / e50.as_secs_f64() / 1e6,
+        engine_bytes as f64 / b50.as_secs_f64() / 1e6,
+        our_bytes as f64 / b50.as_secs_f64() / 1e6,
+        b50.as_secs_f64() / e50.as_secs_f64()
+    );
 }
 
 /// The limits berth gives a workspace that sets none (its defaults on this host), for the references.
