@@ -767,9 +767,34 @@ async fn workspace_port(
         g.as_deref()
             .and_then(|g| s.workspaces.preview_allows(g, id, port))
     };
+    let secure = req
+        .headers()
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes() == b"https");
     let mut set_cookie = None;
-    if let Some(expires) = allowed(&from_query) {
-        set_cookie = from_query.map(|g| (g, expires));
+    if let (Some(expires), Some(grant)) = (allowed(&from_query), from_query.as_deref()) {
+        let cookie = grant_cookie(grant, expires, secure)?;
+        // A browser goes on to the same address without the grant, holding it as a cookie of this
+        // host: out of the address bar, and of the Referer the page's own requests would carry.
+        if matches!(
+            *req.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        ) {
+            let location = without_grant(req.uri());
+            let location = location.strip_prefix("/e2b").unwrap_or(&location);
+            let location = if location.starts_with('/') {
+                location.to_string()
+            } else {
+                format!("/{location}")
+            };
+            return Ok(Response::builder()
+                .status(StatusCode::SEE_OTHER)
+                .header(axum::http::header::LOCATION, location)
+                .header(axum::http::header::SET_COOKIE, cookie)
+                .body(Body::empty())
+                .expect("a response"));
+        }
+        set_cookie = Some(cookie);
         // The grant is berth's, not the app's.
         if let Ok(uri) = without_grant(req.uri()).parse() {
             *req.uri_mut() = uri;
@@ -785,17 +810,29 @@ async fn workspace_port(
         }
     }
     let mut resp = port_proxy(s, &ws, port, req).await?;
-    if let Some((grant, expires)) = set_cookie {
-        let max_age = (expires - Utc::now()).num_seconds().max(0);
-        let cookie = format!(
-            "{}={grant}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax",
-            super::preview::GRANT
-        );
-        if let Ok(v) = cookie.parse() {
-            resp.headers_mut().append(axum::http::header::SET_COOKIE, v);
-        }
+    if let Some(cookie) = set_cookie {
+        resp.headers_mut()
+            .append(axum::http::header::SET_COOKIE, cookie);
     }
     Ok(resp)
+}
+
+/// The cookie a preview grant becomes: this host's alone (no `Domain`), for as long as the grant lasts,
+/// out of scripts' reach.
+fn grant_cookie(
+    grant: &str,
+    expires: DateTime<Utc>,
+    secure: bool,
+) -> Result<axum::http::HeaderValue, ApiError> {
+    let max_age = (expires - Utc::now()).num_seconds().max(0);
+    let cookie = format!(
+        "{}={grant}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        super::preview::GRANT,
+        if secure { "; Secure" } else { "" }
+    );
+    cookie
+        .parse()
+        .map_err(|_| ApiError::invalid("the preview grant is not a cookie value"))
 }
 
 fn granted_in_query(uri: &axum::http::Uri) -> Option<String> {

@@ -274,9 +274,13 @@ async fn a_workspace_port_opens_to_its_owner_and_to_a_preview_url_only() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{p}");
+    // A browser's requests, one at a time (a redirect is looked at, not followed).
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let get = |port: u16, path: &str, token: Option<&str>, cookie: Option<&str>| {
-        let mut req = s
-            .client()
+        let mut req = browser
             .get(format!("{}{path}", s.url))
             .header("Host", format!("{port}-{id}.sbx.test"));
         if let Some(t) = token {
@@ -321,25 +325,30 @@ async fn a_workspace_port_opens_to_its_owner_and_to_a_preview_url_only() {
     assert_eq!(status, StatusCode::CREATED, "{preview}");
     let url = reqwest::Url::parse(preview["url"].as_str().unwrap()).unwrap();
     assert_eq!(url.host_str(), Some(format!("8000-{id}.sbx.test").as_str()));
+    // The browser is sent on to the same page without the grant, which it now holds as a cookie of
+    // that host; the app never sees the grant.
     let resp = get(
         8000,
-        &format!("/?{}&page=2", url.query().unwrap()),
+        &format!("/app?{}&page=2", url.query().unwrap()),
         None,
         None,
     )
     .await
     .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["location"], "/app?page=2");
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
         cookie.starts_with("berth_preview=") && cookie.contains("HttpOnly"),
         "{cookie}"
     );
-    let text = resp.text().await.unwrap();
-    // The grant is berth's: the app sees its own query only.
-    assert!(text.starts_with("GET /?page=2 "), "{text}");
-    // Then the cookie alone, with the app's own cookies passed on and berth's kept back.
+    assert!(!cookie.contains("Domain"), "{cookie}");
     let grant = cookie.split(';').next().unwrap().to_string();
+    let resp = get(8000, "/app?page=2", None, Some(&grant)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(text.starts_with("GET /app?page=2 "), "{text}");
+    // Then the cookie alone, with the app's own cookies passed on and berth's kept back.
     let resp = get(8000, "/asset.js", None, Some(&format!("app=1; {grant}")))
         .await
         .unwrap();
