@@ -108,7 +108,11 @@ fn e2b_routes() -> Table {
         .route("/e2b/sandboxes/{id}/connect", post(e2b::connect))
         .route("/e2b/v2/sandboxes/{id}/connect", post(e2b::connect_v2))
         .route("/e2b/sandboxes/{id}/metrics", get(e2b::metrics))
+        .route("/e2b/sandboxes/{id}/snapshots", post(e2b::create_snapshot))
+        .route("/e2b/sandboxes/{id}/fork", post(e2b::fork_sandbox))
+        .route("/e2b/snapshots", get(e2b::list_snapshots))
         .route("/e2b/templates", get(e2b::list_templates))
+        .route("/e2b/templates/{id}", delete(e2b::delete_template))
         .route("/e2b/", any(e2b::sandbox_traffic_root))
         .route("/e2b/{*path}", any(e2b::sandbox_traffic))
 }

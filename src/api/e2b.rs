@@ -561,6 +561,180 @@ pub async fn list_templates(State(s): State<AppState>, headers: HeaderMap) -> E2
     Ok(axum::Json(items).into_response())
 }
 
+/// E2B's `SandboxSnapshotRequest` (berth keeps files, not memory: `memory` is taken and ignored).
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(default)]
+pub struct SnapshotBody {
+    name: Option<String>,
+    memory: Option<Value>,
+}
+
+fn snapshot_info(row: &crate::store::e2b::SnapshotRow) -> Value {
+    json!({ "snapshotID": row.id, "names": [row.name] })
+}
+
+#[utoipa::path(
+    post, path = "/e2b/sandboxes/{id}/snapshots", tag = "e2b",
+    summary = "Snapshot a sandbox: its files (container and `/workspace`) as they are now, for new sandboxes",
+    description = "`Sandbox.create(snapshotID)` (or its name) starts a sandbox from it. A container keeps no memory across a snapshot: processes are not in it.",
+    params(("id" = String, Path, description = "the sandbox's id (its workspace's)")),
+    request_body = SnapshotBody,
+    responses(
+        (status = 201, description = "E2B's `SnapshotInfo`: `snapshotID`, `names`"),
+        (status = 400, description = "a name over 128 characters"),
+        (status = 401, description = "no API key, or not a valid one"),
+        (status = 404, description = "no sandbox of the caller's with this id"),
+    ),
+)]
+pub async fn create_snapshot(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    bytes: axum::body::Bytes,
+) -> E2bResult<Response> {
+    let who = caller(&s, &headers).await?;
+    let b: SnapshotBody = body(&bytes)?;
+    let _ = b.memory;
+    let row = s.sandboxes.snapshot(&who, &id, b.name, true).await?;
+    s.audit
+        .record(crate::audit::Entry::ok(
+            &who.name,
+            "e2b.snapshot.create",
+            Some(&row.id),
+        ))
+        .await;
+    Ok((StatusCode::CREATED, axum::Json(snapshot_info(&row))).into_response())
+}
+
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct SnapshotQuery {
+    /// Only this sandbox's snapshots.
+    #[serde(rename = "sandboxID")]
+    sandbox_id: Option<String>,
+    name: Option<String>,
+    limit: Option<usize>,
+    #[serde(rename = "nextToken")]
+    next_token: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/e2b/snapshots", tag = "e2b",
+    summary = "The caller's snapshots (an admin's: everyone's), newest first",
+    params(SnapshotQuery),
+    responses(
+        (status = 200, description = "E2B's `SnapshotInfo` list"),
+        (status = 401, description = "no API key, or not a valid one"),
+    ),
+)]
+pub async fn list_snapshots(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<SnapshotQuery>,
+) -> E2bResult<Response> {
+    let who = caller(&s, &headers).await?;
+    let _ = q.next_token;
+    let rows = s
+        .sandboxes
+        .snapshots(&who, q.sandbox_id.as_deref(), q.name.as_deref())
+        .await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .take(q.limit.unwrap_or(usize::MAX))
+        .map(snapshot_info)
+        .collect();
+    Ok(axum::Json(items).into_response())
+}
+
+#[utoipa::path(
+    delete, path = "/e2b/templates/{id}", tag = "e2b",
+    summary = "Delete a snapshot (E2B deletes snapshots as templates); berth's own templates stay",
+    params(("id" = String, Path, description = "the snapshot's id")),
+    responses(
+        (status = 204, description = "deleted: sandboxes still running from it keep running"),
+        (status = 400, description = "one of berth's templates"),
+        (status = 401, description = "no API key, or not a valid one"),
+        (status = 404, description = "no snapshot of the caller's with this id"),
+    ),
+)]
+pub async fn delete_template(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> E2bResult<StatusCode> {
+    let who = caller(&s, &headers).await?;
+    if id == "base" || s.workspaces.template_names().contains(&id) {
+        return Err(ApiError::invalid(format!(
+            "{id} is one of berth's templates: they are the server's, not deleted through E2B"
+        ))
+        .into());
+    }
+    s.sandboxes.delete_snapshot(&who, &id).await?;
+    s.audit
+        .record(crate::audit::Entry::ok(
+            &who.name,
+            "e2b.snapshot.delete",
+            Some(&id),
+        ))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// E2B's `SandboxForkRequest`.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(default)]
+pub struct ForkBody {
+    timeout: Option<u64>,
+    count: Option<u32>,
+}
+
+#[utoipa::path(
+    post, path = "/e2b/sandboxes/{id}/fork", tag = "e2b",
+    summary = "Fork a sandbox: `count` new sandboxes (default 1, at most 10) from its files as they are now",
+    description = "Each gets the source's env vars, metadata and security; its processes are not copied. One result per fork: `{sandbox}` or `{error: {code, message}}`.",
+    params(("id" = String, Path, description = "the sandbox's id (its workspace's)")),
+    request_body = ForkBody,
+    responses(
+        (status = 201, description = "E2B's `SandboxForkResult` list"),
+        (status = 400, description = "a count out of range, a timeout out of range"),
+        (status = 401, description = "no API key, or not a valid one"),
+        (status = 404, description = "no sandbox of the caller's with this id"),
+    ),
+)]
+pub async fn fork_sandbox(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    bytes: axum::body::Bytes,
+) -> E2bResult<Response> {
+    let who = caller(&s, &headers).await?;
+    let b: ForkBody = body(&bytes)?;
+    let forks = s.sandboxes.fork(&who, &id, b.timeout, b.count).await?;
+    let domain = s.workspaces.config().e2b_domain.as_deref();
+    let items: Vec<Value> = forks
+        .into_iter()
+        .map(|f| match f {
+            Ok(sandbox) => {
+                let token = s.sandboxes.access_token(&sandbox);
+                json!({ "sandbox": created(&sandbox, token, domain) })
+            }
+            Err(e) => {
+                let (status, _) = e.status_and_code();
+                json!({ "error": { "code": status.as_u16(), "message": e.to_string() } })
+            }
+        })
+        .collect();
+    s.audit
+        .record(crate::audit::Entry::ok(
+            &who.name,
+            "e2b.sandbox.fork",
+            Some(&id),
+        ))
+        .await;
+    Ok((StatusCode::CREATED, axum::Json(items)).into_response())
+}
+
 /// Request headers that concern berth or this hop, never the sandbox.
 const NOT_FORWARDED: [&str; 7] = [
     "host",

@@ -3,6 +3,9 @@
 //! asked), pause and resume (the container stopped and started, files kept), metadata, and the envd
 //! access token a secure sandbox's traffic must carry. berth's own workspaces keep their own lifecycle.
 
+mod snapshots;
+pub use snapshots::MAX_FORKS;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -118,21 +121,34 @@ impl Sandboxes {
 
     /// Creates the workspace, waits until it is ready, and records the sandbox.
     pub async fn create(&self, who: &Principal, new: NewSandbox) -> ApiResult<Sandbox> {
-        let template = self.template(&new.template_id)?;
+        // A snapshot of the caller's, or one of berth's templates.
+        let snapshot = self.owned_snapshot(who, &new.template_id).await?;
+        let template = match &snapshot {
+            Some(_) => None,
+            None => self.template(&new.template_id)?,
+        };
         let timeout = Self::timeout(new.timeout_secs)?;
         crate::workspaces::validate::env_vars(&new.env_vars)?;
         let short = crate::secrets::random_hex(6);
+        let engine = self.workspaces.engine();
         let req = CreateWorkspace {
             name: format!("e2b-{short}"),
             template,
             env_vars: Some(new.env_vars),
             // A sandbox is built on creation, with or without a template.
             build_now: true,
+            base_image: snapshot
+                .as_ref()
+                .map(|s| crate::engine::snapshot_tag(engine.instance(), &s.id)),
             ..Default::default()
         };
         let ws = self.workspaces.create(who, req).await?;
         let ready = self.wait_ready(&ws.id).await;
-        let ws = match ready {
+        let restored = match (&ready, &snapshot) {
+            (Ok(_), Some(s)) => self.restore_workspace(&s.id, &ws.id).await,
+            _ => Ok(()),
+        };
+        let ws = match ready.and_then(|ws| restored.map(|()| ws)) {
             Ok(ws) => ws,
             Err(e) => {
                 let _ = self.workspaces.delete(&ws.id, false).await;

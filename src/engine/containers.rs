@@ -427,3 +427,36 @@ impl Engine {
         }))
     }
 }
+
+impl Engine {
+    /// A directory of a container (its volumes' files included) as a tar, written to `file`.
+    pub async fn download_to(
+        &self,
+        container: &str,
+        dir: &str,
+        file: &std::path::Path,
+    ) -> EngineResult<()> {
+        use bollard::container::DownloadFromContainerOptions;
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let op = format!("copy {dir} out of {container}");
+        let mut out = tokio::fs::File::create(file)
+            .await
+            .map_err(|e| EngineError::other(&op, e.to_string()))?;
+        let mut stream = self.docker.download_from_container(
+            container,
+            Some(DownloadFromContainerOptions {
+                path: dir.to_string(),
+            }),
+        );
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| EngineError::from_bollard(&op, e))?;
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| EngineError::other(&op, e.to_string()))?;
+        }
+        out.flush()
+            .await
+            .map_err(|e| EngineError::other(&op, e.to_string()))
+    }
+}

@@ -171,9 +171,54 @@ impl Engine {
         self.list_images(true).await
     }
 
-    /// Every image of this instance (shared images, and dangling ones).
-    pub async fn list_managed_images(&self) -> EngineResult<Vec<String>> {
-        self.list_images(false).await
+    /// This instance's shared images (`berth-img-…`): the build cache.
+    pub async fn list_shared_images(&self) -> EngineResult<Vec<String>> {
+        let mut filters = labels::instance_filter(&self.instance);
+        filters.insert("reference".into(), vec!["berth-img-*".into()]);
+        let list = self
+            .docker
+            .list_images(Some(ListImagesOptions {
+                filters,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| EngineError::from_bollard("list berth images", e))?;
+        Ok(list.into_iter().map(|i| i.id).collect())
+    }
+
+    /// Commits a container's files (not its volumes) as `tag`, with this instance's labels and `extra`.
+    pub async fn commit(
+        &self,
+        container: &str,
+        tag: &str,
+        extra: &[(&str, &str)],
+    ) -> EngineResult<String> {
+        use bollard::image::CommitContainerOptions;
+        let op = format!("commit container {container}");
+        let (repo, tag_part) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let mut labels = labels::for_instance(&self.instance);
+        for (k, v) in extra {
+            labels.insert(k.to_string(), v.to_string());
+        }
+        self.docker
+            .commit_container(
+                CommitContainerOptions {
+                    container: container.to_string(),
+                    repo: repo.to_string(),
+                    tag: tag_part.to_string(),
+                    pause: true,
+                    ..Default::default()
+                },
+                bollard::container::Config::<String> {
+                    labels: Some(labels),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| EngineError::from_bollard(&op, e))?;
+        self.image_id(tag)
+            .await?
+            .ok_or_else(|| EngineError::other(&op, "the commit left no image"))
     }
 
     async fn list_images(&self, dangling_only: bool) -> EngineResult<Vec<String>> {

@@ -116,6 +116,18 @@ pub fn volume_name(workspace_id: &str) -> String {
 pub fn image_tag(workspace_id: &str) -> String {
     format!("berth-ws-{workspace_id}:latest")
 }
+/// An E2B snapshot's image.
+pub fn snapshot_tag(instance: &str, snapshot_id: &str) -> String {
+    let short: String = instance
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    format!(
+        "berth-snap-{}-{snapshot_id}:latest",
+        short.to_ascii_lowercase()
+    )
+}
 /// The image every workspace of one distro and package set shares, named by what it is built from.
 pub fn shared_image_tag(instance: &str, digest: &str) -> String {
     let short: String = instance

@@ -97,3 +97,73 @@ impl Store {
         Ok(())
     }
 }
+
+/// A snapshot: a sandbox's container committed as an image, and whose it is.
+#[derive(Debug, Clone, FromRow)]
+pub struct SnapshotRow {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub sandbox_id: String,
+    pub image_id: String,
+    /// A fork's snapshot is its own, not listed.
+    pub listed: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    pub async fn insert_snapshot(&self, row: &SnapshotRow) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO e2b_snapshots (id, owner, name, sandbox_id, image_id, listed, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.id)
+        .bind(&row.owner)
+        .bind(&row.name)
+        .bind(&row.sandbox_id)
+        .bind(&row.image_id)
+        .bind(row.listed)
+        .bind(row.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A snapshot by its id, or by its name among `owner`'s.
+    pub async fn snapshot(
+        &self,
+        owner: &str,
+        id_or_name: &str,
+    ) -> anyhow::Result<Option<SnapshotRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, owner, name, sandbox_id, image_id, listed, created_at FROM e2b_snapshots
+             WHERE id = ? OR (owner = ? AND name = ?) ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(id_or_name)
+        .bind(owner)
+        .bind(id_or_name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The listed snapshots of `owner` (every one for `None`), newest first.
+    pub async fn snapshots(&self, owner: Option<&str>) -> anyhow::Result<Vec<SnapshotRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, owner, name, sandbox_id, image_id, listed, created_at FROM e2b_snapshots
+             WHERE listed = ? AND (? IS NULL OR owner = ?) ORDER BY created_at DESC",
+        )
+        .bind(true)
+        .bind(owner)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn delete_snapshot(&self, id: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM e2b_snapshots WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -27,6 +27,7 @@ struct Row {
     init_script: Option<String>,
     network: String,
     code_mount: Option<String>,
+    base_image: Option<String>,
     memory_mb: Option<i64>,
     cpus: Option<f64>,
     pids_limit: Option<i64>,
@@ -74,6 +75,7 @@ impl Row {
             init_script: self.init_script,
             network: self.network,
             code_mount: self.code_mount,
+            base_image: self.base_image,
             limits: crate::workspaces::model::Limits {
                 memory_mb: self.memory_mb.map(|m| m as u64),
                 disk_mb: self.disk_mb.map(|m| m as u64),
@@ -129,8 +131,8 @@ impl Store {
         let res = sqlx::query(
             "INSERT INTO workspaces (id, name, workspace_type, path, template, distro, packages, skills,
                tools, env_vars, init_scripts, init_script, status, error_message, created_at, updated_at, network,
-               code_mount, owner, memory_mb, cpus, pids_limit, disk_mb)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               code_mount, owner, memory_mb, cpus, pids_limit, disk_mb, base_image)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&w.id)
         .bind(&w.name)
@@ -155,6 +157,7 @@ impl Store {
         .bind(w.limits.cpus)
         .bind(w.limits.pids)
         .bind(w.limits.disk_mb.map(|m| m as i64))
+        .bind(&w.base_image)
         .execute(&self.pool)
         .await;
         name_checked(res)

@@ -310,27 +310,43 @@ impl Workspaces {
             .ok_or_else(|| BuildFailure::Failed(format!("unknown distro {distro_name}")))?
             .clone();
 
-        self.ensure_base_image(&distro, log).await?;
-
-        // One image per distro and package set, shared by every workspace built from them: a build
-        // that finds it ready is a lookup, not an engine build (the workspace's labels go on its
-        // container instead).
-        let (context, digest) = build_context(&distro, &ws.packages, engine.instance());
-        let tag = engine::shared_image_tag(engine.instance(), &digest);
         let container_name = engine::container_name(&ws.id);
-        let existing_image = engine.image_id(&tag).await?;
-        let image_id = match existing_image.clone() {
-            Some(id) if !rebuild => {
-                log.write(format!("== berth: reusing image {tag}\n").as_bytes())
+        let (tag, image_id, existing_image) = match &ws.base_image {
+            // A snapshot's image: run as it is.
+            Some(image) => {
+                let id = engine.image_id(image).await?.ok_or_else(|| {
+                    BuildFailure::Failed(format!(
+                        "its image {image} is gone (the snapshot it came from was deleted)"
+                    ))
+                })?;
+                log.write(format!("== berth: starting from image {image}\n").as_bytes())
                     .await;
-                id
+                (image.clone(), id.clone(), Some(id))
             }
-            _ => {
-                log.write(
-                    format!("== berth: building image {tag} from {}\n", distro.image).as_bytes(),
-                )
-                .await;
-                engine.build_image(context, &tag, rebuild, log).await?
+            None => {
+                self.ensure_base_image(&distro, log).await?;
+                // One image per distro and package set, shared by every workspace built from them: a
+                // build that finds it ready is a lookup, not an engine build (the workspace's labels go
+                // on its container instead).
+                let (context, digest) = build_context(&distro, &ws.packages, engine.instance());
+                let tag = engine::shared_image_tag(engine.instance(), &digest);
+                let existing_image = engine.image_id(&tag).await?;
+                let image_id = match existing_image.clone() {
+                    Some(id) if !rebuild => {
+                        log.write(format!("== berth: reusing image {tag}\n").as_bytes())
+                            .await;
+                        id
+                    }
+                    _ => {
+                        log.write(
+                            format!("== berth: building image {tag} from {}\n", distro.image)
+                                .as_bytes(),
+                        )
+                        .await;
+                        engine.build_image(context, &tag, rebuild, log).await?
+                    }
+                };
+                (tag, image_id, existing_image)
             }
         };
 

@@ -241,6 +241,14 @@ impl Workspaces {
             // Its own image from before images were shared. A shared image stays while berth runs,
             // for the next create of its distro and packages (`remove_unused_images`).
             engine.remove_image(&crate::engine::image_tag(id)).await?;
+            // A snapshot's image goes with the last workspace that ran it, once the snapshot is gone.
+            if let (Some(base), Some(image)) = (&ws.base_image, &ws.image_id) {
+                if matches!(engine.image_id(base).await, Ok(None)) {
+                    if let Err(e) = engine.remove_image_if_unused(image).await {
+                        tracing::warn!(workspace.id = %id, error = %e, "removing a snapshot's image failed");
+                    }
+                }
+            }
             if let Ok(Some(ip)) = engine.network_gateway(id).await {
                 self.inner.gateway.release(ip);
             }

@@ -139,6 +139,8 @@ pub struct Workspace {
     pub network: String,
     /// A host directory bind-mounted at `/code` (a codebase's code); set only by the codebases API.
     pub code_mount: Option<String>,
+    /// An image to run instead of the distro's (an E2B snapshot's); set only by the E2B API.
+    pub base_image: Option<String>,
     pub limits: Limits,
     /// A change (distro, network, limits) waits for the next build to take effect.
     pub needs_rebuild: bool,
@@ -175,6 +177,7 @@ impl Workspace {
             init_script: None,
             network: "bridge".into(),
             code_mount: None,
+            base_image: None,
             limits: Limits::default(),
             needs_rebuild: false,
             status: Status::Pending,

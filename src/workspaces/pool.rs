@@ -68,6 +68,7 @@ impl Workspaces {
             && cpus.is_none()
             && pids.is_none()
             && ws.code_mount.is_none()
+            && ws.base_image.is_none()
     }
 
     /// A pooled workspace id for a create, when one is ready.

@@ -58,7 +58,7 @@ impl Workspaces {
     /// image built); those no container uses go when berth stops or starts.
     pub async fn remove_unused_images(&self) -> anyhow::Result<()> {
         let engine = &self.inner.engine;
-        for image in engine.list_managed_images().await? {
+        for image in engine.list_shared_images().await? {
             match engine.remove_image_if_unused(&image).await {
                 Ok(true) => tracing::info!(image.id = %image, "removed an image no container uses"),
                 Ok(false) => {}

@@ -51,6 +51,9 @@ pub struct CreateWorkspace {
     /// over `/api/workspaces`, whose template-less workspaces wait for `POST /build`.
     #[serde(skip)]
     pub build_now: bool,
+    /// An image to run instead of the distro's (an E2B snapshot's). Not settable over `/api/workspaces`.
+    #[serde(skip)]
+    pub base_image: Option<String>,
 }
 
 /// An edit; fields that only take effect in a new container (distro, network, packages, limits) mark
@@ -251,6 +254,7 @@ impl Workspaces {
             init_script: init_script.filter(|s| !s.trim().is_empty()),
             network,
             code_mount: req.code_mount.clone(),
+            base_image: req.base_image.clone(),
             limits,
             status: match workspace_type {
                 WorkspaceType::Host => Status::Ready,

@@ -105,6 +105,32 @@ assert m.cpu_count >= 1 and 0 <= m.cpu_used_pct <= 100, m
 assert 0 < m.mem_used < m.mem_total, m
 assert m.disk_used >= 64 << 20 and m.disk_total > m.disk_used, m
 
+step("snapshot, a sandbox from it, fork")
+sbx.files.write("/home/user/snap.txt", "in the snapshot")
+sbx.commands.run("echo kept > /workspace/ws.txt")
+snap = sbx.create_snapshot(name="suite-snap")
+assert snap.names == ["suite-snap"], snap
+listed = Sandbox.list_snapshots(sandbox_id=sbx.sandbox_id).next_items()
+assert [s.snapshot_id for s in listed] == [snap.snapshot_id], listed
+assert [s.snapshot_id for s in Sandbox.list_snapshots(name="suite-snap").next_items()] == [snap.snapshot_id]
+child = Sandbox.create(snap.snapshot_id, timeout=60)
+assert child.files.read("/home/user/snap.txt") == "in the snapshot"
+assert child.commands.run("cat /workspace/ws.txt").stdout == "kept\n"
+# What changes after the snapshot is not in it.
+sbx.files.write("/home/user/later.txt", "later")
+assert not child.files.exists("/home/user/later.txt")
+forks = sbx.fork(count=2)
+assert len(forks) == 2 and all(isinstance(f, Sandbox) for f in forks), forks
+for f in forks:
+    assert f.sandbox_id not in (sbx.sandbox_id, child.sandbox_id)
+    assert f.files.read("/home/user/later.txt") == "later"
+    assert f.commands.run("cat /workspace/ws.txt").stdout == "kept\n"
+    assert f.kill()
+assert child.kill()
+assert Sandbox.delete_snapshot(snap.snapshot_id)
+assert not Sandbox.delete_snapshot(snap.snapshot_id)
+assert Sandbox.list_snapshots().next_items() == []
+
 step("pause, resume keeps files")
 assert sbx.pause()
 assert Sandbox.get_info(sbx.sandbox_id).state.value == "paused"

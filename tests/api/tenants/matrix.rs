@@ -130,6 +130,16 @@ async fn another_users_objects_do_not_exist_on_any_route() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{sbx}");
     let sbx = sbx["sandboxID"].as_str().unwrap().to_string();
+    let (status, snap) = s
+        .call_as(
+            &alice,
+            "POST",
+            &format!("/e2b/sandboxes/{sbx}/snapshots"),
+            Some(json!({ "name": "hers" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{snap}");
+    let snap = snap["snapshotID"].as_str().unwrap().to_string();
 
     // (path template, method, concrete path, body)
     let cbp = format!("/v1/opencode/codebases/{cb}");
@@ -549,6 +559,24 @@ async fn another_users_objects_do_not_exist_on_any_route() {
             json!({ "timeout": 1 }),
         ),
         (
+            "/e2b/sandboxes/{id}/snapshots",
+            "POST",
+            format!("/e2b/sandboxes/{sbx}/snapshots"),
+            json!({}),
+        ),
+        (
+            "/e2b/sandboxes/{id}/fork",
+            "POST",
+            format!("/e2b/sandboxes/{sbx}/fork"),
+            json!({ "count": 1 }),
+        ),
+        (
+            "/e2b/templates/{id}",
+            "DELETE",
+            format!("/e2b/templates/{snap}"),
+            Value::Null,
+        ),
+        (
             "/e2b/sandboxes/{id}/metrics",
             "GET",
             format!("/e2b/sandboxes/{sbx}/metrics"),
@@ -590,6 +618,20 @@ async fn another_users_objects_do_not_exist_on_any_route() {
         .call_as(&alice, "GET", &format!("/e2b/sandboxes/{sbx}"), None)
         .await;
     assert_eq!(v["state"], "running", "{v}");
+    let (_, v) = s.call_as(&alice, "GET", "/e2b/snapshots", None).await;
+    assert_eq!(v[0]["snapshotID"], snap.as_str(), "{v}");
+    // Bob's listing holds none of it, nor can he start a sandbox from it.
+    let (_, v) = s.call_as(&bob, "GET", "/e2b/snapshots", None).await;
+    assert_eq!(v, json!([]));
+    let (status, v) = s
+        .call_as(
+            &bob,
+            "POST",
+            "/e2b/sandboxes",
+            Some(json!({ "templateID": snap })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     let (_, v) = s
         .call_as(&alice, "GET", &format!("/v1/opencode/tasks/{task}"), None)
         .await;
@@ -666,6 +708,10 @@ async fn another_users_objects_do_not_exist_on_any_route() {
     assert_eq!(status, StatusCode::CREATED, "{v}");
     let (status, v) = s
         .call_as(&alice, "DELETE", &format!("/e2b/sandboxes/{sbx}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{v}");
+    let (status, v) = s
+        .call_as(&alice, "DELETE", &format!("/e2b/templates/{snap}"), None)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{v}");
     s.assert_no_engine_objects().await;
