@@ -238,6 +238,10 @@ impl Engine {
     }
 
     /// Removes an image unless a container still uses it (a shared image stays while any does).
+    ///
+    /// Removals never prune an image's untagged parents: those are the builder's cached steps, which
+    /// images of other distros' package sets and other berth instances on this engine build on, and
+    /// pruning them under a build running beside makes it fail.
     pub async fn remove_image_if_unused(&self, reference: &str) -> EngineResult<bool> {
         match self
             .docker
@@ -245,7 +249,7 @@ impl Engine {
                 reference,
                 Some(RemoveImageOptions {
                     force: false,
-                    noprune: false,
+                    noprune: true,
                 }),
                 None,
             )
@@ -268,7 +272,7 @@ impl Engine {
                 reference,
                 Some(RemoveImageOptions {
                     force: true,
-                    noprune: false,
+                    noprune: true,
                 }),
                 None,
             )

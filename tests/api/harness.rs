@@ -563,9 +563,10 @@ async fn remove_instance_objects(instance: &str) {
             let _ = d
                 .remove_image(
                     &i.id,
+                    // Not its parents: other tests' builds run on those cached steps.
                     Some(RemoveImageOptions {
                         force: true,
-                        ..Default::default()
+                        noprune: true,
                     }),
                     None,
                 )
