@@ -59,6 +59,27 @@ impl Berth {
         id
     }
 
+    /// `true` through `POST /exec`, which must succeed.
+    async fn exec_true(&self, id: &str) {
+        let r = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/workspaces/{id}/exec"),
+                Some(json!({ "command": "true" })),
+            )
+            .await;
+        assert_eq!(r["exit_code"], 0, "{r}");
+    }
+
+    async fn delete(&self, id: &str) {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/api/workspaces/{id}"),
+            None,
+        )
+        .await;
+    }
+
     /// A new API token's secret (an E2B API key).
     async fn api_token(&self, name: &str) -> String {
         self.call(
@@ -208,13 +229,7 @@ async fn main() {
     let container = format!("berth-ws-{id}");
     for _ in 0..10 {
         engine_exec(&docker, &container).await;
-        berth
-            .call(
-                reqwest::Method::POST,
-                &format!("/api/workspaces/{id}/exec"),
-                Some(json!({ "command": "true" })),
-            )
-            .await;
+        berth.exec_true(&id).await;
     }
     // Interleaved, so drift on the machine hits both alike.
     let (mut engine, mut ours) = (Vec::new(), Vec::new());
@@ -223,15 +238,8 @@ async fn main() {
         engine_exec(&docker, &container).await;
         engine.push(t.elapsed());
         let t = Instant::now();
-        let r = berth
-            .call(
-                reqwest::Method::POST,
-                &format!("/api/workspaces/{id}/exec"),
-                Some(json!({ "command": "true" })),
-            )
-            .await;
+        berth.exec_true(&id).await;
         ours.push(t.elapsed());
-        assert_eq!(r["exit_code"], 0, "{r}");
     }
     let (e50, e90) = report("Docker Engine exec (create+start+inspect)", engine);
     let (b50, b90) = report("berth POST /exec (resident agent)", ours);
@@ -241,13 +249,7 @@ async fn main() {
         b90.as_secs_f64() / e90.as_secs_f64(),
     );
     streams(&berth, &docker, &id, &container).await;
-    berth
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/workspaces/{id}"),
-            None,
-        )
-        .await;
+    berth.delete(&id).await;
 
     create(&berth, &docker).await;
     queue(&berth).await;
@@ -446,22 +448,9 @@ async fn create(berth: &Berth, docker: &Docker) {
         let t = Instant::now();
         let id = berth.create_built(&format!("bench-build-{i}")).await;
         ours.push(t.elapsed());
-        let r = berth
-            .call(
-                reqwest::Method::POST,
-                &format!("/api/workspaces/{id}/exec"),
-                Some(json!({ "command": "true" })),
-            )
-            .await;
+        berth.exec_true(&id).await;
         first.push(t.elapsed());
-        assert_eq!(r["exit_code"], 0, "{r}");
-        berth
-            .call(
-                reqwest::Method::DELETE,
-                &format!("/api/workspaces/{id}"),
-                None,
-            )
-            .await;
+        berth.delete(&id).await;
     }
     let (p50, _) = report("plain volume + create + start", plain);
     let (n50, _) = report("the same + a network of its own", networked);
@@ -509,30 +498,11 @@ async fn claim(berth: &Berth, docker: &Docker) {
             .as_str()
             .expect("a sandbox")
             .to_string();
-        let r = berth
-            .call(
-                reqwest::Method::POST,
-                &format!("/api/workspaces/{id}/exec"),
-                Some(json!({ "command": "true" })),
-            )
-            .await;
+        berth.exec_true(&id).await;
         ours.push(t.elapsed());
-        assert_eq!(r["exit_code"], 0, "{r}");
-        berth
-            .call(
-                reqwest::Method::DELETE,
-                &format!("/api/workspaces/{id}"),
-                None,
-            )
-            .await;
+        berth.delete(&id).await;
     }
-    berth
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/workspaces/{reference_id}"),
-            None,
-        )
-        .await;
+    berth.delete(&reference_id).await;
     let (e50, _) = report("Docker Engine exec on a running container", engine);
     let (c50, _) = report("berth claim + first exec", ours);
     println!(

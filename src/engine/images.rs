@@ -168,22 +168,12 @@ impl Engine {
     /// Images of this instance that no tag names any longer: what a rebuild replaced, or a build
     /// that finished after berth stopped waiting for it.
     pub async fn list_dangling_images(&self) -> EngineResult<Vec<String>> {
-        self.list_images(true).await
+        self.list_images(("dangling", "true")).await
     }
 
     /// This instance's shared images (`berth-img-…`): the build cache.
     pub async fn list_shared_images(&self) -> EngineResult<Vec<String>> {
-        let mut filters = labels::instance_filter(&self.instance);
-        filters.insert("reference".into(), vec!["berth-img-*".into()]);
-        let list = self
-            .docker
-            .list_images(Some(ListImagesOptions {
-                filters,
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| EngineError::from_bollard("list berth images", e))?;
-        Ok(list.into_iter().map(|i| i.id).collect())
+        self.list_images(("reference", "berth-img-*")).await
     }
 
     /// Commits a container's files (not its volumes) as `tag`, with this instance's labels and `extra`.
@@ -221,11 +211,10 @@ impl Engine {
             .ok_or_else(|| EngineError::other(&op, "the commit left no image"))
     }
 
-    async fn list_images(&self, dangling_only: bool) -> EngineResult<Vec<String>> {
+    /// This instance's images that also pass one more engine filter.
+    async fn list_images(&self, (filter, value): (&str, &str)) -> EngineResult<Vec<String>> {
         let mut filters = labels::instance_filter(&self.instance);
-        if dangling_only {
-            filters.insert("dangling".into(), vec!["true".into()]);
-        }
+        filters.insert(filter.into(), vec![value.into()]);
         let list = self
             .docker
             .list_images(Some(ListImagesOptions {
