@@ -221,21 +221,22 @@ pub async fn exec_in_workspace(
     // line, never env values) apart from the request.
     let detail = serde_json::json!({ "command": spec.command, "cwd": spec.cwd });
     let runner = ws.clone();
+    // The answer goes out before the audit entry is written.
     let result = ws
-        .detach(async move {
+        .detach_answering(move |answer| async move {
             let result = runner.exec(&id, spec).await;
             let outcome = if result.is_ok() {
                 Outcome::Ok
             } else {
                 Outcome::Failed
             };
+            let _ = answer.send(result);
             audit
                 .record(Entry {
                     outcome,
                     ..Entry::ok(&who.name, "workspace.exec", Some(&id)).detail(detail)
                 })
                 .await;
-            result
         })
         .await;
     Ok(Json(result?))

@@ -158,6 +158,23 @@ impl Workspaces {
             .map_err(|e| ApiError::Internal(e.into()))?
     }
 
+    /// Like `detach`, but the caller has its answer as soon as `work` sends it, while `work` goes on
+    /// under the supervisor (to record what happened, off the caller's time).
+    pub async fn detach_answering<T, Fut>(
+        &self,
+        work: impl FnOnce(tokio::sync::oneshot::Sender<ApiResult<T>>) -> Fut,
+    ) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.inner.tracker.spawn(work(answer));
+        answered
+            .await
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("the work ended without an answer")))?
+    }
+
     /// Every workspace (for berth's own bookkeeping; requests go through `list_for`).
     pub async fn list(&self) -> ApiResult<Vec<Workspace>> {
         Ok(self
