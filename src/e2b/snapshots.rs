@@ -142,19 +142,14 @@ impl Sandboxes {
         snapshot_id: &str,
         sandbox_id: &str,
     ) -> ApiResult<()> {
-        let tar = match tokio::fs::read(self.workspace_tar(snapshot_id)).await {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(ApiError::Internal(anyhow::anyhow!(
-                    "read a snapshot's copy: {e}"
-                )))
-            }
-        };
+        let tar = self.workspace_tar(snapshot_id);
+        if !tar.is_file() {
+            return Ok(());
+        }
         // The copy holds `workspace/...`: unpacked at the root, it fills the new volume.
         self.workspaces
             .engine()
-            .upload_tar(&crate::engine::container_name(sandbox_id), "/", tar)
+            .upload_tar_file(&crate::engine::container_name(sandbox_id), "/", &tar)
             .await
             .map_err(ApiError::from)
     }

@@ -329,6 +329,35 @@ impl Engine {
 }
 
 impl Engine {
+    /// Unpacks a tar archive file into the container at `dir`, streamed: it may be as large as a
+    /// workspace. A read that fails ends the stream, and the engine refuses the cut archive.
+    pub async fn upload_tar_file(
+        &self,
+        container: &str,
+        dir: &str,
+        file: &std::path::Path,
+    ) -> EngineResult<()> {
+        use futures::StreamExt;
+        let op = format!("upload files into container {container}");
+        let file = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| EngineError::other(&op, e.to_string()))?;
+        let chunks = tokio_util::io::ReaderStream::new(file)
+            .take_while(|r| futures::future::ready(r.is_ok()))
+            .filter_map(|r| futures::future::ready(r.ok()));
+        self.docker
+            .upload_to_container_streaming(
+                container,
+                Some(UploadToContainerOptions {
+                    path: dir.to_string(),
+                    no_overwrite_dir_non_dir: String::new(),
+                }),
+                chunks,
+            )
+            .await
+            .map_err(|e| EngineError::from_bollard(&op, e))
+    }
+
     /// Bytes each of this instance's workspaces uses on the host's disk: its volume plus its container's
     /// writable layer, as the engine measures them (`/system/df`), by workspace id.
     pub async fn disk_usage(&self) -> EngineResult<HashMap<String, u64>> {
