@@ -216,7 +216,8 @@ pub async fn exec_in_workspace(
     Path(id): Path<String>,
     Json(spec): Json<ExecSpec>,
 ) -> ApiResult<Json<ExecResult>> {
-    let id = ws.usable(&who, &id).await?.id;
+    let target = ws.usable(&who, &id).await?;
+    let id = target.id.clone();
     // The command runs to its end even if the client hangs up, so it is run and recorded (command
     // line, never env values) apart from the request.
     let detail = serde_json::json!({ "command": spec.command, "cwd": spec.cwd });
@@ -224,7 +225,7 @@ pub async fn exec_in_workspace(
     // The answer goes out before the audit entry is written.
     let result = ws
         .detach_answering(move |answer| async move {
-            let result = runner.exec(&id, spec).await;
+            let result = runner.exec(target, spec).await;
             let outcome = if result.is_ok() {
                 Outcome::Ok
             } else {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::model::{Status, WorkspaceType};
+use super::model::{Status, Workspace, WorkspaceType};
 use super::Workspaces;
 use crate::engine::{self, ExecOutput, ExecRequest, OutputSink};
 use crate::error::{ApiError, ApiResult};
@@ -67,9 +67,10 @@ impl Workspaces {
         }
     }
 
-    pub async fn exec(&self, id: &str, spec: ExecSpec) -> ApiResult<ExecResult> {
+    /// Runs `spec` in `ws` (as the caller's access check just read it).
+    pub async fn exec(&self, ws: Workspace, spec: ExecSpec) -> ApiResult<ExecResult> {
         let started = std::time::Instant::now();
-        let result = self.exec_command(id, spec).await;
+        let result = self.exec_command(ws, spec).await;
         let outcome = match &result {
             Ok(r) if r.timed_out => "timed_out",
             Ok(_) => "ok",
@@ -79,7 +80,7 @@ impl Workspaces {
         result
     }
 
-    async fn exec_command(&self, id: &str, spec: ExecSpec) -> ApiResult<ExecResult> {
+    async fn exec_command(&self, ws: Workspace, spec: ExecSpec) -> ApiResult<ExecResult> {
         if spec.command.trim().is_empty() {
             return Err(ApiError::invalid("command must not be empty"));
         }
@@ -95,7 +96,6 @@ impl Workspaces {
             config.exec_timeout_secs,
             config.exec_max_timeout_secs,
         )?;
-        let ws = self.get(id).await?;
         let mut env = ws.env_vars.clone();
         env.extend(spec.env);
         let out = match ws.workspace_type {

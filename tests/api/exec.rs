@@ -1,10 +1,12 @@
 //! Exec in a container workspace: env, cwd, exit codes, stderr, output caps, timeouts that kill a process
 //! tree, many execs at once.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{process_running, Server};
+use crate::harness::{eventually, process_running, Server};
 
 #[tokio::test]
 async fn exec_runs_commands_in_the_container() {
@@ -163,7 +165,13 @@ async fn an_exec_owns_its_processes_unless_it_asks_to_leave_them_running() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{out}");
-    assert!(process_running(&container, "sleep 304").await, "{out}");
+    // The answer may come before nohup has become `sleep 304`; once it has, it stays.
+    eventually(
+        "the background server runs",
+        Duration::from_secs(10),
+        || async { process_running(&container, "sleep 304").await.then_some(()) },
+    )
+    .await;
     let (status, _) = s
         .call("DELETE", &format!("/api/workspaces/{id}"), None)
         .await;
