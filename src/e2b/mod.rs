@@ -4,7 +4,6 @@
 //! access token a secure sandbox's traffic must carry. berth's own workspaces keep their own lifecycle.
 
 mod snapshots;
-pub use snapshots::MAX_FORKS;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -14,7 +14,7 @@ use crate::principal::Principal;
 use crate::store::e2b::SnapshotRow;
 
 /// The most sandboxes one fork makes.
-pub const MAX_FORKS: u32 = 10;
+const MAX_FORKS: u32 = 10;
 
 impl Sandboxes {
     fn snapshots_dir(&self) -> PathBuf {

@@ -118,22 +118,18 @@ pub fn image_tag(workspace_id: &str) -> String {
 }
 /// An E2B snapshot's image.
 pub fn snapshot_tag(instance: &str, snapshot_id: &str) -> String {
-    let short: String = instance
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(12)
-        .collect();
-    format!(
-        "berth-snap-{}-{snapshot_id}:latest",
-        short.to_ascii_lowercase()
-    )
+    instance_tag("berth-snap", instance, snapshot_id)
 }
 /// The image every workspace of one distro and package set shares, named by what it is built from.
 pub fn shared_image_tag(instance: &str, digest: &str) -> String {
+    instance_tag("berth-img", instance, digest)
+}
+/// `{kind}-{instance}-{name}:latest`, the instance cut to what a repository name may hold.
+fn instance_tag(kind: &str, instance: &str, name: &str) -> String {
     let short: String = instance
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .take(12)
         .collect();
-    format!("berth-img-{}-{digest}:latest", short.to_ascii_lowercase())
+    format!("{kind}-{}-{name}:latest", short.to_ascii_lowercase())
 }

@@ -146,20 +146,9 @@ impl Workspaces {
         &self.inner.resident
     }
 
-    /// Runs `work` under the supervisor, to its end whether or not the caller still waits for it.
-    pub async fn detach<T: Send + 'static>(
-        &self,
-        work: impl std::future::Future<Output = ApiResult<T>> + Send + 'static,
-    ) -> ApiResult<T> {
-        self.inner
-            .tracker
-            .spawn(work)
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-    }
-
-    /// Like `detach`, but the caller has its answer as soon as `work` sends it, while `work` goes on
-    /// under the supervisor (to record what happened, off the caller's time).
+    /// Runs `work` under the supervisor, to its end whether or not the caller still waits for it; the
+    /// caller has its answer as soon as `work` sends it, while `work` goes on (to record what happened,
+    /// off the caller's time).
     pub async fn detach_answering<T, Fut>(
         &self,
         work: impl FnOnce(tokio::sync::oneshot::Sender<ApiResult<T>>) -> Fut,

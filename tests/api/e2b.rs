@@ -78,13 +78,18 @@ async fn the_e2b_js_sdk_runs_its_documented_flows_on_berth() {
     .await;
 }
 
-#[tokio::test]
-async fn a_sandbox_port_answers_through_its_headers_and_its_host_name() {
-    let s = Server::start_with(crate::harness::Options {
+/// A server whose sandboxes' (and workspaces') ports are named `{port}-{id}.sbx.test`.
+async fn with_domain() -> Server {
+    Server::start_with(crate::harness::Options {
         env: vec![("BERTH_E2B_DOMAIN".into(), "sbx.test".into())],
         ..Default::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_sandbox_port_answers_through_its_headers_and_its_host_name() {
+    let s = with_domain().await;
     let resp = s
         .client()
         .post(format!("{}/e2b/v2/sandboxes", s.url))
@@ -259,11 +264,7 @@ async fn a_sandbox_port_answers_through_its_headers_and_its_host_name() {
 /// token, and to a browser holding a preview URL (whose grant becomes a cookie of that host alone).
 #[tokio::test]
 async fn a_workspace_port_opens_to_its_owner_and_to_a_preview_url_only() {
-    let s = Server::start_with(crate::harness::Options {
-        env: vec![("BERTH_E2B_DOMAIN".into(), "sbx.test".into())],
-        ..Default::default()
-    })
-    .await;
+    let s = with_domain().await;
     let id = s.ready_workspace("web", json!({})).await;
     // Answers with its request line and headers.
     let server = r#"perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalPort=>8000,Listen=>5,ReuseAddr=>1) or die; while($c=$s->accept){$r="";while(($l=<$c>) && $l ne "\r\n"){$r.=$l} print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n$r"; close $c}'"#;
