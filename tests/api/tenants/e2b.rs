@@ -70,6 +70,30 @@ async fn e2b_errors_come_in_its_shape_and_another_users_sandbox_does_not_exist()
         health(Some(&token)).await.unwrap().status(),
         StatusCode::NO_CONTENT
     );
+    // A snapshot name past its bound and a fork count out of range are refused, making nothing.
+    let long = "n".repeat(129);
+    for (path, body) in [
+        (
+            format!("/sandboxes/{id}/snapshots"),
+            json!({ "name": long }),
+        ),
+        (format!("/sandboxes/{id}/fork"), json!({ "count": 11 })),
+        (format!("/sandboxes/{id}/fork"), json!({ "count": 0 })),
+    ] {
+        let resp = e2b(reqwest::Method::POST, &path, Some(&key))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path} {body}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(v["code"], 400, "{v}");
+    }
+    let resp = e2b(reqwest::Method::GET, "/snapshots", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.json::<serde_json::Value>().await.unwrap(), json!([]));
     // It is a berth workspace of its user.
     let (status, w) = s
         .call_as(&key, "GET", &format!("/api/workspaces/{id}"), None)
