@@ -20,6 +20,9 @@ use crate::error::ApiError;
 
 /// Bodies carry init scripts (up to 1 MiB) and env vars; nothing legitimate is bigger.
 pub const BODY_LIMIT: usize = 4 << 20;
+/// How much of a body over its limit is read (and dropped) before the 413: a client still sending when
+/// the answer comes back would otherwise see a broken pipe instead of it.
+pub const DRAIN_BEFORE_REFUSING: usize = 16 << 20;
 
 /// A route table that remembers its paths, so `berth routes` (and the ownership test that walks
 /// every route taking an object id) sees exactly what the router serves.

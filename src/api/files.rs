@@ -217,7 +217,7 @@ pub async fn write_file(
         // comes back would otherwise see a broken pipe instead of the 413.
         let mut body = request.into_body().into_data_stream();
         let mut drained = 0usize;
-        while drained < DRAIN_BEFORE_REFUSING {
+        while drained < crate::router::DRAIN_BEFORE_REFUSING {
             match body.next().await {
                 Some(Ok(chunk)) => drained += chunk.len(),
                 _ => break,
@@ -312,9 +312,6 @@ pub async fn write_file(
             .into_response(),
     )
 }
-
-/// How much of a refused upload is read before answering.
-const DRAIN_BEFORE_REFUSING: usize = 16 << 20;
 
 fn too_large(max: u64) -> ApiError {
     ApiError::PayloadTooLarge(format!(

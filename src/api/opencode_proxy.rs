@@ -111,24 +111,35 @@ pub async fn proxy_to_opencode(
         }
     }
     // One limit for every body, whether it declares its length or not (a declared one over it was
-    // refused before this handler).
+    // refused before this handler). What comes past it is read and dropped (up to a bound) and the
+    // body then fails, so OpenCode never gets a cut body and the client, done sending, gets the 413.
     let over = Arc::new(AtomicBool::new(false));
-    let flag = over.clone();
+    let (flag, at_end) = (over.clone(), over.clone());
     let mut seen = 0usize;
+    let too_large = || std::io::Error::other("request body over the limit");
     let body = req
         .into_body()
         .into_data_stream()
         .map_err(std::io::Error::other)
-        .and_then(move |chunk| {
+        .try_filter_map(move |chunk| {
             seen += chunk.len();
-            let result = if seen > crate::router::BODY_LIMIT {
-                flag.store(true, Ordering::SeqCst);
-                Err(std::io::Error::other("request body over the limit"))
+            let result = if seen <= crate::router::BODY_LIMIT {
+                Ok(Some(chunk))
             } else {
-                Ok(chunk)
+                flag.store(true, Ordering::SeqCst);
+                if seen > crate::router::BODY_LIMIT + crate::router::DRAIN_BEFORE_REFUSING {
+                    Err(too_large())
+                } else {
+                    Ok(None)
+                }
             };
             futures::future::ready(result)
         });
+    let failed_if_over = futures::StreamExt::filter_map(
+        futures::stream::once(futures::future::ready(())),
+        move |()| futures::future::ready(at_end.load(Ordering::SeqCst).then(|| Err(too_large()))),
+    );
+    let body = futures::StreamExt::chain(body, failed_if_over);
     let resp = match upstream.body(reqwest::Body::wrap_stream(body)).send().await {
         Ok(r) => r,
         Err(_) if over.load(Ordering::SeqCst) => {
